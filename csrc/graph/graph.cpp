@@ -1,0 +1,338 @@
+#include "graph/graph.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace mps_ext::graph {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Bool: return "bool";
+    case DType::UInt8: return "uint8";
+    case DType::Int8: return "int8";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Complex64: return "complex64";
+  }
+  return "?";
+}
+
+bool is_floating(DType t) {
+  return t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32 ||
+         t == DType::Float64;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
+  os << ']';
+  return os.str();
+}
+
+const char* kind_name(NodeKind k) {
+  switch (k) {
+#define MPS_EXT_NODE(kind, name) \
+  case NodeKind::kind:           \
+    return name;
+#include "graph/node_kinds.def"
+  }
+  return "?";
+}
+
+bool is_unary(NodeKind k) {
+  switch (k) {
+#define MPS_EXT_UNARY(kind, name) case NodeKind::kind:
+#include "graph/node_kinds.def"
+    return true;
+    default: return false;
+  }
+}
+bool is_binary(NodeKind k) {
+  switch (k) {
+#define MPS_EXT_BINARY(kind, name) case NodeKind::kind:
+#include "graph/node_kinds.def"
+    return true;
+    default: return false;
+  }
+}
+bool is_compare(NodeKind k) {
+  switch (k) {
+#define MPS_EXT_COMPARE(kind, name) case NodeKind::kind:
+#include "graph/node_kinds.def"
+    return true;
+    default: return false;
+  }
+}
+bool is_reduce(NodeKind k) {
+  switch (k) {
+#define MPS_EXT_REDUCE(kind, name) case NodeKind::kind:
+#include "graph/node_kinds.def"
+    return true;
+    default: return false;
+  }
+}
+
+namespace {
+template <typename T>
+const T& get_attr(const Node& n, const std::string& key) {
+  auto it = n.attrs.find(key);
+  if (it == n.attrs.end() || !std::holds_alternative<T>(it->second))
+    throw GraphError(std::string(kind_name(n.kind)) + " node has no attribute '" + key + "'");
+  return std::get<T>(it->second);
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw GraphError(msg); }
+
+int64_t normalize_axis(int64_t axis, int64_t rank, const char* what) {
+  int64_t r = std::max<int64_t>(rank, 1);
+  if (axis < -r || axis >= r)
+    fail(std::string(what) + ": axis " + std::to_string(axis) + " is out of range for rank " +
+         std::to_string(rank));
+  return axis < 0 ? axis + r : axis;
+}
+
+int64_t numel_if_static(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d == kDynamic) return kDynamic;
+    n *= d;
+  }
+  return n;
+}
+}  // namespace
+
+int64_t Node::int_attr(const std::string& key) const { return get_attr<int64_t>(*this, key); }
+double Node::float_attr(const std::string& key) const { return get_attr<double>(*this, key); }
+const std::vector<int64_t>& Node::ints_attr(const std::string& key) const {
+  return get_attr<std::vector<int64_t>>(*this, key);
+}
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da == db || db == 1) out[i] = da;
+    else if (da == 1) out[i] = db;
+    else if (da == kDynamic) out[i] = db;
+    else if (db == kDynamic) out[i] = da;
+    else fail("shapes " + shape_str(a) + " and " + shape_str(b) + " cannot be broadcast");
+  }
+  return out;
+}
+
+const Node& Graph::checked(Tensor t, const char* what) const {
+  if (t.id < 0 || t.id >= static_cast<int>(nodes_.size()))
+    fail(std::string(what) + ": tensor does not belong to this graph");
+  return nodes_[t.id];
+}
+
+Tensor Graph::add_node(NodeKind kind, std::vector<int> inputs, TensorType type, Attrs attrs,
+                       std::string name) {
+  nodes_.push_back(Node{kind, std::move(inputs), std::move(type), std::move(attrs), std::move(name)});
+  return Tensor{static_cast<int>(nodes_.size()) - 1};
+}
+
+Tensor Graph::placeholder(Shape shape, DType dtype, std::string name) {
+  return add_node(NodeKind::Placeholder, {}, {dtype, std::move(shape)},
+                  {{"index", int64_t{num_inputs_++}}}, std::move(name));
+}
+
+Tensor Graph::variable(Shape shape, DType dtype, std::string name) {
+  return add_node(NodeKind::Variable, {}, {dtype, std::move(shape)},
+                  {{"index", int64_t{num_inputs_++}}}, std::move(name));
+}
+
+Tensor Graph::constant(double value, DType dtype, Shape shape) {
+  return add_node(NodeKind::Constant, {}, {dtype, std::move(shape)}, {{"value", value}});
+}
+
+Tensor Graph::assign(Tensor variable, Tensor value) {
+  const Node& var = checked(variable, "assign");
+  const Node& val = checked(value, "assign");
+  if (var.kind != NodeKind::Variable) fail("assign: target must be a variable");
+  if (val.type.dtype != var.type.dtype)
+    fail(std::string("assign: value dtype ") + dtype_name(val.type.dtype) +
+         " does not match variable dtype " + dtype_name(var.type.dtype));
+  return add_node(NodeKind::Assign, {variable.id, value.id}, var.type);
+}
+
+Tensor Graph::cast(Tensor x, DType dtype) {
+  Shape s = checked(x, "cast").type.shape;
+  return add_node(NodeKind::Cast, {x.id}, {dtype, std::move(s)});
+}
+
+Tensor Graph::reshape(Tensor x, Shape shape) {
+  const TensorType& t = checked(x, "reshape").type;
+  if (std::count(shape.begin(), shape.end(), kDynamic) > 1)
+    fail("reshape: at most one dimension of " + shape_str(shape) + " may be -1");
+  int64_t in = numel_if_static(t.shape), out = numel_if_static(shape);
+  if (in != kDynamic && out != kDynamic && in != out)
+    fail("reshape: cannot reshape " + shape_str(t.shape) + " to " + shape_str(shape));
+  return add_node(NodeKind::Reshape, {x.id}, {t.dtype, shape}, {{"shape", shape}});
+}
+
+Tensor Graph::transpose(Tensor x, std::vector<int64_t> perm) {
+  const TensorType& t = checked(x, "transpose").type;
+  if (static_cast<int64_t>(perm.size()) != t.rank())
+    fail("transpose: permutation " + shape_str(perm) + " does not match rank " +
+         std::to_string(t.rank()));
+  Shape out(perm.size());
+  std::vector<bool> seen(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) {
+    int64_t p = normalize_axis(perm[i], t.rank(), "transpose");
+    if (seen[p]) fail("transpose: permutation " + shape_str(perm) + " repeats an axis");
+    seen[p] = true;
+    perm[i] = p;
+    out[i] = t.shape[p];
+  }
+  return add_node(NodeKind::Transpose, {x.id}, {t.dtype, out}, {{"perm", perm}});
+}
+
+namespace {
+// Static result length of start:end:stride on a dim (dynamic stays dynamic).
+int64_t slice_len(int64_t dim, int64_t start, int64_t end, int64_t stride) {
+  if (stride <= 0) fail("slice: strides must be positive");
+  if (dim == kDynamic) return kDynamic;
+  auto clamp = [dim](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim); };
+  int64_t s = clamp(start), e = clamp(end);
+  return e > s ? (e - s + stride - 1) / stride : 0;
+}
+
+Shape sliced_shape(const TensorType& t, const std::vector<int64_t>& starts,
+                   const std::vector<int64_t>& ends, const std::vector<int64_t>& strides,
+                   const char* what) {
+  if (starts.size() != t.shape.size() || ends.size() != t.shape.size() ||
+      strides.size() != t.shape.size())
+    fail(std::string(what) + ": starts/ends/strides must have one entry per dimension (rank " +
+         std::to_string(t.rank()) + ")");
+  Shape out(t.shape.size());
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = slice_len(t.shape[i], starts[i], ends[i], strides[i]);
+  return out;
+}
+}  // namespace
+
+Tensor Graph::slice(Tensor x, std::vector<int64_t> starts, std::vector<int64_t> ends,
+                    std::vector<int64_t> strides) {
+  const TensorType& t = checked(x, "slice").type;
+  Shape out = sliced_shape(t, starts, ends, strides, "slice");
+  return add_node(NodeKind::Slice, {x.id}, {t.dtype, out},
+                  {{"starts", starts}, {"ends", ends}, {"strides", strides}});
+}
+
+Tensor Graph::slice_update(Tensor data, Tensor update, std::vector<int64_t> starts,
+                           std::vector<int64_t> ends, std::vector<int64_t> strides) {
+  const TensorType& t = checked(data, "slice_update").type;
+  const TensorType& u = checked(update, "slice_update").type;
+  if (u.dtype != t.dtype) fail("slice_update: update dtype must match data dtype");
+  Shape region = sliced_shape(t, starts, ends, strides, "slice_update");
+  broadcast_shapes(region, u.shape);  // update must broadcast into the region
+  return add_node(NodeKind::SliceUpdate, {data.id, update.id}, t,
+                  {{"starts", starts}, {"ends", ends}, {"strides", strides}});
+}
+
+Tensor Graph::concat(const std::vector<Tensor>& xs, int64_t axis) {
+  if (xs.empty()) fail("concat: needs at least one tensor");
+  TensorType out = checked(xs[0], "concat").type;
+  axis = normalize_axis(axis, out.rank(), "concat");
+  std::vector<int> ids;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const TensorType& t = checked(xs[i], "concat").type;
+    ids.push_back(xs[i].id);
+    if (i == 0) continue;
+    if (t.dtype != out.dtype || t.rank() != out.rank()) fail("concat: tensors differ in dtype or rank");
+    for (int64_t d = 0; d < t.rank(); ++d) {
+      if (d == axis) {
+        out.shape[d] = (out.shape[d] == kDynamic || t.shape[d] == kDynamic)
+                           ? kDynamic : out.shape[d] + t.shape[d];
+      } else if (t.shape[d] != out.shape[d] && t.shape[d] != kDynamic && out.shape[d] != kDynamic) {
+        fail("concat: shapes " + shape_str(out.shape) + " and " + shape_str(t.shape) +
+             " differ outside axis " + std::to_string(axis));
+      }
+    }
+  }
+  return add_node(NodeKind::Concat, std::move(ids), out, {{"axis", axis}});
+}
+
+Tensor Graph::broadcast(Tensor x, Shape shape) {
+  const TensorType& t = checked(x, "broadcast").type;
+  if (broadcast_shapes(t.shape, shape).size() != shape.size())
+    fail("broadcast: cannot broadcast " + shape_str(t.shape) + " to " + shape_str(shape));
+  return add_node(NodeKind::Broadcast, {x.id}, {t.dtype, shape}, {{"shape", shape}});
+}
+
+Tensor Graph::unary(NodeKind kind, Tensor x) {
+  if (!is_unary(kind)) fail(std::string(kind_name(kind)) + " is not a unary op");
+  TensorType t = checked(x, kind_name(kind)).type;
+  bool logical = kind == NodeKind::LogicalNot;
+  if (logical && t.dtype != DType::Bool) fail("logical_not: expects a bool tensor");
+  if (kind == NodeKind::IsNaN) t.dtype = DType::Bool;
+  return add_node(kind, {x.id}, std::move(t));
+}
+
+Tensor Graph::binary(NodeKind kind, Tensor a, Tensor b) {
+  if (!is_binary(kind)) fail(std::string(kind_name(kind)) + " is not a binary op");
+  const TensorType& ta = checked(a, kind_name(kind)).type;
+  const TensorType& tb = checked(b, kind_name(kind)).type;
+  // No implicit promotion: op builders cast explicitly, as MPSGraph requires.
+  if (ta.dtype != tb.dtype)
+    fail(std::string(kind_name(kind)) + ": operand dtypes differ (" + dtype_name(ta.dtype) +
+         " vs " + dtype_name(tb.dtype) + ")");
+  bool logical = kind == NodeKind::LogicalAnd || kind == NodeKind::LogicalOr;
+  if (logical && ta.dtype != DType::Bool)
+    fail(std::string(kind_name(kind)) + ": expects bool tensors");
+  DType out = is_compare(kind) ? DType::Bool : ta.dtype;
+  return add_node(kind, {a.id, b.id}, {out, broadcast_shapes(ta.shape, tb.shape)});
+}
+
+Tensor Graph::select(Tensor predicate, Tensor on_true, Tensor on_false) {
+  const TensorType& p = checked(predicate, "select").type;
+  const TensorType& t = checked(on_true, "select").type;
+  const TensorType& f = checked(on_false, "select").type;
+  if (p.dtype != DType::Bool) fail("select: predicate must be bool");
+  if (t.dtype != f.dtype) fail("select: branch dtypes differ");
+  Shape s = broadcast_shapes(p.shape, broadcast_shapes(t.shape, f.shape));
+  return add_node(NodeKind::Select, {predicate.id, on_true.id, on_false.id}, {t.dtype, s});
+}
+
+Tensor Graph::reduce(NodeKind kind, Tensor x, std::vector<int64_t> axes) {
+  if (!is_reduce(kind)) fail(std::string(kind_name(kind)) + " is not a reduction");
+  TensorType t = checked(x, kind_name(kind)).type;
+  // MPSGraph reductions keep reduced dims with size 1.
+  for (int64_t& a : axes) {
+    a = normalize_axis(a, t.rank(), kind_name(kind));
+    if (t.rank() > 0) t.shape[a] = 1;
+  }
+  return add_node(kind, {x.id}, std::move(t), {{"axes", axes}});
+}
+
+Tensor Graph::softmax(Tensor x, int64_t axis) {
+  TensorType t = checked(x, "softmax").type;
+  if (!is_floating(t.dtype)) fail("softmax: expects a floating-point tensor");
+  axis = normalize_axis(axis, t.rank(), "softmax");
+  return add_node(NodeKind::Softmax, {x.id}, std::move(t), {{"axis", axis}});
+}
+
+Tensor Graph::matmul(Tensor a, Tensor b) {
+  const TensorType& ta = checked(a, "matmul").type;
+  const TensorType& tb = checked(b, "matmul").type;
+  if (ta.rank() < 2 || tb.rank() < 2) fail("matmul: operands must have rank >= 2");
+  if (ta.dtype != tb.dtype) fail("matmul: operand dtypes differ");
+  int64_t k1 = ta.shape.back(), k2 = tb.shape[tb.rank() - 2];
+  if (k1 != k2 && k1 != kDynamic && k2 != kDynamic)
+    fail("matmul: inner dimensions differ (" + shape_str(ta.shape) + " @ " + shape_str(tb.shape) + ")");
+  Shape batch = broadcast_shapes(Shape(ta.shape.begin(), ta.shape.end() - 2),
+                                 Shape(tb.shape.begin(), tb.shape.end() - 2));
+  batch.push_back(ta.shape[ta.rank() - 2]);
+  batch.push_back(tb.shape.back());
+  return add_node(NodeKind::MatMul, {a.id, b.id}, {ta.dtype, batch});
+}
+
+}  // namespace mps_ext::graph

@@ -1,0 +1,134 @@
+// An MPSGraph-shaped IR: a Graph of typed tensors produced by Nodes.
+// Plain C++17, no ATen: runtimes (reference, mpsgraph) consume it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace mps_ext::graph {
+
+enum class DType : int8_t {
+  Bool, UInt8, Int8, Int32, Int64, Float16, BFloat16, Float32, Float64, Complex64,
+};
+const char* dtype_name(DType t);
+bool is_floating(DType t);  // Float16, BFloat16, Float32, Float64
+
+// -1 marks a dynamic dimension, known only when the graph runs.
+using Shape = std::vector<int64_t>;
+constexpr int64_t kDynamic = -1;
+std::string shape_str(const Shape& s);
+
+struct TensorType {
+  DType dtype = DType::Float32;
+  Shape shape;
+  int64_t rank() const { return static_cast<int64_t>(shape.size()); }
+  bool operator==(const TensorType& o) const { return dtype == o.dtype && shape == o.shape; }
+};
+
+enum class NodeKind : int16_t {
+#define MPS_EXT_NODE(kind, name) kind,
+#include "graph/node_kinds.def"
+};
+const char* kind_name(NodeKind k);
+bool is_unary(NodeKind k);
+bool is_binary(NodeKind k);   // includes comparisons
+bool is_compare(NodeKind k);
+bool is_reduce(NodeKind k);
+inline bool is_elementwise(NodeKind k) {
+  return is_unary(k) || is_binary(k) || k == NodeKind::Select;
+}
+
+using Attr = std::variant<int64_t, double, std::string, std::vector<int64_t>>;
+using Attrs = std::map<std::string, Attr>;
+
+struct Node {
+  NodeKind kind;
+  std::vector<int> inputs;  // ids of producing nodes
+  TensorType type;          // type of the single result
+  Attrs attrs;
+  std::string name;         // placeholders/variables: argument name
+
+  int64_t int_attr(const std::string& key) const;
+  double float_attr(const std::string& key) const;
+  const std::vector<int64_t>& ints_attr(const std::string& key) const;
+};
+
+// Thrown for malformed graphs (shape/dtype mismatches); ops surface it as a
+// RuntimeError naming the op.
+struct GraphError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A handle to a node's result, as returned by the builder.
+struct Tensor {
+  int id = -1;
+};
+
+class Graph {
+ public:
+  // --- builder: vocabulary follows MPSGraph ---------------------------------
+  Tensor placeholder(Shape shape, DType dtype, std::string name);
+  Tensor variable(Shape shape, DType dtype, std::string name);
+  Tensor constant(double value, DType dtype, Shape shape = {});
+  Tensor assign(Tensor variable, Tensor value);
+  Tensor cast(Tensor x, DType dtype);
+  Tensor reshape(Tensor x, Shape shape);
+  Tensor transpose(Tensor x, std::vector<int64_t> perm);
+  Tensor slice(Tensor x, std::vector<int64_t> starts, std::vector<int64_t> ends,
+               std::vector<int64_t> strides);
+  Tensor slice_update(Tensor data, Tensor update, std::vector<int64_t> starts,
+                      std::vector<int64_t> ends, std::vector<int64_t> strides);
+  Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+  Tensor broadcast(Tensor x, Shape shape);
+  Tensor unary(NodeKind kind, Tensor x);
+  Tensor binary(NodeKind kind, Tensor a, Tensor b);
+  Tensor select(Tensor predicate, Tensor on_true, Tensor on_false);
+  Tensor reduce(NodeKind kind, Tensor x, std::vector<int64_t> axes);
+  Tensor softmax(Tensor x, int64_t axis);
+  Tensor matmul(Tensor a, Tensor b);
+
+  // Elementwise spellings used by op builders.
+  Tensor abs(Tensor x) { return unary(NodeKind::Abs, x); }
+  Tensor neg(Tensor x) { return unary(NodeKind::Negative, x); }
+  Tensor add(Tensor a, Tensor b) { return binary(NodeKind::Add, a, b); }
+  Tensor sub(Tensor a, Tensor b) { return binary(NodeKind::Subtract, a, b); }
+  Tensor mul(Tensor a, Tensor b) { return binary(NodeKind::Multiply, a, b); }
+  Tensor div(Tensor a, Tensor b) { return binary(NodeKind::Divide, a, b); }
+  Tensor gt(Tensor a, Tensor b) { return binary(NodeKind::Greater, a, b); }
+  Tensor ge(Tensor a, Tensor b) { return binary(NodeKind::GreaterEqual, a, b); }
+  Tensor lt(Tensor a, Tensor b) { return binary(NodeKind::Less, a, b); }
+  Tensor le(Tensor a, Tensor b) { return binary(NodeKind::LessEqual, a, b); }
+  Tensor logical_and(Tensor a, Tensor b) { return binary(NodeKind::LogicalAnd, a, b); }
+
+  // Marks a result the runtime must return, in call order.
+  void output(Tensor t) { outputs_.push_back(t.id); }
+
+  // --- inspection -------------------------------------------------------------
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const Node& node(int id) const { return nodes_.at(id); }
+  const std::vector<int>& outputs() const { return outputs_; }
+  const TensorType& type(Tensor t) const { return nodes_.at(t.id).type; }
+  int num_inputs() const { return num_inputs_; }  // placeholders + variables
+
+  std::string to_json() const;
+  std::string to_dot() const;
+
+ private:
+  Tensor add_node(NodeKind kind, std::vector<int> inputs, TensorType type, Attrs attrs = {},
+                  std::string name = {});
+  const Node& checked(Tensor t, const char* what) const;
+
+  std::vector<Node> nodes_;
+  std::vector<int> outputs_;
+  int num_inputs_ = 0;
+};
+
+// Broadcasts two shapes with numpy rules; dynamic dims broadcast against
+// anything but a static size > 1. Throws GraphError on mismatch.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+}  // namespace mps_ext::graph

@@ -1,0 +1,36 @@
+// Small helpers every op file uses to check arguments and build its graph.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <c10/core/Scalar.h>
+
+#include "runtime/runtime.h"
+
+namespace mps_ext::ops {
+
+// Rank-preserving placeholder shape with every dim dynamic: one compiled
+// graph serves all sizes of that rank.
+inline graph::Shape dynamic_shape(const at::Tensor& t) {
+  return graph::Shape(static_cast<size_t>(t.dim()), graph::kDynamic);
+}
+
+inline graph::DType graph_dtype(at::ScalarType t) { return runtime::to_graph_dtype(t); }
+
+// The type elementwise math runs in, as in ATen's opmath: reduced-precision
+// floats compute in float32.
+inline at::ScalarType opmath_type(at::ScalarType t) {
+  return t == at::kHalf || t == at::kBFloat16 ? at::kFloat : t;
+}
+
+// A 0-d tensor fed to a scalar placeholder, so one graph serves every value.
+inline at::Tensor scalar_input(const at::Scalar& s, at::ScalarType dtype, const at::Tensor& like) {
+  return at::scalar_tensor(s, like.options().dtype(dtype));
+}
+
+inline void check_floating(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": expected a floating-point tensor for '",
+                   arg, "', but got ", t.scalar_type());
+}
+
+}  // namespace mps_ext::ops

@@ -1,0 +1,73 @@
+#include "runtime/reference/executor.h"
+
+#include <ATen/ATen.h>
+
+#include "runtime/reference/fusion.h"
+
+namespace mps_ext::runtime::reference {
+namespace {
+using graph::NodeKind;
+
+class ReferenceExecutable final : public Executable {
+ public:
+  explicit ReferenceExecutable(std::shared_ptr<const graph::Graph> g)
+      : graph_(std::move(g)), plan_(plan_fusion(*graph_)) {
+    for (size_t i = 0; i < graph_->nodes().size(); ++i) {
+      NodeKind k = graph_->nodes()[i].kind;
+      if (k == NodeKind::Placeholder || k == NodeKind::Variable) inputs_.push_back(static_cast<int>(i));
+    }
+  }
+
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) override {
+    const auto& nodes = graph_->nodes();
+    TORCH_INTERNAL_ASSERT(inputs.size() == inputs_.size(), "graph expects ", inputs_.size(),
+                          " inputs, got ", inputs.size());
+    std::vector<at::Tensor> env(nodes.size());
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      const graph::Node& n = nodes[inputs_[i]];
+      const at::Tensor& t = inputs[i];
+      TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) &&
+                                t.dim() == n.type.rank(),
+                            "input '", n.name, "' does not match its placeholder");
+      env[inputs_[i]] = t;
+    }
+    for (const Step& s : plan_.steps) {
+      if (s.region >= 0) {
+        const FusedRegion& r = plan_.regions[s.region];
+        if (run_region(r, env)) continue;
+        for (int id : r.nodes) eval(id, env);  // shapes need broadcasting steps
+      } else {
+        eval(s.node, env);
+      }
+    }
+    std::vector<at::Tensor> outs;
+    for (int id : graph_->outputs()) {
+      at::Tensor t = env[id];
+      // Results must not alias inputs or each other (custom-op contract).
+      bool aliased = std::any_of(inputs.begin(), inputs.end(), [&](const at::Tensor& in) { return t.is_alias_of(in); }) ||
+                     std::any_of(outs.begin(), outs.end(), [&](const at::Tensor& o) { return t.is_alias_of(o); });
+      outs.push_back(aliased ? t.clone() : t.contiguous());
+    }
+    return outs;
+  }
+
+ private:
+  void eval(int id, std::vector<at::Tensor>& env) const {
+    const graph::Node& n = graph_->node(id);
+    std::vector<at::Tensor> args;
+    args.reserve(n.inputs.size());
+    for (int in : n.inputs) args.push_back(env[in]);
+    env[id] = eval_node(n, args);
+  }
+
+  std::shared_ptr<const graph::Graph> graph_;
+  Plan plan_;
+  std::vector<int> inputs_;
+};
+}  // namespace
+
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph) {
+  return std::make_unique<ReferenceExecutable>(std::move(graph));
+}
+
+}  // namespace mps_ext::runtime::reference

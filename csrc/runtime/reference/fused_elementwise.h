@@ -1,0 +1,53 @@
+// Elementwise stitching: a run of elementwise graph nodes becomes one
+// FusedProgram, executed as a single pass over memory. The program is a
+// register machine over blocks of a few hundred elements, so each op works on
+// L1-resident data with at::vec, and memory is read and written once.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "graph/graph.h"
+
+namespace mps_ext::runtime::reference {
+
+struct FusedInstr {
+  graph::NodeKind kind;
+  graph::DType dtype;   // result dtype (Cast: target; compares: Bool)
+  int dst = -1;
+  int src[4] = {-1, -1, -1, -1};
+  // Select only: when not Identity, the predicate is compare(src[0], src[1])
+  // computed inline and src[2]/src[3] are the branches (saves a mask pass).
+  graph::NodeKind compare = graph::NodeKind::Identity;
+  bool uniform = false; // all operands are one value: computed once per call
+  double value = 0;     // Constant
+};
+
+struct FusedProgram {
+  // Registers [0, num_inputs) hold region inputs; instructions fill the rest.
+  int num_inputs = 0;
+  int num_regs = 0;
+  std::vector<graph::DType> reg_dtype;
+  std::vector<bool> reg_uniform;
+  // Iterator operand of each non-uniform input register (-1 for uniform).
+  std::vector<int> input_operand;
+  std::vector<FusedInstr> instrs;
+  std::vector<int> output_regs;  // operand k < output_regs.size() is output k
+  bool compute_double = false;   // float64 anywhere: compute in double, else float
+};
+
+// One strided 1-D run of the iteration space. data/strides follow the
+// iterator's operand order: outputs, then non-uniform inputs.
+struct FusedRun {
+  char* const* data;
+  const int64_t* strides;
+  int64_t n;
+  const double* uniform_inputs;  // value per input register (uniform ones only)
+};
+
+// One build per CPU capability, like ATen's DispatchStub.
+namespace DEFAULT { void run_fused(const FusedProgram& p, const FusedRun& run); }
+namespace AVX2 { void run_fused(const FusedProgram& p, const FusedRun& run); }
+namespace AVX512 { void run_fused(const FusedProgram& p, const FusedRun& run); }
+
+}  // namespace mps_ext::runtime::reference

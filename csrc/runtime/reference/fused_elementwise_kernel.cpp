@@ -1,0 +1,298 @@
+// The block interpreter behind FusedProgram. Compiled once per CPU capability
+// (CMake defines CPU_CAPABILITY and the matching -m flags), so it includes
+// only the vectorization headers, never ATen.h.
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cstring>
+
+#include "runtime/reference/fused_elementwise.h"
+
+namespace mps_ext::runtime::reference {
+namespace CPU_CAPABILITY {
+namespace {
+using graph::DType;
+using graph::NodeKind;
+constexpr int64_t kBlock = 512;
+// Registers are kBlock + kPad apart so that no two share their low 12 address
+// bits (4K aliasing stalls every load behind an unrelated store).
+constexpr int64_t kPad = 32;
+
+template <typename T>
+T all_ones() {
+  T v;
+  std::memset(&v, 0xff, sizeof(T));
+  return v;
+}
+
+template <typename T>
+bool mask_set(T v) {
+  T zero{};
+  return std::memcmp(&v, &zero, sizeof(T)) != 0;
+}
+
+template <typename T>
+struct Operand {
+  using Vec = at::vec::Vectorized<T>;
+  const T* p;
+  Vec v;
+  bool uniform;
+  Vec at(int64_t i) const { return uniform ? v : Vec::loadu(p + i); }
+};
+
+template <typename T, typename F>
+void map1(F f, int64_t m, T* dst, const Operand<T>& a) {
+  using Vec = at::vec::Vectorized<T>;
+  for (int64_t i = 0; i < m; i += Vec::size()) f(a.at(i)).store(dst + i);
+}
+
+template <typename T, typename F>
+void map2(F f, int64_t m, T* dst, const Operand<T>& a, const Operand<T>& b) {
+  using Vec = at::vec::Vectorized<T>;
+  // Hoist the uniform checks out of the hot loop.
+  if (!a.uniform && !b.uniform) {
+    for (int64_t i = 0; i < m; i += Vec::size())
+      f(Vec::loadu(a.p + i), Vec::loadu(b.p + i)).store(dst + i);
+  } else if (a.uniform && !b.uniform) {
+    for (int64_t i = 0; i < m; i += Vec::size()) f(a.v, Vec::loadu(b.p + i)).store(dst + i);
+  } else if (!a.uniform && b.uniform) {
+    for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(a.p + i), b.v).store(dst + i);
+  } else {
+    Vec r = f(a.v, b.v);
+    for (int64_t i = 0; i < m; i += Vec::size()) r.store(dst + i);
+  }
+}
+
+template <typename T>
+void load_block(DType dtype, const char* base, int64_t stride, int64_t m, T* dst) {
+  switch (dtype) {
+    case DType::Float32:
+      for (int64_t i = 0; i < m; ++i) dst[i] = static_cast<T>(*reinterpret_cast<const float*>(base + i * stride));
+      break;
+    case DType::Float64:
+      for (int64_t i = 0; i < m; ++i) dst[i] = static_cast<T>(*reinterpret_cast<const double*>(base + i * stride));
+      break;
+    case DType::Float16:
+      for (int64_t i = 0; i < m; ++i) dst[i] = static_cast<T>(static_cast<float>(*reinterpret_cast<const c10::Half*>(base + i * stride)));
+      break;
+    case DType::BFloat16:
+      for (int64_t i = 0; i < m; ++i) dst[i] = static_cast<T>(static_cast<float>(*reinterpret_cast<const c10::BFloat16*>(base + i * stride)));
+      break;
+    case DType::Bool: {
+      const T ones = all_ones<T>();
+      for (int64_t i = 0; i < m; ++i) dst[i] = *reinterpret_cast<const bool*>(base + i * stride) ? ones : T(0);
+      break;
+    }
+    default: break;  // the planner admits only the dtypes above
+  }
+}
+
+template <typename T>
+constexpr DType dtype_of() {
+  return sizeof(T) == 8 ? DType::Float64 : DType::Float32;
+}
+
+template <typename T>
+void store_block(DType dtype, const T* src, int64_t m, char* base, int64_t stride) {
+  if (dtype == dtype_of<T>() && stride == static_cast<int64_t>(sizeof(T))) {
+    std::memcpy(base, src, m * sizeof(T));
+    return;
+  }
+  switch (dtype) {
+    case DType::Float32:
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<float*>(base + i * stride) = static_cast<float>(src[i]);
+      break;
+    case DType::Float64:
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<double*>(base + i * stride) = static_cast<double>(src[i]);
+      break;
+    case DType::Float16:
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<c10::Half*>(base + i * stride) = c10::Half(static_cast<float>(src[i]));
+      break;
+    case DType::BFloat16:
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<c10::BFloat16*>(base + i * stride) = c10::BFloat16(static_cast<float>(src[i]));
+      break;
+    case DType::Bool:
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<bool*>(base + i * stride) = mask_set(src[i]);
+      break;
+    default: break;
+  }
+}
+
+// Rounds values to the precision of `to` (they stay in compute type T).
+template <typename T>
+void cast_block(DType from, DType to, const Operand<T>& a, int64_t m, T* dst) {
+  using Vec = at::vec::Vectorized<T>;
+  if (to == DType::Bool) {
+    map1([](Vec x) { return x != Vec(T(0)); }, m, dst, a);
+  } else if (from == DType::Bool) {
+    map1([](Vec x) { return Vec::blendv(Vec(T(0)), Vec(T(1)), x); }, m, dst, a);
+  } else if (to == from || to == DType::Float64 || (to == DType::Float32 && from != DType::Float64)) {
+    map1([](Vec x) { return x; }, m, dst, a);  // widening is exact in compute type
+  } else {
+    T first[Vec::size()];
+    a.v.store(first);
+    for (int64_t i = 0; i < m; ++i) {
+      T x = a.uniform ? first[0] : a.p[i];
+      if (to == DType::Float16) x = static_cast<T>(static_cast<float>(c10::Half(static_cast<float>(x))));
+      else if (to == DType::BFloat16) x = static_cast<T>(static_cast<float>(c10::BFloat16(static_cast<float>(x))));
+      else if (to == DType::Float32) x = static_cast<T>(static_cast<float>(x));
+      dst[i] = x;
+    }
+  }
+}
+
+template <typename T>
+class Interpreter {
+  using Vec = at::vec::Vectorized<T>;
+
+ public:
+  explicit Interpreter(const FusedProgram& p) : p_(p), ptr_(p.num_regs), uval_(p.num_regs) {
+    thread_local std::vector<T> scratch;
+    size_t need = static_cast<size_t>(p.num_regs) * (kBlock + kPad);
+    if (scratch.size() < need) scratch.resize(need);
+    scratch_ = scratch.data();
+    for (int r = 0; r < p.num_regs; ++r) ptr_[r] = scratch_ + r * (kBlock + kPad);
+  }
+
+  void run(const FusedRun& run) {
+    const int64_t V = Vec::size();
+    const T ones = all_ones<T>();
+    for (int r = 0; r < p_.num_inputs; ++r) {
+      if (!p_.reg_uniform[r]) continue;
+      T v = p_.reg_dtype[r] == DType::Bool ? (run.uniform_inputs[r] != 0 ? ones : T(0))
+                                           : static_cast<T>(run.uniform_inputs[r]);
+      uval_[r] = Vec(v);
+    }
+    for (const FusedInstr& in : p_.instrs) {
+      if (!in.uniform) continue;
+      exec(in, V);
+      uval_[in.dst] = Vec::loadu(ptr_[in.dst]);
+    }
+    const size_t num_out = p_.output_regs.size();
+    for (int64_t off = 0; off < run.n; off += kBlock) {
+      int64_t m = std::min(kBlock, run.n - off);
+      int64_t mpad = (m + V - 1) / V * V;
+      for (int r = 0; r < p_.num_inputs; ++r) {
+        if (p_.reg_uniform[r]) continue;
+        int k = p_.input_operand[r];
+        const char* base = run.data[k] + off * run.strides[k];
+        bool direct = m == mpad && run.strides[k] == static_cast<int64_t>(sizeof(T)) &&
+                      p_.reg_dtype[r] == dtype_of<T>();
+        if (direct) {
+          ptr_[r] = const_cast<T*>(reinterpret_cast<const T*>(base));
+        } else {
+          ptr_[r] = scratch_ + r * (kBlock + kPad);
+          load_block(p_.reg_dtype[r], base, run.strides[k], m, ptr_[r]);
+        }
+      }
+      for (const FusedInstr& in : p_.instrs)
+        if (!in.uniform) exec(in, mpad);
+      for (size_t k = 0; k < num_out; ++k) {
+        int r = p_.output_regs[k];
+        store_block(p_.reg_dtype[r], ptr_[r], m, run.data[k] + off * run.strides[k], run.strides[k]);
+      }
+    }
+  }
+
+ private:
+  Operand<T> operand(int r) const { return {ptr_[r], uval_[r], static_cast<bool>(p_.reg_uniform[r])}; }
+
+  void exec(const FusedInstr& in, int64_t m) {
+    T* d = ptr_[in.dst] = scratch_ + in.dst * (kBlock + kPad);
+    Operand<T> a = in.src[0] >= 0 ? operand(in.src[0]) : Operand<T>{nullptr, Vec(T(0)), true};
+    Operand<T> b = in.src[1] >= 0 ? operand(in.src[1]) : a;
+    const Vec zero(T(0)), one(T(1));
+    switch (in.kind) {
+      case NodeKind::Constant: {
+        Vec v(static_cast<T>(in.value));
+        for (int64_t i = 0; i < m; i += Vec::size()) v.store(d + i);
+        return;
+      }
+      case NodeKind::Cast: return cast_block(p_.reg_dtype[in.src[0]], in.dtype, a, m, d);
+      case NodeKind::Identity: return map1([](Vec x) { return x; }, m, d, a);
+      case NodeKind::Abs: return map1([](Vec x) { return x.abs(); }, m, d, a);
+      case NodeKind::Negative: return map1([](Vec x) { return x.neg(); }, m, d, a);
+      case NodeKind::Sign:
+        return map1([&](Vec x) { return Vec::blendv(zero, one, zero < x) - Vec::blendv(zero, one, x < zero); }, m, d, a);
+      case NodeKind::Exp: return map1([](Vec x) { return x.exp(); }, m, d, a);
+      case NodeKind::Log: return map1([](Vec x) { return x.log(); }, m, d, a);
+      case NodeKind::Sqrt: return map1([](Vec x) { return x.sqrt(); }, m, d, a);
+      case NodeKind::Rsqrt: return map1([](Vec x) { return x.rsqrt(); }, m, d, a);
+      case NodeKind::Reciprocal: return map1([](Vec x) { return x.reciprocal(); }, m, d, a);
+      case NodeKind::Square: return map1([](Vec x) { return x * x; }, m, d, a);
+      case NodeKind::Sin: return map1([](Vec x) { return x.sin(); }, m, d, a);
+      case NodeKind::Cos: return map1([](Vec x) { return x.cos(); }, m, d, a);
+      case NodeKind::Tanh: return map1([](Vec x) { return x.tanh(); }, m, d, a);
+      case NodeKind::Sigmoid: return map1([&](Vec x) { return one / (one + x.neg().exp()); }, m, d, a);
+      case NodeKind::Floor: return map1([](Vec x) { return x.floor(); }, m, d, a);
+      case NodeKind::Ceil: return map1([](Vec x) { return x.ceil(); }, m, d, a);
+      case NodeKind::Round: return map1([](Vec x) { return x.round(); }, m, d, a);
+      case NodeKind::LogicalNot: return map1([](Vec x) { return x ^ Vec(all_ones<T>()); }, m, d, a);
+      case NodeKind::IsNaN: return map1([](Vec x) { return x.isnan(); }, m, d, a);
+      case NodeKind::Add: return map2([](Vec x, Vec y) { return x + y; }, m, d, a, b);
+      case NodeKind::Subtract: return map2([](Vec x, Vec y) { return x - y; }, m, d, a, b);
+      case NodeKind::Multiply: return map2([](Vec x, Vec y) { return x * y; }, m, d, a, b);
+      case NodeKind::Divide: return map2([](Vec x, Vec y) { return x / y; }, m, d, a, b);
+      case NodeKind::Maximum: return map2([](Vec x, Vec y) { return at::vec::maximum(x, y); }, m, d, a, b);
+      case NodeKind::Minimum: return map2([](Vec x, Vec y) { return at::vec::minimum(x, y); }, m, d, a, b);
+      case NodeKind::Power: return map2([](Vec x, Vec y) { return x.pow(y); }, m, d, a, b);
+      case NodeKind::LogicalAnd: return map2([](Vec x, Vec y) { return x & y; }, m, d, a, b);
+      case NodeKind::LogicalOr: return map2([](Vec x, Vec y) { return x | y; }, m, d, a, b);
+      case NodeKind::Equal: return map2([](Vec x, Vec y) { return x == y; }, m, d, a, b);
+      case NodeKind::NotEqual: return map2([](Vec x, Vec y) { return x != y; }, m, d, a, b);
+      case NodeKind::Less: return map2([](Vec x, Vec y) { return x < y; }, m, d, a, b);
+      case NodeKind::LessEqual: return map2([](Vec x, Vec y) { return x <= y; }, m, d, a, b);
+      case NodeKind::Greater: return map2([](Vec x, Vec y) { return x > y; }, m, d, a, b);
+      case NodeKind::GreaterEqual: return map2([](Vec x, Vec y) { return x >= y; }, m, d, a, b);
+      case NodeKind::Select: {
+        if (in.compare != NodeKind::Identity) return compare_select(in, m, d, a, b);
+        Operand<T> p = a, t = b, f = operand(in.src[2]);
+        if (p.uniform) {  // rare: pick per element with the general path
+          for (int64_t i = 0; i < m; i += Vec::size()) Vec::blendv(f.at(i), t.at(i), p.v).store(d + i);
+        } else if (t.uniform) {  // the common "x if cond else constant" shapes
+          map2([tv = t.v](Vec c, Vec y) { return Vec::blendv(y, tv, c); }, m, d, p, f);
+        } else if (f.uniform) {
+          map2([fv = f.v](Vec c, Vec y) { return Vec::blendv(fv, y, c); }, m, d, p, t);
+        } else {
+          for (int64_t i = 0; i < m; i += Vec::size())
+            Vec::blendv(Vec::loadu(f.p + i), Vec::loadu(t.p + i), Vec::loadu(p.p + i)).store(d + i);
+        }
+        return;
+      }
+      default: return;  // the planner admits only the kinds above
+    }
+  }
+
+  void compare_select(const FusedInstr& in, int64_t m, T* d, const Operand<T>& a, const Operand<T>& b) {
+    Operand<T> t = operand(in.src[2]), f = operand(in.src[3]);
+    auto run = [&](auto cmp) {
+      for (int64_t i = 0; i < m; i += Vec::size())
+        Vec::blendv(f.at(i), t.at(i), cmp(a.at(i), b.at(i))).store(d + i);
+    };
+    switch (in.compare) {
+      case NodeKind::Equal: return run([](Vec x, Vec y) { return x == y; });
+      case NodeKind::NotEqual: return run([](Vec x, Vec y) { return x != y; });
+      case NodeKind::Less: return run([](Vec x, Vec y) { return x < y; });
+      case NodeKind::LessEqual: return run([](Vec x, Vec y) { return x <= y; });
+      case NodeKind::Greater: return run([](Vec x, Vec y) { return x > y; });
+      case NodeKind::GreaterEqual: return run([](Vec x, Vec y) { return x >= y; });
+      default: return;
+    }
+  }
+
+  const FusedProgram& p_;
+  T* scratch_;
+  std::vector<T*> ptr_;
+  std::vector<Vec> uval_;
+};
+}  // namespace
+
+void run_fused(const FusedProgram& p, const FusedRun& run) {
+  if (p.compute_double) Interpreter<double>(p).run(run);
+  else Interpreter<float>(p).run(run);
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace mps_ext::runtime::reference

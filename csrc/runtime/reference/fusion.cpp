@@ -1,0 +1,239 @@
+#include "runtime/reference/fusion.h"
+
+#include <ATen/ATen.h>
+#include <ATen/TensorIterator.h>
+#include <ATen/Version.h>
+
+#include <algorithm>
+#include <set>
+
+#include "runtime/runtime.h"
+
+namespace mps_ext::runtime::reference {
+using graph::DType;
+using graph::Node;
+using graph::NodeKind;
+
+namespace {
+bool fusible_dtype(DType t) { return graph::is_floating(t) || t == DType::Bool; }
+
+bool static_single_element(const graph::Shape& s) {
+  return std::all_of(s.begin(), s.end(), [](int64_t d) { return d == 1; });
+}
+
+// Kinds the block interpreter implements, with the dtypes it supports.
+bool fusible(const graph::Graph& g, const Node& n) {
+  bool kind_ok = graph::is_elementwise(n.kind) || n.kind == NodeKind::Cast ||
+                 (n.kind == NodeKind::Constant && static_single_element(n.type.shape));
+  if (!kind_ok || !fusible_dtype(n.type.dtype)) return false;
+  for (int in : n.inputs)
+    if (!fusible_dtype(g.node(in).type.dtype)) return false;
+  if (graph::is_compare(n.kind) || n.kind == NodeKind::IsNaN)  // float operands only
+    return graph::is_floating(g.node(n.inputs[0]).type.dtype);
+  bool logical = n.kind == NodeKind::LogicalAnd || n.kind == NodeKind::LogicalOr ||
+                 n.kind == NodeKind::LogicalNot || n.kind == NodeKind::Select ||
+                 n.kind == NodeKind::Cast || n.kind == NodeKind::Constant;
+  return logical || graph::is_floating(n.type.dtype);  // no arithmetic on bools
+}
+
+FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
+                             const std::vector<bool>& uniform,
+                             const std::vector<std::vector<int>>& users) {
+  FusedProgram p;
+  std::vector<int> reg(g.nodes().size(), -1);
+  auto add_reg = [&](int value) {
+    reg[value] = p.num_regs++;
+    p.reg_dtype.push_back(g.node(value).type.dtype);
+    p.reg_uniform.push_back(uniform[value]);
+    p.compute_double |= g.node(value).type.dtype == DType::Float64;
+    return reg[value];
+  };
+  int operand = static_cast<int>(r.outputs.size());
+  for (int v : r.inputs) {
+    add_reg(v);
+    p.input_operand.push_back(uniform[v] ? -1 : operand++);
+  }
+  p.num_inputs = p.num_regs;
+  // Peephole: a streamed compare whose only use is a select's predicate is
+  // folded into the select.
+  auto folds_into_select = [&](int id) {
+    const Node& n = g.node(id);
+    return graph::is_compare(n.kind) && !uniform[id] && users[id].size() == 1 &&
+           g.node(users[id][0]).kind == NodeKind::Select && g.node(users[id][0]).inputs[0] == id &&
+           std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
+           std::find(r.nodes.begin(), r.nodes.end(), users[id][0]) != r.nodes.end();
+  };
+  for (int id : r.nodes) {
+    const Node& n = g.node(id);
+    if (folds_into_select(id)) continue;
+    FusedInstr in{n.kind, n.type.dtype};
+    std::vector<int> srcs = n.inputs;
+    if (n.kind == NodeKind::Select && folds_into_select(n.inputs[0])) {
+      const Node& cmp = g.node(n.inputs[0]);
+      in.compare = cmp.kind;
+      srcs = {cmp.inputs[0], cmp.inputs[1], n.inputs[1], n.inputs[2]};
+    }
+    for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];
+    in.uniform = uniform[id];
+    if (n.kind == NodeKind::Constant) in.value = n.float_attr("value");
+    in.dst = add_reg(id);
+    p.instrs.push_back(in);
+  }
+  for (int v : r.outputs) p.output_regs.push_back(reg[v]);
+  return p;
+}
+
+// Fills in inputs/outputs/deps of a region whose nodes are chosen.
+void wire_region(const graph::Graph& g, FusedRegion& r, const std::vector<std::vector<int>>& users) {
+  std::set<int> inside(r.nodes.begin(), r.nodes.end());
+  const auto& outs = g.outputs();
+  std::vector<std::set<int>> deps(g.nodes().size());  // input indices each value reads
+  for (int id : r.nodes) {
+    for (int in : g.node(id).inputs) {
+      if (inside.count(in)) {
+        deps[id].insert(deps[in].begin(), deps[in].end());
+        continue;
+      }
+      auto it = std::find(r.inputs.begin(), r.inputs.end(), in);
+      int idx = static_cast<int>(it - r.inputs.begin());
+      if (it == r.inputs.end()) r.inputs.push_back(in);
+      deps[id].insert(idx);
+    }
+    bool used_outside = std::find(outs.begin(), outs.end(), id) != outs.end() ||
+                        std::any_of(users[id].begin(), users[id].end(),
+                                    [&](int u) { return !inside.count(u); });
+    if (used_outside) {
+      r.outputs.push_back(id);
+      r.output_deps.emplace_back(deps[id].begin(), deps[id].end());
+    }
+  }
+}
+}  // namespace
+
+Plan plan_fusion(const graph::Graph& g) {
+  const auto& nodes = g.nodes();
+  const int N = static_cast<int>(nodes.size());
+  std::vector<std::vector<int>> users(N);
+  for (int i = 0; i < N; ++i)
+    for (int in : nodes[i].inputs) users[in].push_back(i);
+
+  // A value is uniform when it is statically a single element: it is
+  // computed once per call and broadcast, not streamed.
+  std::vector<bool> uniform(N), can_fuse(N);
+  for (int i = 0; i < N; ++i) {
+    const Node& n = nodes[i];
+    can_fuse[i] = fusible(g, n);
+    uniform[i] = static_single_element(n.type.shape);
+    for (int in : n.inputs) uniform[i] = uniform[i] && uniform[in];
+  }
+
+  // Consecutive fusible nodes form a region. A region must stream at least
+  // one value, and uniform values it would have to hand out are left to ATen.
+  for (bool changed = true; changed;) {
+    changed = false;
+    Plan plan;
+    std::vector<int> run;
+    auto close = [&] {
+      bool streams = std::any_of(run.begin(), run.end(), [&](int id) { return !uniform[id]; });
+      if (!streams || run.size() < 2) {
+        for (int id : run) plan.steps.push_back({id, -1});
+      } else {
+        FusedRegion r;
+        r.nodes = run;
+        wire_region(g, r, users);
+        for (int out : r.outputs) {
+          if (uniform[out]) {
+            can_fuse[out] = false;
+            changed = true;
+          }
+        }
+        plan.steps.push_back({-1, static_cast<int>(plan.regions.size())});
+        plan.regions.push_back(std::move(r));
+      }
+      run.clear();
+    };
+    for (int i = 0; i < N; ++i) {
+      NodeKind k = nodes[i].kind;
+      if (k == NodeKind::Placeholder || k == NodeKind::Variable) continue;
+      if (can_fuse[i]) {
+        run.push_back(i);
+      } else {
+        close();
+        plan.steps.push_back({i, -1});
+      }
+    }
+    close();
+    if (changed) continue;
+    for (FusedRegion& r : plan.regions) r.program = compile_program(g, r, uniform, users);
+    return plan;
+  }
+  return {};
+}
+
+namespace {
+double read_scalar(const at::Tensor& t) {
+  const void* p = t.const_data_ptr();
+  switch (t.scalar_type()) {
+    case at::kFloat: return *static_cast<const float*>(p);
+    case at::kDouble: return *static_cast<const double*>(p);
+    case at::kHalf: return static_cast<float>(*static_cast<const at::Half*>(p));
+    case at::kBFloat16: return static_cast<float>(*static_cast<const at::BFloat16*>(p));
+    case at::kBool: return *static_cast<const bool*>(p) ? 1.0 : 0.0;
+    default: TORCH_INTERNAL_ASSERT(false, "unexpected uniform dtype ", t.scalar_type());
+  }
+}
+
+using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
+KernelFn select_kernel() {
+  // ATen's own choice (honours ATEN_CPU_CAPABILITY), so we vectorize like it.
+  const std::string cap = at::get_cpu_capability();
+#ifdef MPS_EXT_HAVE_AVX512
+  if (cap == "AVX512") return &AVX512::run_fused;
+#endif
+#ifdef MPS_EXT_HAVE_AVX2
+  if (cap == "AVX2" || cap == "AVX512") return &AVX2::run_fused;
+#endif
+  return &DEFAULT::run_fused;
+}
+}  // namespace
+
+bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env) {
+  const FusedProgram& p = r.program;
+  std::vector<at::IntArrayRef> in_sizes;
+  for (int v : r.inputs) in_sizes.push_back(env[v].sizes());
+  std::vector<int64_t> space;  // the iteration space: all inputs broadcast
+  for (auto s : in_sizes) space = at::infer_size(space, s);
+  for (const auto& deps : r.output_deps) {
+    std::vector<int64_t> shape;
+    for (int i : deps) shape = at::infer_size(shape, in_sizes[i]);
+    if (shape != space) return false;
+  }
+
+  at::TensorIteratorConfig config;
+  config.check_all_same_dtype(false).resize_outputs(false).enforce_safe_casting_to_output(false);
+  std::vector<at::Tensor> outs(r.outputs.size());
+  for (size_t k = 0; k < r.outputs.size(); ++k) {
+    outs[k] = at::empty(space, at::TensorOptions().dtype(
+                                   runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]])));
+    config.add_output(outs[k]);
+  }
+  std::vector<double> uniform_values(p.num_inputs);
+  for (int i = 0; i < p.num_inputs; ++i) {
+    if (p.reg_uniform[i]) uniform_values[i] = read_scalar(env[r.inputs[i]]);
+    else config.add_const_input(env[r.inputs[i]]);
+  }
+  at::TensorIterator iter = config.build();
+  static const KernelFn kernel = select_kernel();
+  const int ntensors = iter.ntensors();
+  iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+    std::vector<char*> ptrs(data, data + ntensors);
+    for (int64_t j = 0; j < size1; ++j) {
+      kernel(p, FusedRun{ptrs.data(), strides, size0, uniform_values.data()});
+      for (int k = 0; k < ntensors; ++k) ptrs[k] += strides[ntensors + k];
+    }
+  });
+  for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = outs[k];
+  return true;
+}
+
+}  // namespace mps_ext::runtime::reference

@@ -1,0 +1,99 @@
+// Node-by-node evaluation with ATen: the semantics every runtime must match.
+#include <ATen/ATen.h>
+
+#include "runtime/reference/executor.h"
+
+namespace mps_ext::runtime::reference {
+using graph::NodeKind;
+
+namespace {
+at::Tensor reduce(NodeKind kind, const at::Tensor& x, std::vector<int64_t> axes) {
+  if (x.dim() == 0) axes.clear();
+  switch (kind) {
+    case NodeKind::ReduceSum: return at::sum(x, axes, /*keepdim=*/true);
+    case NodeKind::ReduceMax: return at::amax(x, axes, true);
+    case NodeKind::ReduceMin: return at::amin(x, axes, true);
+    case NodeKind::ReduceMean: return at::mean(x, axes, true);
+    case NodeKind::ReduceProd: {
+      at::Tensor r = x;
+      for (int64_t a : axes) r = at::prod(r, a, true);
+      return r;
+    }
+    default: TORCH_INTERNAL_ASSERT(false);
+  }
+}
+}  // namespace
+
+at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
+  auto dtype = to_scalar_type(n.type.dtype);
+  switch (n.kind) {
+    case NodeKind::Placeholder:
+    case NodeKind::Variable:
+      TORCH_INTERNAL_ASSERT(false, "inputs are bound by the executor");
+    case NodeKind::Constant:
+      return at::full(n.type.shape, n.float_attr("value"), at::TensorOptions().dtype(dtype));
+    case NodeKind::Assign: return a[0].copy_(a[1]);
+    case NodeKind::Cast: return a[0].to(dtype);
+    case NodeKind::Reshape: return a[0].reshape(n.ints_attr("shape"));
+    case NodeKind::Transpose: return a[0].permute(n.ints_attr("perm"));
+    case NodeKind::Slice:
+    case NodeKind::SliceUpdate: {
+      const auto& starts = n.ints_attr("starts");
+      const auto& ends = n.ints_attr("ends");
+      const auto& strides = n.ints_attr("strides");
+      at::Tensor out = n.kind == NodeKind::Slice ? a[0] : a[0].clone();
+      at::Tensor view = out;
+      for (int64_t d = 0; d < view.dim(); ++d) view = view.slice(d, starts[d], ends[d], strides[d]);
+      if (n.kind == NodeKind::Slice) return view;
+      view.copy_(a[1]);
+      return out;
+    }
+    case NodeKind::Concat: return at::cat(a, n.int_attr("axis"));
+    case NodeKind::Broadcast: return a[0].expand(n.ints_attr("shape"));
+    case NodeKind::Identity: return a[0];
+    case NodeKind::Abs: return at::abs(a[0]);
+    case NodeKind::Negative: return at::neg(a[0]);
+    case NodeKind::Sign: return at::sign(a[0]);
+    case NodeKind::Exp: return at::exp(a[0]);
+    case NodeKind::Log: return at::log(a[0]);
+    case NodeKind::Sqrt: return at::sqrt(a[0]);
+    case NodeKind::Rsqrt: return at::rsqrt(a[0]);
+    case NodeKind::Reciprocal: return at::reciprocal(a[0]);
+    case NodeKind::Square: return at::square(a[0]);
+    case NodeKind::Sin: return at::sin(a[0]);
+    case NodeKind::Cos: return at::cos(a[0]);
+    case NodeKind::Tanh: return at::tanh(a[0]);
+    case NodeKind::Sigmoid: return at::sigmoid(a[0]);
+    case NodeKind::Floor: return at::floor(a[0]);
+    case NodeKind::Ceil: return at::ceil(a[0]);
+    case NodeKind::Round: return at::round(a[0]);
+    case NodeKind::LogicalNot: return at::logical_not(a[0]);
+    case NodeKind::IsNaN: return at::isnan(a[0]);
+    case NodeKind::Add: return at::add(a[0], a[1]);
+    case NodeKind::Subtract: return at::sub(a[0], a[1]);
+    case NodeKind::Multiply: return at::mul(a[0], a[1]);
+    case NodeKind::Divide: return at::div(a[0], a[1]);
+    case NodeKind::Maximum: return at::maximum(a[0], a[1]);
+    case NodeKind::Minimum: return at::minimum(a[0], a[1]);
+    case NodeKind::Power: return at::pow(a[0], a[1]);
+    case NodeKind::LogicalAnd: return at::logical_and(a[0], a[1]);
+    case NodeKind::LogicalOr: return at::logical_or(a[0], a[1]);
+    case NodeKind::Equal: return at::eq(a[0], a[1]);
+    case NodeKind::NotEqual: return at::ne(a[0], a[1]);
+    case NodeKind::Less: return at::lt(a[0], a[1]);
+    case NodeKind::LessEqual: return at::le(a[0], a[1]);
+    case NodeKind::Greater: return at::gt(a[0], a[1]);
+    case NodeKind::GreaterEqual: return at::ge(a[0], a[1]);
+    case NodeKind::Select: return at::where(a[0], a[1], a[2]);
+    case NodeKind::ReduceSum:
+    case NodeKind::ReduceMax:
+    case NodeKind::ReduceMin:
+    case NodeKind::ReduceProd:
+    case NodeKind::ReduceMean: return reduce(n.kind, a[0], n.ints_attr("axes"));
+    case NodeKind::Softmax: return at::softmax(a[0], n.int_attr("axis"));
+    case NodeKind::MatMul: return at::matmul(a[0], a[1]);
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled node kind ", graph::kind_name(n.kind));
+}
+
+}  // namespace mps_ext::runtime::reference

@@ -1,0 +1,29 @@
+"""mps_ext: graph-compiled Apple-GPU kernels for PyTorch.
+
+Importing registers the ``torch.ops.mps_ext.*`` operators. Each op is a small
+graph in an MPSGraph-shaped IR, run by the ``mpsgraph`` runtime on macOS or by
+the ``reference`` runtime (C++ on the CPU) everywhere.
+"""
+import torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C  # registers the operators with the dispatcher
+from . import graph, nn
+
+__version__ = "0.1.0"
+
+
+def runtime() -> str:
+    """Name of the runtime behind the ``mpsgraph`` device: ``"mpsgraph"`` or ``"reference"``.
+
+    Chosen by ``MPS_EXT_RUNTIME``; defaults to ``mpsgraph`` where this build has
+    Metal, else ``reference``. CPU tensors always run on ``reference``.
+    """
+    return _C._device_runtime()
+
+
+def has_mpsgraph() -> bool:
+    """True if this build contains the macOS MPSGraph runtime."""
+    return _C._mpsgraph_built()
+
+
+__all__ = ["graph", "nn", "runtime", "has_mpsgraph"]

@@ -1,0 +1,55 @@
+"""Graph tools: the compiled-graph cache and a text "viewer".
+
+>>> import torch, mps_ext
+>>> print(mps_ext.graph.dump(torch.ops.mps_ext.softshrink, torch.randn(4), format="dot"))
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, NamedTuple
+
+from . import _C
+
+
+class CacheInfo(NamedTuple):
+    hits: int
+    misses: int
+    size: int
+
+
+def cache_info() -> CacheInfo:
+    """Hit/miss counters and size of the process-wide compiled-graph cache."""
+    return CacheInfo(*_C._cache_info())
+
+
+def cache_clear() -> None:
+    """Drops every compiled graph and resets the counters."""
+    _C._cache_clear()
+
+
+def capture(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[tuple[str, str, str]]:
+    """Runs ``fn(*args, **kwargs)`` and returns ``(cache_key, json, dot)`` for every graph it ran."""
+    _C._begin_capture()
+    try:
+        fn(*args, **kwargs)
+    finally:
+        graphs = _C._end_capture()
+    return graphs
+
+
+def dump(op: Callable[..., Any], *example_inputs: Any, format: str = "json", **kwargs: Any):
+    """Returns the graph ``op`` runs on ``example_inputs``.
+
+    ``format="json"`` gives a dict ``{"key", "nodes", "outputs"}``; ``format="dot"``
+    gives Graphviz source. The op is run once on the example inputs to find it.
+    """
+    if format not in ("json", "dot"):
+        raise ValueError(f"dump: format must be 'json' or 'dot', but got {format!r}")
+    graphs = capture(op, *example_inputs, **kwargs)
+    if not graphs:
+        raise ValueError(f"dump: {getattr(op, '__name__', op)!r} ran no mps_ext graph on these inputs "
+                         "(empty inputs skip the graph)")
+    key, as_json, as_dot = graphs[-1]
+    if format == "dot":
+        return as_dot
+    return {"key": key, **json.loads(as_json)}
