@@ -1,15 +1,42 @@
 // The only file that includes <torch/extension.h>: the Python module
 // mps_ext._C. Ops register themselves with the dispatcher (TORCH_LIBRARY) when
-// the library loads; this module adds the non-op utilities.
+// the library loads; this module adds the non-op utilities and a thin binding
+// of the graph builder (for tests and for exploring the IR).
 #include <torch/extension.h>
 
+#include "runtime/reference/executor.h"
+#include "runtime/reference/fusion.h"
 #include "runtime/runtime.h"
 
 namespace py = pybind11;
 using namespace mps_ext;
+using graph::Graph;
+using graph::NodeKind;
+
+namespace {
+NodeKind kind_from_name(const std::string& name) {
+#define MPS_EXT_NODE(kind, str) \
+  if (name == str) return NodeKind::kind;
+#include "graph/node_kinds.def"
+  throw py::value_error("unknown node kind '" + name + "'");
+}
+
+graph::DType dtype_arg(const py::object& dtype) {
+  return runtime::to_graph_dtype(torch::python::detail::py_object_to_dtype(dtype));
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "mps_ext native library: graph IR, runtimes and op registrations";
+  // Malformed graphs (shape/dtype errors) surface as ValueError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const graph::GraphError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
 
   m.def("_cache_info", [] {
     auto info = runtime::cache_info();
@@ -31,4 +58,65 @@ PYBIND11_MODULE(_C, m) {
 #include "graph/node_kinds.def"
     return kinds;
   });
+
+  // Tensors are node ids (ints) on the Python side.
+  auto T = [](int id) { return graph::Tensor{id}; };
+  py::class_<Graph, std::shared_ptr<Graph>>(m, "Graph")
+      .def(py::init<>())
+      .def("placeholder", ([](Graph& g, graph::Shape s, py::object dt, std::string name) {
+             return g.placeholder(s, dtype_arg(dt), name).id;
+           }), py::arg("shape"), py::arg("dtype"), py::arg("name") = "")
+      .def("variable", ([](Graph& g, graph::Shape s, py::object dt, std::string name) {
+             return g.variable(s, dtype_arg(dt), name).id;
+           }), py::arg("shape"), py::arg("dtype"), py::arg("name") = "")
+      .def("constant", ([](Graph& g, double v, py::object dt, graph::Shape s) {
+             return g.constant(v, dtype_arg(dt), s).id;
+           }), py::arg("value"), py::arg("dtype"), py::arg("shape") = graph::Shape{})
+      .def("assign", ([T](Graph& g, int var, int val) { return g.assign(T(var), T(val)).id; }))
+      .def("cast", ([T](Graph& g, int x, py::object dt) { return g.cast(T(x), dtype_arg(dt)).id; }))
+      .def("reshape", ([T](Graph& g, int x, graph::Shape s) { return g.reshape(T(x), s).id; }))
+      .def("transpose", ([T](Graph& g, int x, std::vector<int64_t> p) { return g.transpose(T(x), p).id; }))
+      .def("slice", ([T](Graph& g, int x, std::vector<int64_t> b, std::vector<int64_t> e,
+                                std::vector<int64_t> s) { return g.slice(T(x), b, e, s).id; }))
+      .def("slice_update", ([T](Graph& g, int x, int u, std::vector<int64_t> b, std::vector<int64_t> e,
+                                       std::vector<int64_t> s) { return g.slice_update(T(x), T(u), b, e, s).id; }))
+      .def("concat", ([](Graph& g, std::vector<int> xs, int64_t axis) {
+             std::vector<graph::Tensor> ts;
+             for (int x : xs) ts.push_back({x});
+             return g.concat(ts, axis).id;
+           }))
+      .def("broadcast", ([T](Graph& g, int x, graph::Shape s) { return g.broadcast(T(x), s).id; }))
+      .def("unary", ([T](Graph& g, std::string k, int x) { return g.unary(kind_from_name(k), T(x)).id; }))
+      .def("binary", ([T](Graph& g, std::string k, int a, int b) {
+             return g.binary(kind_from_name(k), T(a), T(b)).id;
+           }))
+      .def("select", ([T](Graph& g, int p, int a, int b) { return g.select(T(p), T(a), T(b)).id; }))
+      .def("reduce", ([T](Graph& g, std::string k, int x, std::vector<int64_t> axes) {
+             return g.reduce(kind_from_name(k), T(x), axes).id;
+           }))
+      .def("softmax", ([T](Graph& g, int x, int64_t axis) { return g.softmax(T(x), axis).id; }))
+      .def("matmul", ([T](Graph& g, int a, int b) { return g.matmul(T(a), T(b)).id; }))
+      .def("output", [T](Graph& g, int x) { g.output(T(x)); })
+      .def("type", [T](const Graph& g, int x) {
+        const auto& t = g.type(T(x));
+        return py::make_tuple(graph::dtype_name(t.dtype), t.shape);
+      })
+      .def("to_json", &Graph::to_json)
+      .def("to_dot", &Graph::to_dot);
+
+  // The reference runtime's steps for a graph: a fused region is a list of
+  // node ids, a single node is its id.
+  m.def("_fusion_plan", [](std::shared_ptr<Graph> g) {
+    auto plan = runtime::reference::plan_fusion(*g);
+    py::list out;
+    for (const auto& s : plan.steps) {
+      if (s.region >= 0) out.append(py::cast(plan.regions[s.region].nodes));
+      else out.append(s.node);
+    }
+    return out;
+  });
+  // Runs a graph on CPU tensors with the reference runtime (uncached).
+  m.def("_run_reference", [](std::shared_ptr<Graph> g, std::vector<at::Tensor> inputs, bool fuse) {
+    return runtime::reference::compile(g, fuse)->run(inputs);
+  }, py::arg("graph"), py::arg("inputs"), py::arg("fuse") = true);
 }

@@ -1,7 +1,9 @@
 // softshrink and its backward, as graphs.
-//   softshrink(x, l)       = x - l if x > l; x + l if x < -l; else x * 0
+//   softshrink(x, l)       = x - l if x > l; x + l if x < -l; else x - x
 //   softshrink_backward    = 0 if -l <= x <= l else grad
-// x * 0 (not a literal 0) keeps torch's signed zeros and NaN propagation.
+// x - x (not a literal 0) is +0 for every finite x and NaN for NaN: torch's
+// vectorized CPU and CUDA kernels give exactly that (its scalar tail loop
+// gives -0 for negative x; we follow the bulk).
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -30,9 +32,16 @@ at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
     auto x = g.placeholder(dynamic_shape(self), graph_dtype(dtype), "self");
     auto l = g.placeholder({}, graph_dtype(math), "lambd");
     auto xm = math == dtype ? x : g.cast(x, graph_dtype(math));
-    auto zero = g.constant(0.0, graph_dtype(math));
-    auto inner = g.select(g.lt(xm, g.neg(l)), g.add(xm, l), g.mul(xm, zero));
-    auto y = g.select(g.gt(xm, l), g.sub(xm, l), inner);
+    // One statement per node: argument evaluation order would otherwise
+    // decide the node order, and with it the dumped graph.
+    auto neg_l = g.neg(l);
+    auto below = g.lt(xm, neg_l);
+    auto x_plus_l = g.add(xm, l);
+    auto zero_or_nan = g.sub(xm, xm);
+    auto inner = g.select(below, x_plus_l, zero_or_nan);
+    auto above = g.gt(xm, l);
+    auto x_minus_l = g.sub(xm, l);
+    auto y = g.select(above, x_minus_l, inner);
     g.output(math == dtype ? y : g.cast(y, graph_dtype(dtype)));
   };
   return runtime::run_graph(key, build, {self, scalar_input(lambd, math, self)})[0];
@@ -55,7 +64,10 @@ at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& 
     auto x = g.placeholder(dynamic_shape(x_in), graph_dtype(dtype), "self");
     auto l = g.placeholder({}, graph_dtype(math), "lambd");
     auto xm = math == dtype ? x : g.cast(x, graph_dtype(math));
-    auto inside = g.logical_and(g.ge(xm, g.neg(l)), g.le(xm, l));
+    auto neg_l = g.neg(l);
+    auto not_below = g.ge(xm, neg_l);
+    auto not_above = g.le(xm, l);
+    auto inside = g.logical_and(not_below, not_above);
     auto zero = g.constant(0.0, graph_dtype(dtype));
     g.output(g.select(inside, zero, grad));
   };

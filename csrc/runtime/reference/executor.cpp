@@ -8,10 +8,19 @@ namespace mps_ext::runtime::reference {
 namespace {
 using graph::NodeKind;
 
+Plan unfused_plan(const graph::Graph& g) {
+  Plan plan;
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    NodeKind k = g.nodes()[i].kind;
+    if (k != NodeKind::Placeholder && k != NodeKind::Variable) plan.steps.push_back({static_cast<int>(i), -1});
+  }
+  return plan;
+}
+
 class ReferenceExecutable final : public Executable {
  public:
-  explicit ReferenceExecutable(std::shared_ptr<const graph::Graph> g)
-      : graph_(std::move(g)), plan_(plan_fusion(*graph_)) {
+  ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse)
+      : graph_(std::move(g)), plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)) {
     for (size_t i = 0; i < graph_->nodes().size(); ++i) {
       NodeKind k = graph_->nodes()[i].kind;
       if (k == NodeKind::Placeholder || k == NodeKind::Variable) inputs_.push_back(static_cast<int>(i));
@@ -66,8 +75,8 @@ class ReferenceExecutable final : public Executable {
 };
 }  // namespace
 
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph) {
-  return std::make_unique<ReferenceExecutable>(std::move(graph));
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool fuse) {
+  return std::make_unique<ReferenceExecutable>(std::move(graph), fuse);
 }
 
 }  // namespace mps_ext::runtime::reference

@@ -9,7 +9,8 @@
 
 namespace mps_ext::runtime::reference {
 
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph);
+// fuse=false runs every node with ATen: the oracle the fusion tests compare to.
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool fuse = true);
 
 // One node, evaluated with ATen: `args` are the values of node.inputs.
 at::Tensor eval_node(const graph::Node& node, const std::vector<at::Tensor>& args);

@@ -1,0 +1,32 @@
+"""Shared fixtures: the op suites run on every device mps_ext serves here.
+
+`cpu` always (reference runtime); `mps` on macOS when torch.backends.mps is
+available (mpsgraph runtime). Cases that need a Mac are skipped with that
+reason, never silently dropped.
+"""
+import pytest
+import torch
+
+import mps_ext  # noqa: F401  (registers torch.ops.mps_ext)
+
+MPS_AVAILABLE = torch.backends.mps.is_available() and mps_ext.has_mpsgraph()
+NEEDS_MAC = "needs macOS with an Apple GPU (torch.backends.mps) and the mpsgraph build"
+
+DEVICES = [
+    "cpu",
+    pytest.param("mps", marks=pytest.mark.skipif(not MPS_AVAILABLE, reason=NEEDS_MAC)),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def supports_dtype(device, dtype):
+    return not (device == "mps" and dtype == torch.float64)
