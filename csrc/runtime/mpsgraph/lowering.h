@@ -1,0 +1,25 @@
+// IR graph -> MPSGraph, one node at a time (lowering.mm). Objective-C++ only.
+#pragma once
+
+#import <MetalPerformanceShadersGraph/MetalPerformanceShadersGraph.h>
+
+#include <vector>
+
+#include "graph/graph.h"
+
+namespace mps_ext::runtime::mpsgraph {
+
+struct Lowered {
+  MPSGraph* graph = nil;
+  std::vector<MPSGraphTensor*> inputs;   // by placeholder/variable "index"
+  std::vector<MPSGraphTensor*> outputs;  // Graph::outputs() order
+};
+
+// Builds the MPSGraph for `ir`. Dynamic dims (-1) stay -1 in placeholders; the
+// executable specialises them when it compiles for concrete shapes.
+Lowered lower(const graph::Graph& ir);
+
+// Throws c10::Error for dtypes MPSGraph lacks (Float64).
+MPSDataType to_mps_dtype(graph::DType t);
+
+}  // namespace mps_ext::runtime::mpsgraph

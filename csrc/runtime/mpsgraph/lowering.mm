@@ -1,0 +1,209 @@
+// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector.
+// The trailing comment is the selector's minimum macOS (Apple docs); anything
+// newer than the project's macOS 14.0 floor is behind @available with a
+// decomposed fallback. docs/mpsgraph-lowering.md is the reviewed table and
+// tests/test_mpsgraph_lowering.py keeps the two in step: the first selector
+// sent in each lower_<Kind> is the one in the table.
+#import "runtime/mpsgraph/lowering.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+
+namespace mps_ext::runtime::mpsgraph {
+namespace {
+using graph::kDynamic;
+using graph::Node;
+using graph::NodeKind;
+using graph::Shape;
+
+struct LowerCtx {
+  MPSGraph* g;
+  const graph::Graph& ir;
+  const std::vector<MPSGraphTensor*>& values;  // by node id
+  MPSGraphTensor* in(const Node& n, size_t i) const { return values.at(n.inputs.at(i)); }
+  const Shape& in_shape(const Node& n, size_t i) const { return ir.node(n.inputs.at(i)).type.shape; }
+};
+
+NSArray<NSNumber*>* ns_ints(const std::vector<int64_t>& v) {
+  NSMutableArray<NSNumber*>* a = [NSMutableArray arrayWithCapacity:v.size()];
+  for (int64_t x : v) [a addObject:@(x)];
+  return a;
+}
+
+bool is_static(const Shape& s) {
+  return std::none_of(s.begin(), s.end(), [](int64_t d) { return d == kDynamic; });
+}
+
+// Reductions: the IR's empty axes mean "all axes", as in at::sum(x, {}).
+NSArray<NSNumber*>* reduce_axes(const Node& n) {
+  std::vector<int64_t> axes = n.ints_attr("axes");
+  if (axes.empty())
+    for (int64_t d = 0; d < n.type.rank(); ++d) axes.push_back(d);
+  return ns_ints(axes);
+}
+
+// Python-style start/end on a static dim, clamped like Graph::slice.
+int64_t clamp_index(int64_t v, int64_t dim) {
+  if (dim == kDynamic) return v;
+  return std::clamp<int64_t>(v < 0 ? v + dim : v, 0, dim);
+}
+
+std::vector<int64_t> clamped(const std::vector<int64_t>& v, const Shape& shape) {
+  std::vector<int64_t> out(v.size());
+  for (size_t d = 0; d < v.size(); ++d) out[d] = clamp_index(v[d], shape[d]);
+  return out;
+}
+
+// Pre-14.4 sliceUpdate: rebuild `data` around the region by slicing and
+// concatenating one dimension at a time (unit strides, static shapes).
+MPSGraphTensor* splice(MPSGraph* g, MPSGraphTensor* data, MPSGraphTensor* update, const Shape& shape,
+                       const std::vector<int64_t>& s, const std::vector<int64_t>& e, size_t d) {
+  if (d == shape.size()) return update;
+  NSMutableArray<MPSGraphTensor*>* parts = [NSMutableArray arrayWithCapacity:3];
+  if (s[d] > 0) [parts addObject:[g sliceTensor:data dimension:d start:0 length:s[d] name:nil]];  // macOS 11.0
+  MPSGraphTensor* mid = [g sliceTensor:data dimension:d start:s[d] length:e[d] - s[d] name:nil];
+  [parts addObject:splice(g, mid, update, shape, s, e, d + 1)];
+  if (e[d] < shape[d]) [parts addObject:[g sliceTensor:data dimension:d start:e[d] length:shape[d] - e[d] name:nil]];
+  return parts.count == 1 ? parts[0] : [g concatTensors:parts dimension:d name:nil];  // macOS 11.0
+}
+
+MPSShape* mps_shape(const Shape& s) { return ns_ints(s); }  // -1 = dynamic, as MPSGraph spells it
+
+// --- one function per IR node kind --------------------------------------------------
+
+// Sources and state. Variables are caller tensors (bound like placeholders);
+// the executable writes Assign's value back into them after the graph ran.
+static MPSGraphTensor* lower_Placeholder(const LowerCtx& c, const Node& n) { return [c.g placeholderWithShape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Constant(const LowerCtx& c, const Node& n) {
+  if (is_static(n.type.shape)) return [c.g constantWithScalar:n.float_attr("value") shape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype)];  // macOS 11.0
+  return [c.g constantWithScalar:n.float_attr("value") dataType:to_mps_dtype(n.type.dtype)];  // rank-0; consumers broadcast it
+}
+static MPSGraphTensor* lower_Variable(const LowerCtx& c, const Node& n) { return [c.g placeholderWithShape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Assign(const LowerCtx& c, const Node& n) { return [c.g identityWithTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+// Data movement.
+static MPSGraphTensor* lower_Cast(const LowerCtx& c, const Node& n) { return [c.g castTensor:c.in(n, 0) toType:to_mps_dtype(n.type.dtype) name:nil]; }  // macOS 12.0
+static MPSGraphTensor* lower_Reshape(const LowerCtx& c, const Node& n) { return [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(n.ints_attr("shape")) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Transpose(const LowerCtx& c, const Node& n) { return [c.g transposeTensor:c.in(n, 0) permutation:ns_ints(n.ints_attr("perm")) name:nil]; }  // macOS 13.0
+static MPSGraphTensor* lower_Slice(const LowerCtx& c, const Node& n) {
+  const Shape& s = c.in_shape(n, 0);
+  return [c.g sliceTensor:c.in(n, 0) starts:ns_ints(clamped(n.ints_attr("starts"), s)) ends:ns_ints(clamped(n.ints_attr("ends"), s)) strides:ns_ints(n.ints_attr("strides")) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_SliceUpdate(const LowerCtx& c, const Node& n) {
+  const Shape& shape = c.in_shape(n, 0);
+  auto starts = clamped(n.ints_attr("starts"), shape), ends = clamped(n.ints_attr("ends"), shape);
+  const auto& strides = n.ints_attr("strides");
+  MPSGraphTensor* update = c.in(n, 1);
+  if (c.in_shape(n, 1) != n.type.shape && is_static(shape)) {  // the IR lets the update broadcast
+    Shape region(shape.size());
+    for (size_t d = 0; d < shape.size(); ++d)
+      region[d] = ends[d] > starts[d] ? (ends[d] - starts[d] + strides[d] - 1) / strides[d] : 0;
+    if (c.in_shape(n, 1) != region) update = [c.g broadcastTensor:update toShape:mps_shape(region) name:nil];
+  }
+  if (@available(macOS 14.4, *))
+    return [c.g sliceUpdateDataTensor:c.in(n, 0) updateTensor:update starts:ns_ints(starts) ends:ns_ints(ends) strides:ns_ints(strides) startMask:0 endMask:0 squeezeMask:0 name:nil];  // macOS 14.4
+  TORCH_CHECK(is_static(shape) && std::all_of(strides.begin(), strides.end(), [](int64_t s) { return s == 1; }),
+              "mps_ext: slice_update with strides or dynamic shapes needs macOS 14.4 or newer");
+  return splice(c.g, c.in(n, 0), update, shape, starts, ends, 0);
+}
+static MPSGraphTensor* lower_Concat(const LowerCtx& c, const Node& n) {
+  NSMutableArray<MPSGraphTensor*>* xs = [NSMutableArray arrayWithCapacity:n.inputs.size()];
+  for (size_t i = 0; i < n.inputs.size(); ++i) [xs addObject:c.in(n, i)];
+  return [c.g concatTensors:xs dimension:n.int_attr("axis") name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_Broadcast(const LowerCtx& c, const Node& n) {
+  TORCH_CHECK(is_static(n.ints_attr("shape")), "mps_ext: broadcast to a dynamic shape is not lowered to MPSGraph");
+  return [c.g broadcastTensor:c.in(n, 0) toShape:mps_shape(n.ints_attr("shape")) name:nil];  // macOS 12.0
+}
+// Elementwise, unary.
+static MPSGraphTensor* lower_Identity(const LowerCtx& c, const Node& n) { return [c.g identityWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Abs(const LowerCtx& c, const Node& n) { return [c.g absoluteWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Negative(const LowerCtx& c, const Node& n) { return [c.g negativeWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Sign(const LowerCtx& c, const Node& n) { return [c.g signWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Exp(const LowerCtx& c, const Node& n) { return [c.g exponentWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Log(const LowerCtx& c, const Node& n) { return [c.g logarithmWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Sqrt(const LowerCtx& c, const Node& n) { return [c.g squareRootWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Rsqrt(const LowerCtx& c, const Node& n) {
+  if (@available(macOS 15.0, *)) return [c.g reciprocalSquareRootWithTensor:c.in(n, 0) name:nil];  // macOS 15.0
+  return [c.g reverseSquareRootWithTensor:c.in(n, 0) name:nil];  // macOS 11.0, deprecated in 15.0
+}
+static MPSGraphTensor* lower_Reciprocal(const LowerCtx& c, const Node& n) { return [c.g reciprocalWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Square(const LowerCtx& c, const Node& n) { return [c.g squareWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Sin(const LowerCtx& c, const Node& n) { return [c.g sinWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Cos(const LowerCtx& c, const Node& n) { return [c.g cosWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Tanh(const LowerCtx& c, const Node& n) { return [c.g tanhWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Sigmoid(const LowerCtx& c, const Node& n) { return [c.g sigmoidWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Floor(const LowerCtx& c, const Node& n) { return [c.g floorWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Ceil(const LowerCtx& c, const Node& n) { return [c.g ceilWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Round(const LowerCtx& c, const Node& n) { return [c.g rintWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0; half-to-even like torch.round (round: away from 0)
+static MPSGraphTensor* lower_LogicalNot(const LowerCtx& c, const Node& n) { return [c.g notWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_IsNaN(const LowerCtx& c, const Node& n) { return [c.g isNaNWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+// Elementwise, binary (MPSGraph broadcasts like numpy).
+static MPSGraphTensor* lower_Add(const LowerCtx& c, const Node& n) { return [c.g additionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Subtract(const LowerCtx& c, const Node& n) { return [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Multiply(const LowerCtx& c, const Node& n) { return [c.g multiplicationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Divide(const LowerCtx& c, const Node& n) { return [c.g divisionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Maximum(const LowerCtx& c, const Node& n) { return [c.g maximumWithNaNPropagationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 12.0
+static MPSGraphTensor* lower_Minimum(const LowerCtx& c, const Node& n) { return [c.g minimumWithNaNPropagationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 12.0
+static MPSGraphTensor* lower_Power(const LowerCtx& c, const Node& n) { return [c.g powerWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_LogicalAnd(const LowerCtx& c, const Node& n) { return [c.g logicalANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_LogicalOr(const LowerCtx& c, const Node& n) { return [c.g logicalORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Equal(const LowerCtx& c, const Node& n) { return [c.g equalWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_NotEqual(const LowerCtx& c, const Node& n) { return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Less(const LowerCtx& c, const Node& n) { return [c.g lessThanWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_LessEqual(const LowerCtx& c, const Node& n) { return [c.g lessThanOrEqualToWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Greater(const LowerCtx& c, const Node& n) { return [c.g greaterThanWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_GreaterEqual(const LowerCtx& c, const Node& n) { return [c.g greaterThanOrEqualToWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Select(const LowerCtx& c, const Node& n) { return [c.g selectWithPredicateTensor:c.in(n, 0) truePredicateTensor:c.in(n, 1) falsePredicateTensor:c.in(n, 2) name:nil]; }  // macOS 11.0
+// Reductions (keep dims, like the IR) and the rest.
+static MPSGraphTensor* lower_ReduceSum(const LowerCtx& c, const Node& n) { return [c.g reductionSumWithTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_ReduceMax(const LowerCtx& c, const Node& n) { return [c.g reductionMaximumPropagateNaNWithTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0; torch.amax propagates NaN
+static MPSGraphTensor* lower_ReduceMin(const LowerCtx& c, const Node& n) { return [c.g reductionMinimumPropagateNaNWithTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_ReduceProd(const LowerCtx& c, const Node& n) { return [c.g reductionProductWithTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_ReduceMean(const LowerCtx& c, const Node& n) { return [c.g meanOfTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Softmax(const LowerCtx& c, const Node& n) { return [c.g softMaxWithTensor:c.in(n, 0) axis:n.int_attr("axis") name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_MatMul(const LowerCtx& c, const Node& n) { return [c.g matrixMultiplicationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+
+using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
+// Indexed by NodeKind; a kind without a lower_<Kind> does not compile.
+constexpr LowerFn kLowerings[] = {
+#define MPS_EXT_NODE(kind, name) &lower_##kind,
+#include "graph/node_kinds.def"
+};
+
+}  // namespace
+
+MPSDataType to_mps_dtype(graph::DType t) {
+  switch (t) {
+    case graph::DType::Bool: return MPSDataTypeBool;
+    case graph::DType::UInt8: return MPSDataTypeUInt8;
+    case graph::DType::Int8: return MPSDataTypeInt8;
+    case graph::DType::Int32: return MPSDataTypeInt32;
+    case graph::DType::Int64: return MPSDataTypeInt64;
+    case graph::DType::Float16: return MPSDataTypeFloat16;
+    case graph::DType::BFloat16: return MPSDataTypeBFloat16;  // macOS 14.0
+    case graph::DType::Float32: return MPSDataTypeFloat32;
+    case graph::DType::Complex64: return MPSDataTypeComplexFloat32;  // macOS 13.0
+    case graph::DType::Float64: break;
+  }
+  TORCH_CHECK(false, "mps_ext: MPSGraph has no ", graph::dtype_name(t),
+              " type; use float32 (or the 'reference' runtime) for this op");
+}
+
+Lowered lower(const graph::Graph& ir) {
+  Lowered out;
+  out.graph = [MPSGraph new];
+  std::vector<MPSGraphTensor*> values(ir.nodes().size());
+  out.inputs.resize(ir.num_inputs());
+  LowerCtx ctx{out.graph, ir, values};
+  for (size_t id = 0; id < ir.nodes().size(); ++id) {
+    const Node& n = ir.nodes()[id];
+    values[id] = kLowerings[static_cast<size_t>(n.kind)](ctx, n);
+    if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable)
+      out.inputs.at(n.int_attr("index")) = values[id];
+  }
+  for (int id : ir.outputs()) out.outputs.push_back(values.at(id));
+  return out;
+}
+
+}  // namespace mps_ext::runtime::mpsgraph

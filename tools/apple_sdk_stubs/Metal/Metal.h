@@ -1,0 +1,108 @@
+// Declarations transcribed from Apple's documentation for syntax checking on
+// Linux; not Apple's headers. Only the Metal API mps_ext (and torch's MPS
+// headers it includes) use; see /docs/mpsgraph-lowering.md for versions.
+#pragma once
+#include <Foundation/Foundation.h>
+
+NS_ASSUME_NONNULL_BEGIN
+
+typedef struct {
+  NSUInteger width, height, depth;
+} MTLSize;
+
+static inline MTLSize MTLSizeMake(NSUInteger width, NSUInteger height, NSUInteger depth)
+    API_AVAILABLE(macos(10.11)) {
+  MTLSize s = {width, height, depth};
+  return s;
+}
+
+typedef NS_OPTIONS(NSUInteger, MTLResourceOptions){
+    MTLResourceStorageModeShared API_AVAILABLE(macos(10.11)) = 0UL << 4,
+};
+
+@protocol MTLDevice;
+@protocol MTLCommandBuffer;
+@protocol MTLComputeCommandEncoder;
+
+API_AVAILABLE(macos(10.11))
+@interface MTLCompileOptions : NSObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLResource <NSObject>
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLBuffer <MTLResource>
+- (void*)contents NS_RETURNS_INNER_POINTER;
+@property(readonly) NSUInteger length;
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLFunction <NSObject>
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLLibrary <NSObject>
+- (nullable id<MTLFunction>)newFunctionWithName:(NSString*)functionName;
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLComputePipelineState <NSObject>
+@property(readonly) NSUInteger maxTotalThreadsPerThreadgroup;
+@property(readonly) NSUInteger threadExecutionWidth;
+@end
+
+API_AVAILABLE(macos(10.14))
+@protocol MTLSharedEvent <NSObject>
+@end
+
+typedef void (^MTLCommandBufferHandler)(id<MTLCommandBuffer>);
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLCommandEncoder <NSObject>
+- (void)endEncoding;
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLComputeCommandEncoder <MTLCommandEncoder>
+- (void)setComputePipelineState:(id<MTLComputePipelineState>)state;
+- (void)setBuffer:(nullable id<MTLBuffer>)buffer offset:(NSUInteger)offset atIndex:(NSUInteger)index;
+- (void)setBytes:(const void*)bytes length:(NSUInteger)length atIndex:(NSUInteger)index
+    API_AVAILABLE(macos(10.11));
+- (void)dispatchThreads:(MTLSize)threadsPerGrid threadsPerThreadgroup:(MTLSize)threadsPerThreadgroup
+    API_AVAILABLE(macos(10.13));
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLCommandBuffer <NSObject>
+- (nullable id<MTLComputeCommandEncoder>)computeCommandEncoder;
+- (void)commit;
+- (void)waitUntilCompleted;
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLCommandQueue <NSObject>
+@end
+
+API_AVAILABLE(macos(10.11))
+@protocol MTLDevice <NSObject>
+- (nullable id<MTLCommandQueue>)newCommandQueue;
+- (nullable id<MTLBuffer>)newBufferWithLength:(NSUInteger)length options:(MTLResourceOptions)options;
+- (nullable id<MTLLibrary>)newLibraryWithSource:(NSString*)source
+                                        options:(nullable MTLCompileOptions*)options
+                                          error:(__autoreleasing NSError* _Nullable* _Nullable)error;
+- (nullable id<MTLComputePipelineState>)newComputePipelineStateWithFunction:(id<MTLFunction>)computeFunction
+                                                                       error:(__autoreleasing NSError* _Nullable* _Nullable)error;
+@end
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+id<MTLDevice> _Nullable MTLCreateSystemDefaultDevice(void) API_AVAILABLE(macos(10.11))
+    __attribute__((ns_returns_retained));
+#ifdef __cplusplus
+}
+#endif
+
+NS_ASSUME_NONNULL_END

@@ -1,0 +1,153 @@
+// Declarations transcribed from Apple's documentation for syntax checking on
+// Linux; not Apple's headers. Only the MPSGraph API mps_ext uses, with the
+// minimum macOS of each method (class/category availability where the method
+// has none of its own). Categories are folded into one @interface per class.
+#pragma once
+#include <MetalPerformanceShaders/MetalPerformanceShaders.h>
+
+NS_ASSUME_NONNULL_BEGIN
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphObject : NSObject
+@end
+
+API_AVAILABLE(macos(12.0))
+@interface MPSGraphType : MPSGraphObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphShapedType : MPSGraphType
+- (instancetype)initWithShape:(MPSShape* _Nullable)shape dataType:(MPSDataType)dataType;
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphTensor : NSObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphOperation : NSObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphDevice : MPSGraphObject
++ (instancetype)deviceWithMTLDevice:(id<MTLDevice>)metalDevice;
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphTensorData : MPSGraphObject
+- (instancetype)initWithMTLBuffer:(id<MTLBuffer>)buffer shape:(MPSShape*)shape dataType:(MPSDataType)dataType;
+@end
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphExecutionDescriptor : MPSGraphObject
+@end
+
+API_AVAILABLE(macos(12.0))
+@interface MPSGraphCompilationDescriptor : MPSGraphObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(12.0))
+@interface MPSGraphExecutableExecutionDescriptor : MPSGraphObject <NSCopying>
+@end
+
+API_AVAILABLE(macos(12.0))
+@interface MPSGraphExecutable : MPSGraphObject
+@property(readonly, atomic, nullable) NSArray<MPSGraphTensor*>* feedTensors;
+- (NSArray<MPSGraphTensorData*>*)encodeToCommandBuffer:(MPSCommandBuffer*)commandBuffer
+                                          inputsArray:(NSArray<MPSGraphTensorData*>*)inputsArray
+                                         resultsArray:(NSArray<MPSGraphTensorData*>* _Nullable)resultsArray
+                                  executionDescriptor:(MPSGraphExecutableExecutionDescriptor* _Nullable)executionDescriptor
+    API_AVAILABLE(macos(12.0));
+@end
+
+typedef NSDictionary<MPSGraphTensor*, MPSGraphShapedType*> MPSGraphTensorShapedTypeDictionary;
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraph : MPSGraphObject
++ (instancetype)new;
+
+- (MPSGraphExecutable*)compileWithDevice:(MPSGraphDevice* _Nullable)device
+                                   feeds:(MPSGraphTensorShapedTypeDictionary*)feeds
+                           targetTensors:(NSArray<MPSGraphTensor*>*)targetTensors
+                        targetOperations:(NSArray<MPSGraphOperation*>* _Nullable)targetOperations
+                   compilationDescriptor:(MPSGraphCompilationDescriptor* _Nullable)compilationDescriptor
+    API_AVAILABLE(macos(12.0));
+
+// MemoryOps (11.0)
+- (MPSGraphTensor*)placeholderWithShape:(MPSShape* _Nullable)shape dataType:(MPSDataType)dataType name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)constantWithScalar:(double)scalar dataType:(MPSDataType)dataType;
+- (MPSGraphTensor*)constantWithScalar:(double)scalar shape:(MPSShape*)shape dataType:(MPSDataType)dataType;
+
+// MPSGraphTensorShapeOps
+- (MPSGraphTensor*)castTensor:(MPSGraphTensor*)tensor toType:(MPSDataType)type name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)reshapeTensor:(MPSGraphTensor*)tensor withShape:(MPSShape*)shape name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)transposeTensor:(MPSGraphTensor*)tensor permutation:(NSArray<NSNumber*>*)permutation name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)sliceTensor:(MPSGraphTensor*)tensor dimension:(NSUInteger)dimensionIndex start:(NSInteger)start length:(NSInteger)length name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)sliceTensor:(MPSGraphTensor*)tensor starts:(NSArray<NSNumber*>*)starts ends:(NSArray<NSNumber*>*)ends strides:(NSArray<NSNumber*>*)strides name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)sliceUpdateDataTensor:(MPSGraphTensor*)dataTensor updateTensor:(MPSGraphTensor*)updateTensor starts:(NSArray<NSNumber*>*)starts ends:(NSArray<NSNumber*>*)ends strides:(NSArray<NSNumber*>*)strides startMask:(uint32_t)startMask endMask:(uint32_t)endMask squeezeMask:(uint32_t)squeezeMask name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(14.4));
+- (MPSGraphTensor*)concatTensors:(NSArray<MPSGraphTensor*>*)tensors dimension:(NSInteger)dimensionIndex name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)broadcastTensor:(MPSGraphTensor*)tensor toShape:(MPSShape*)shape name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
+
+// MPSGraphArithmeticOps (11.0 unless marked)
+- (MPSGraphTensor*)identityWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)absoluteWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)negativeWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)signWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)exponentWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)logarithmWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)squareRootWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)reverseSquareRootWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name
+    API_DEPRECATED("reciprocalSquareRootWithTensor", macos(11.0, 15.0));
+- (MPSGraphTensor*)reciprocalSquareRootWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(15.0));
+- (MPSGraphTensor*)reciprocalWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)squareWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)sinWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)cosWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)tanhWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)floorWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)ceilWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)rintWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)notWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)isNaNWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)additionWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)subtractionWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)multiplicationWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)divisionWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)maximumWithNaNPropagationWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)minimumWithNaNPropagationWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)powerWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)logicalANDWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)logicalORWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)equalWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)notEqualWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)lessThanWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)lessThanOrEqualToWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)greaterThanWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)greaterThanOrEqualToWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)selectWithPredicateTensor:(MPSGraphTensor*)predicateTensor truePredicateTensor:(MPSGraphTensor*)truePredicateTensor falsePredicateTensor:(MPSGraphTensor*)falseSelectTensor name:(NSString* _Nullable)name;
+
+// MPSGraphActivationOps (11.0)
+- (MPSGraphTensor*)sigmoidWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)softMaxWithTensor:(MPSGraphTensor*)tensor axis:(NSInteger)axis name:(NSString* _Nullable)name;
+
+// MPSGraphReductionOps (11.0)
+- (MPSGraphTensor*)reductionSumWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)reductionProductWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)reductionMaximumPropagateNaNWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)reductionMinimumPropagateNaNWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
+
+// MPSGraphNormalizationOps (11.0)
+- (MPSGraphTensor*)meanOfTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes name:(NSString* _Nullable)name;
+
+// MPSGraphMatrixMultiplicationOps (11.0)
+- (MPSGraphTensor*)matrixMultiplicationWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+@end
+
+NS_ASSUME_NONNULL_END
