@@ -13,6 +13,7 @@ struct Lowered {
   MPSGraph* graph = nil;
   std::vector<MPSGraphTensor*> inputs;   // by placeholder/variable "index"
   std::vector<MPSGraphTensor*> outputs;  // Graph::outputs() order
+  std::vector<MPSGraphTensor*> values;   // every node's result, by node id
 };
 
 // Builds the MPSGraph for `ir`. Dynamic dims (-1) stay -1 in placeholders; the

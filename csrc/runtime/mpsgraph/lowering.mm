@@ -203,6 +203,7 @@ Lowered lower(const graph::Graph& ir) {
       out.inputs.at(n.int_attr("index")) = values[id];
   }
   for (int id : ir.outputs()) out.outputs.push_back(values.at(id));
+  out.values = std::move(values);
   return out;
 }
 

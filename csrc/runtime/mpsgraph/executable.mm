@@ -1,0 +1,232 @@
+// MPSGraphExecutable cache and the glue to PyTorch's MPS stream.
+//
+// run(): inputs are made contiguous with storage offset 0 (MPSGraphTensorData
+// has no byte offset), wrapped zero-copy, outputs allocated with at::empty on
+// the same device, and the executable is encoded onto the current MPS stream's
+// command buffer inside its serial queue, committing adaptively like
+// PyTorch's own runMPSGraph (no synchronize per op).
+#import "runtime/mpsgraph/executable.h"
+
+#import <ATen/mps/MPSDevice.h>
+#import <ATen/mps/MPSStream.h>
+#import "runtime/mpsgraph/lowering.h"
+
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+
+namespace mps_ext::runtime::mpsgraph {
+namespace {
+using graph::NodeKind;
+using graph::Shape;
+
+std::atomic<BufferResolver> g_resolver{nullptr};
+
+// Byte offset of the tensor's first element inside the returned buffer.
+id<MTLBuffer> buffer_of(const at::Tensor& t, size_t* offset) {
+  void* data = const_cast<void*>(t.storage().data());
+  *offset = t.storage_offset() * t.element_size();
+  if (t.device().type() == c10::DeviceType::MPS) return (__bridge id<MTLBuffer>)data;  // as getMTLBufferStorage()
+  BufferResolver resolve = g_resolver.load();
+  TORCH_CHECK(resolve != nullptr, "mps_ext: no MTLBuffer resolver registered for ", t.device());
+  size_t base = 0;
+  id<MTLBuffer> buf = (__bridge id<MTLBuffer>)resolve(data, &base);
+  *offset += base;
+  return buf;
+}
+
+MPSShape* mps_shape(at::IntArrayRef sizes) {
+  NSMutableArray<NSNumber*>* a = [NSMutableArray arrayWithCapacity:sizes.size()];
+  for (int64_t d : sizes) [a addObject:@(d)];
+  return a;
+}
+
+// Replays `ir` through the builder with concrete input shapes: the builder's
+// own shape inference then gives the concrete output shapes.
+graph::Graph specialize(const graph::Graph& ir, const std::vector<Shape>& input_shapes) {
+  graph::Graph g;
+  for (const graph::Node& n : ir.nodes()) {
+    auto in = [&](size_t i) { return graph::Tensor{n.inputs.at(i)}; };
+    switch (n.kind) {
+      case NodeKind::Placeholder: g.placeholder(input_shapes.at(n.int_attr("index")), n.type.dtype, n.name); break;
+      case NodeKind::Variable: g.variable(input_shapes.at(n.int_attr("index")), n.type.dtype, n.name); break;
+      case NodeKind::Constant: g.constant(n.float_attr("value"), n.type.dtype, n.type.shape); break;
+      case NodeKind::Assign: g.assign(in(0), in(1)); break;
+      case NodeKind::Cast: g.cast(in(0), n.type.dtype); break;
+      case NodeKind::Reshape: g.reshape(in(0), n.ints_attr("shape")); break;
+      case NodeKind::Transpose: g.transpose(in(0), n.ints_attr("perm")); break;
+      case NodeKind::Slice: g.slice(in(0), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides")); break;
+      case NodeKind::SliceUpdate:
+        g.slice_update(in(0), in(1), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides"));
+        break;
+      case NodeKind::Concat: {
+        std::vector<graph::Tensor> xs;
+        for (size_t i = 0; i < n.inputs.size(); ++i) xs.push_back(in(i));
+        g.concat(xs, n.int_attr("axis"));
+        break;
+      }
+      case NodeKind::Broadcast: g.broadcast(in(0), n.ints_attr("shape")); break;
+      case NodeKind::Select: g.select(in(0), in(1), in(2)); break;
+      case NodeKind::Softmax: g.softmax(in(0), n.int_attr("axis")); break;
+      case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
+      default:
+        if (graph::is_unary(n.kind)) g.unary(n.kind, in(0));
+        else if (graph::is_binary(n.kind)) g.binary(n.kind, in(0), in(1));
+        else if (graph::is_reduce(n.kind)) g.reduce(n.kind, in(0), n.ints_attr("axes"));
+        else TORCH_INTERNAL_ASSERT(false, "specialize: unhandled node kind ", graph::kind_name(n.kind));
+    }
+  }
+  return g;
+}
+
+struct Compiled {
+  MPSGraphExecutable* exe = nil;
+  std::vector<Shape> target_shapes;  // per target, concrete
+};
+
+class GraphExecutable final : public Executable {
+ public:
+  explicit GraphExecutable(std::shared_ptr<const graph::Graph> ir) : ir_(std::move(ir)) {
+    @autoreleasepool {
+      lowered_ = lower(*ir_);
+    }
+    // Targets: each distinct output, then each Assign's value, which run()
+    // writes back into its variable.
+    auto add_target = [&](int id) {
+      if (std::find(target_ids_.begin(), target_ids_.end(), id) == target_ids_.end()) target_ids_.push_back(id);
+    };
+    for (int id : ir_->outputs()) add_target(id);
+    for (size_t id = 0; id < ir_->nodes().size(); ++id)
+      if (ir_->nodes()[id].kind == NodeKind::Assign) add_target(static_cast<int>(id));
+    targets_ = [NSMutableArray arrayWithCapacity:target_ids_.size()];
+    for (int id : target_ids_) [targets_ addObject:lowered_.values.at(id)];
+    feed_index_ = [NSMutableDictionary dictionaryWithCapacity:lowered_.inputs.size()];
+    for (size_t i = 0; i < lowered_.inputs.size(); ++i) feed_index_[lowered_.inputs[i]] = @(i);
+    input_types_.resize(ir_->num_inputs());
+    for (const graph::Node& n : ir_->nodes())
+      if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable) input_types_.at(n.int_attr("index")) = n.type;
+  }
+
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) override;
+
+ private:
+  const Compiled& compiled_for(const std::vector<Shape>& shapes);
+
+  std::shared_ptr<const graph::Graph> ir_;
+  Lowered lowered_;
+  std::vector<graph::TensorType> input_types_;  // by input index
+  std::vector<int> target_ids_;  // IR node id of each target tensor
+  NSMutableArray<MPSGraphTensor*>* targets_ = nil;
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index_ = nil;  // placeholder -> input index
+  std::mutex mu_;
+  std::map<std::vector<Shape>, Compiled> cache_;
+};
+
+const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cache_.find(shapes);
+  if (it != cache_.end()) return it->second;
+  Compiled c;
+  graph::Graph concrete = specialize(*ir_, shapes);
+  for (int id : target_ids_) c.target_shapes.push_back(concrete.node(id).type.shape);
+  @autoreleasepool {
+    NSMutableDictionary<MPSGraphTensor*, MPSGraphShapedType*>* feeds =
+        [NSMutableDictionary dictionaryWithCapacity:shapes.size()];
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      feeds[lowered_.inputs[i]] = [[MPSGraphShapedType alloc] initWithShape:mps_shape(shapes[i])
+                                                                   dataType:to_mps_dtype(input_types_[i].dtype)];
+    }
+    MPSGraphDevice* device = [MPSGraphDevice deviceWithMTLDevice:at::mps::MPSDevice::getInstance()->device()];
+    c.exe = [lowered_.graph compileWithDevice:device feeds:feeds targetTensors:targets_ targetOperations:nil
+                        compilationDescriptor:nil];  // macOS 12.0
+  }
+  TORCH_CHECK(c.exe != nil, "mps_ext: MPSGraph failed to compile the graph");
+  return cache_.emplace(shapes, std::move(c)).first->second;
+}
+
+std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs) {
+  TORCH_CHECK(inputs.size() == input_types_.size(), "mps_ext: graph expects ", input_types_.size(),
+              " inputs, got ", inputs.size());
+  c10::optional<c10::Device> device;
+  for (const at::Tensor& t : inputs)
+    if (!t.is_cpu()) device = t.device();
+  TORCH_CHECK(device.has_value(), "mps_ext: the mpsgraph runtime needs mps or mpsgraph tensors");
+
+  // Contiguous, offset-0 copies where needed; 0-dim CPU scalars move over.
+  std::vector<at::Tensor> bound(inputs.size());
+  std::vector<Shape> shapes(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    at::Tensor t = inputs[i].device() == *device ? inputs[i] : inputs[i].to(*device);
+    TORCH_CHECK(t.scalar_type() == to_scalar_type(input_types_[i].dtype), "mps_ext: input ", i, " has dtype ",
+                t.scalar_type(), ", the graph expects ", graph::dtype_name(input_types_[i].dtype));
+    if (!t.is_contiguous() || t.storage_offset() != 0) t = t.clone(at::MemoryFormat::Contiguous);
+    TORCH_CHECK(t.numel() > 0, "mps_ext: MPSGraph cannot bind empty tensors (input ", i, ")");
+    bound[i] = t;
+    shapes[i] = t.sizes().vec();
+  }
+  const Compiled& c = compiled_for(shapes);
+
+  std::vector<at::Tensor> results(target_ids_.size());
+  for (size_t k = 0; k < results.size(); ++k) {
+    const graph::Node& n = ir_->node(target_ids_[k]);
+    results[k] = at::empty(c.target_shapes[k], at::TensorOptions().dtype(to_scalar_type(n.type.dtype)).device(*device));
+    TORCH_CHECK(results[k].numel() > 0, "mps_ext: MPSGraph cannot produce empty outputs");
+  }
+
+  at::mps::MPSStream* stream = at::mps::getCurrentMPSStream();
+  MPSGraphExecutable* exe = c.exe;
+  @autoreleasepool {
+    NSArray<MPSGraphTensor*>* feeds = exe.feedTensors;  // inputsArray must follow this order
+    NSMutableArray<MPSGraphTensorData*>* in_data = [NSMutableArray arrayWithCapacity:feeds.count];
+    for (NSUInteger f = 0; f < feeds.count; ++f) {
+      const at::Tensor& t = bound.at([feed_index_[feeds[f]] longLongValue]);
+      size_t offset = 0;
+      id<MTLBuffer> buf = buffer_of(t, &offset);
+      TORCH_CHECK(offset == 0, "mps_ext: MPSGraphTensorData needs buffers at offset 0");
+      [in_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(t.sizes())
+                                                              dataType:to_mps_dtype(to_graph_dtype(t.scalar_type()))]];
+    }
+    NSMutableArray<MPSGraphTensorData*>* out_data = [NSMutableArray arrayWithCapacity:results.size()];
+    for (size_t k = 0; k < results.size(); ++k) {
+      size_t offset = 0;
+      id<MTLBuffer> buf = buffer_of(results[k], &offset);
+      [out_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(results[k].sizes())
+                                                               dataType:to_mps_dtype(ir_->node(target_ids_[k]).type.dtype)]];
+    }
+    at::mps::dispatch_sync_with_rethrow(stream->queue(), ^() {
+      @autoreleasepool {
+        stream->endKernelCoalescing();
+        [exe encodeToCommandBuffer:stream->commandBuffer() inputsArray:in_data resultsArray:out_data
+               executionDescriptor:nil];  // macOS 12.0
+        stream->synchronize(at::mps::SyncType::COMMIT_ADAPTIVE);
+      }
+    });
+  }
+
+  // Assign: the variable (the caller's tensor) takes the new value, in stream order.
+  for (size_t k = 0; k < target_ids_.size(); ++k) {
+    const graph::Node& n = ir_->node(target_ids_[k]);
+    if (n.kind == NodeKind::Assign) inputs.at(ir_->node(n.inputs[0]).int_attr("index")).copy_(results[k]);
+  }
+  std::vector<at::Tensor> outputs;
+  for (int id : ir_->outputs()) {
+    size_t k = std::find(target_ids_.begin(), target_ids_.end(), id) - target_ids_.begin();
+    bool again = std::find_if(outputs.begin(), outputs.end(), [&](const at::Tensor& o) { return o.is_same(results[k]); }) != outputs.end();
+    outputs.push_back(again ? results[k].clone() : results[k]);  // repeated outputs must not alias
+  }
+  return outputs;
+}
+
+}  // namespace
+
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph) {
+  return std::make_unique<GraphExecutable>(std::move(graph));
+}
+
+void set_private_use1_buffer_resolver(BufferResolver resolver) { g_resolver.store(resolver); }
+
+}  // namespace mps_ext::runtime::mpsgraph
