@@ -148,7 +148,8 @@ class Interpreter {
   using Vec = at::vec::Vectorized<T>;
 
  public:
-  explicit Interpreter(const FusedProgram& p) : p_(p), ptr_(p.num_regs), uval_(p.num_regs) {
+  explicit Interpreter(const FusedProgram& p)
+      : p_(p), ptr_(p.num_regs), out_(p.num_regs, nullptr), uval_(p.num_regs) {
     thread_local std::vector<T> scratch;
     size_t need = static_cast<size_t>(p.num_regs) * (kBlock + kPad);
     if (scratch.size() < need) scratch.resize(need);
@@ -187,11 +188,19 @@ class Interpreter {
           load_block(p_.reg_dtype[r], base, run.strides[k], m, ptr_[r]);
         }
       }
+      // Full blocks of contiguous outputs in compute type are written in place.
+      for (size_t k = 0; k < num_out; ++k) {
+        int r = p_.output_regs[k];
+        bool direct = m == mpad && run.strides[k] == static_cast<int64_t>(sizeof(T)) &&
+                      p_.reg_dtype[r] == dtype_of<T>();
+        out_[r] = direct ? reinterpret_cast<T*>(run.data[k] + off * run.strides[k]) : nullptr;
+      }
       for (const FusedInstr& in : p_.instrs)
         if (!in.uniform) exec(in, mpad);
       for (size_t k = 0; k < num_out; ++k) {
         int r = p_.output_regs[k];
-        store_block(p_.reg_dtype[r], ptr_[r], m, run.data[k] + off * run.strides[k], run.strides[k]);
+        if (!out_[r])
+          store_block(p_.reg_dtype[r], ptr_[r], m, run.data[k] + off * run.strides[k], run.strides[k]);
       }
     }
   }
@@ -200,7 +209,7 @@ class Interpreter {
   Operand<T> operand(int r) const { return {ptr_[r], uval_[r], static_cast<bool>(p_.reg_uniform[r])}; }
 
   void exec(const FusedInstr& in, int64_t m) {
-    T* d = ptr_[in.dst] = scratch_ + in.dst * (kBlock + kPad);
+    T* d = ptr_[in.dst] = out_[in.dst] ? out_[in.dst] : scratch_ + in.dst * (kBlock + kPad);
     Operand<T> a = in.src[0] >= 0 ? operand(in.src[0]) : Operand<T>{nullptr, Vec(T(0)), true};
     Operand<T> b = in.src[1] >= 0 ? operand(in.src[1]) : a;
     const Vec zero(T(0)), one(T(1));
@@ -285,6 +294,7 @@ class Interpreter {
   const FusedProgram& p_;
   T* scratch_;
   std::vector<T*> ptr_;
+  std::vector<T*> out_;  // per register: output memory to write in place, or null
   std::vector<Vec> uval_;
 };
 }  // namespace
