@@ -152,7 +152,7 @@ def selectors_in_source(src: str) -> set[str]:
         word = re.search(r"(\w+)$", before)
         if word and word.group(1) in ("return", "else", "case", "throw", "co_return", "in"):
             prev = " "
-        if prev == "@" or prev.isalnum() or prev in "_)]" or src[i + 1:i + 2] == "[":
+        if prev == "@" or prev.isalnum() or (prev != "" and prev in "_)]") or src[i + 1:i + 2] == "[":
             continue  # ObjC literal, subscript, or [[attribute]]
         got = _bracket_body(src, i)
         if got is None:
