@@ -101,6 +101,7 @@ PYBIND11_MODULE(_C, m) {
         const auto& t = g.type(T(x));
         return py::make_tuple(graph::dtype_name(t.dtype), t.shape);
       })
+      .def("with_input_shapes", &Graph::with_input_shapes)
       .def("to_json", &Graph::to_json)
       .def("to_dot", &Graph::to_dot);
 

@@ -8,6 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # registers the operators with the dispatcher
 from . import graph, nn
+from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "runtime", "has_mpsgraph"]
+__all__ = ["graph", "nn", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+           "overridden_aten_ops"]

@@ -106,3 +106,19 @@ def test_runtime_choice():
     assert mps_ext.runtime() in ("reference", "mpsgraph")
     if not mps_ext.has_mpsgraph():
         assert mps_ext.runtime() == "reference"
+
+
+def test_with_input_shapes_infers_concrete_types():
+    # What the mpsgraph runtime uses to size its outputs before encoding.
+    g = Graph()
+    x = g.placeholder([-1, 4], f32, "x")
+    w = g.placeholder([4, -1], f32, "w")
+    y = g.reduce("reduce_sum", g.matmul(x, w), [0])
+    g.output(y)
+    concrete = g.with_input_shapes([[3, 4], [4, 7]])
+    assert concrete.type(y) == ("float32", [1, 7])
+    assert json.loads(concrete.to_json())["outputs"] == [y]
+    with pytest.raises(ValueError, match="the graph expects \\[-1,4\\]"):
+        g.with_input_shapes([[3, 5], [4, 7]])
+    with pytest.raises(ValueError, match="has 2 inputs, got 1"):
+        g.with_input_shapes([[3, 4]])

@@ -122,3 +122,32 @@ def test_clang_syntax_check_catches_a_misspelled_selector(tmp_path):
                             f'#import "{LOWERING.parent / "lowering.h"}"'))
     failed = check_objc.check_all([bad])
     assert failed and "tanhWithTensr" in failed[0][1]
+
+
+def test_macos_branches_of_cpp_files_compile():
+    """C++ files with `#ifdef MPS_EXT_WITH_MPSGRAPH` sections (MPS-key kernels,
+    the runtime switch) are compiled with that macro on, syntax only."""
+    import shutil
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch.utils.cpp_extension as ext
+    import sysconfig
+
+    cxx = shutil.which("g++") or shutil.which("clang++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (apt-get install -y g++)")
+    files = [p for p in sorted((ROOT / "csrc").rglob("*.cpp")) if "MPS_EXT_WITH_MPSGRAPH" in p.read_text()]
+    assert len(files) >= 2  # the runtime switch and the softshrink MPS kernels
+    flags = ["-std=c++20", "-fsyntax-only", "-DMPS_EXT_WITH_MPSGRAPH", "-I", str(ROOT / "csrc"),
+             "-isystem", sysconfig.get_paths()["include"]]
+    for d in ext.include_paths():
+        flags += ["-isystem", d]
+
+    def check(path):
+        r = subprocess.run([cxx, *flags, str(path)], capture_output=True, text=True)
+        return path, r.returncode, r.stderr
+
+    with ThreadPoolExecutor(2) as pool:
+        failed = [(p, err) for p, rc, err in pool.map(check, files) if rc != 0]
+    assert not failed, "\n".join(f"{p}:\n{err[:3000]}" for p, err in failed)

@@ -335,4 +335,53 @@ Tensor Graph::matmul(Tensor a, Tensor b) {
   return add_node(NodeKind::MatMul, {a.id, b.id}, {ta.dtype, batch});
 }
 
+Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
+  if (static_cast<int>(shapes.size()) != num_inputs_)
+    fail("with_input_shapes: the graph has " + std::to_string(num_inputs_) + " inputs, got " +
+         std::to_string(shapes.size()) + " shapes");
+  Graph g;
+  for (const Node& n : nodes_) {
+    auto in = [&](size_t i) { return Tensor{n.inputs.at(i)}; };
+    switch (n.kind) {
+      case NodeKind::Placeholder:
+      case NodeKind::Variable: {
+        const Shape& s = shapes[n.int_attr("index")];
+        const Shape& declared = n.type.shape;
+        bool fits = s.size() == declared.size();
+        for (size_t d = 0; fits && d < s.size(); ++d) fits = declared[d] == kDynamic || declared[d] == s[d];
+        if (!fits) fail("input '" + n.name + "' has shape " + shape_str(s) + ", the graph expects " + shape_str(declared));
+        if (n.kind == NodeKind::Placeholder) g.placeholder(s, n.type.dtype, n.name);
+        else g.variable(s, n.type.dtype, n.name);
+        break;
+      }
+      case NodeKind::Constant: g.constant(n.float_attr("value"), n.type.dtype, n.type.shape); break;
+      case NodeKind::Assign: g.assign(in(0), in(1)); break;
+      case NodeKind::Cast: g.cast(in(0), n.type.dtype); break;
+      case NodeKind::Reshape: g.reshape(in(0), n.ints_attr("shape")); break;
+      case NodeKind::Transpose: g.transpose(in(0), n.ints_attr("perm")); break;
+      case NodeKind::Slice: g.slice(in(0), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides")); break;
+      case NodeKind::SliceUpdate:
+        g.slice_update(in(0), in(1), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides"));
+        break;
+      case NodeKind::Concat: {
+        std::vector<Tensor> xs;
+        for (size_t i = 0; i < n.inputs.size(); ++i) xs.push_back(in(i));
+        g.concat(xs, n.int_attr("axis"));
+        break;
+      }
+      case NodeKind::Broadcast: g.broadcast(in(0), n.ints_attr("shape")); break;
+      case NodeKind::Select: g.select(in(0), in(1), in(2)); break;
+      case NodeKind::Softmax: g.softmax(in(0), n.int_attr("axis")); break;
+      case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
+      default:
+        if (is_unary(n.kind)) g.unary(n.kind, in(0));
+        else if (is_binary(n.kind)) g.binary(n.kind, in(0), in(1));
+        else if (is_reduce(n.kind)) g.reduce(n.kind, in(0), n.ints_attr("axes"));
+        else fail(std::string("with_input_shapes: unhandled node kind ") + kind_name(n.kind));
+    }
+  }
+  g.outputs_ = outputs_;
+  return g;
+}
+
 }  // namespace mps_ext::graph

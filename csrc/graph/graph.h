@@ -114,6 +114,10 @@ class Graph {
   const TensorType& type(Tensor t) const { return nodes_.at(t.id).type; }
   int num_inputs() const { return num_inputs_; }  // placeholders + variables
 
+  // The same graph rebuilt for concrete input shapes (by input index): every
+  // node's type is then inferred concretely. Throws GraphError on mismatch.
+  Graph with_input_shapes(const std::vector<Shape>& shapes) const;
+
   std::string to_json() const;
   std::string to_dot() const;
 

@@ -9,6 +9,9 @@
 #include <torch/library.h>
 
 #include "ops/op_utils.h"
+#ifdef MPS_EXT_WITH_MPSGRAPH
+#include "runtime/mpsgraph/metal_kernels.h"
+#endif
 
 namespace mps_ext::ops {
 namespace {
@@ -22,9 +25,26 @@ void check_lambd(const at::Tensor& self, const at::Scalar& lambd) {
               self.scalar_type(), ", but found ", l);
 }
 
-at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
+void check_forward(const at::Tensor& self, const at::Scalar& lambd) {
   check_floating("softshrink", "self", self);
   check_lambd(self, lambd);
+}
+
+// Backward broadcasts and promotes like torch's binary ops.
+struct BackwardArgs {
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+
+BackwardArgs check_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Scalar& lambd) {
+  check_floating("softshrink_backward", "grad_output", grad_output);
+  check_floating("softshrink_backward", "self", self);
+  check_lambd(self, lambd);
+  return {at::result_type(grad_output, self), at::infer_size(grad_output.sizes(), self.sizes())};
+}
+
+at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
+  check_forward(self, lambd);
   if (self.numel() == 0) return at::empty(self.sizes(), self.options());
   at::ScalarType dtype = self.scalar_type(), math = opmath_type(dtype);
   auto key = graph::CacheKey("softshrink").input(graph_dtype(dtype), dynamic_shape(self));
@@ -49,11 +69,8 @@ at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
 
 at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& self,
                                const at::Scalar& lambd) {
-  check_floating("softshrink_backward", "grad_output", grad_output);
-  check_floating("softshrink_backward", "self", self);
-  check_lambd(self, lambd);
-  at::ScalarType dtype = at::result_type(grad_output, self), math = opmath_type(dtype);
-  auto shape = at::infer_size(grad_output.sizes(), self.sizes());
+  auto [dtype, shape] = check_backward(grad_output, self, lambd);
+  at::ScalarType math = opmath_type(dtype);
   if (c10::multiply_integers(shape) == 0) return at::empty(shape, self.options().dtype(dtype));
   at::Tensor g_in = grad_output.to(dtype), x_in = self.to(dtype);
   auto key = graph::CacheKey("softshrink_backward")
@@ -75,19 +92,31 @@ at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& 
 }
 
 at::Tensor softshrink_meta(const at::Tensor& self, const at::Scalar& lambd) {
-  check_floating("softshrink", "self", self);
-  check_lambd(self, lambd);
+  check_forward(self, lambd);
   return at::empty(self.sizes(), self.options());
 }
 
 at::Tensor softshrink_backward_meta(const at::Tensor& grad_output, const at::Tensor& self,
                                     const at::Scalar& lambd) {
-  check_floating("softshrink_backward", "grad_output", grad_output);
-  check_floating("softshrink_backward", "self", self);
-  check_lambd(self, lambd);
-  auto shape = at::infer_size(grad_output.sizes(), self.sizes());
-  return at::empty(shape, self.options().dtype(at::result_type(grad_output, self)));
+  auto [dtype, shape] = check_backward(grad_output, self, lambd);
+  return at::empty(shape, self.options().dtype(dtype));
 }
+
+#ifdef MPS_EXT_WITH_MPSGRAPH
+// Native mps tensors: one hand-written Metal dispatch (WWDC23's custom-kernel
+// story) rather than a graph; same semantics as the graph above.
+at::Tensor softshrink_mps(const at::Tensor& self, const at::Scalar& lambd) {
+  check_forward(self, lambd);
+  return runtime::mpsgraph::softshrink_metal(self, lambd.toDouble());
+}
+
+at::Tensor softshrink_backward_mps(const at::Tensor& grad_output, const at::Tensor& self,
+                                   const at::Scalar& lambd) {
+  auto [dtype, shape] = check_backward(grad_output, self, lambd);
+  return runtime::mpsgraph::softshrink_backward_metal(grad_output.to(dtype).expand(shape),
+                                                      self.to(dtype).expand(shape), lambd.toDouble());
+}
+#endif
 
 // --- autograd ------------------------------------------------------------------
 at::Tensor call_softshrink(const at::Tensor& self, const at::Scalar& lambd) {
@@ -166,5 +195,12 @@ TORCH_LIBRARY_IMPL(mps_ext, Autograd, m) {
   m.impl("softshrink", &softshrink_autograd);
   m.impl("softshrink_backward", &softshrink_backward_autograd);
 }
+
+#ifdef MPS_EXT_WITH_MPSGRAPH
+TORCH_LIBRARY_IMPL(mps_ext, MPS, m) {
+  m.impl("softshrink", &softshrink_mps);
+  m.impl("softshrink_backward", &softshrink_backward_mps);
+}
+#endif
 
 }  // namespace mps_ext::ops

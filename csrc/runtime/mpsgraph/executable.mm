@@ -45,44 +45,6 @@ MPSShape* mps_shape(at::IntArrayRef sizes) {
   return a;
 }
 
-// Replays `ir` through the builder with concrete input shapes: the builder's
-// own shape inference then gives the concrete output shapes.
-graph::Graph specialize(const graph::Graph& ir, const std::vector<Shape>& input_shapes) {
-  graph::Graph g;
-  for (const graph::Node& n : ir.nodes()) {
-    auto in = [&](size_t i) { return graph::Tensor{n.inputs.at(i)}; };
-    switch (n.kind) {
-      case NodeKind::Placeholder: g.placeholder(input_shapes.at(n.int_attr("index")), n.type.dtype, n.name); break;
-      case NodeKind::Variable: g.variable(input_shapes.at(n.int_attr("index")), n.type.dtype, n.name); break;
-      case NodeKind::Constant: g.constant(n.float_attr("value"), n.type.dtype, n.type.shape); break;
-      case NodeKind::Assign: g.assign(in(0), in(1)); break;
-      case NodeKind::Cast: g.cast(in(0), n.type.dtype); break;
-      case NodeKind::Reshape: g.reshape(in(0), n.ints_attr("shape")); break;
-      case NodeKind::Transpose: g.transpose(in(0), n.ints_attr("perm")); break;
-      case NodeKind::Slice: g.slice(in(0), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides")); break;
-      case NodeKind::SliceUpdate:
-        g.slice_update(in(0), in(1), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides"));
-        break;
-      case NodeKind::Concat: {
-        std::vector<graph::Tensor> xs;
-        for (size_t i = 0; i < n.inputs.size(); ++i) xs.push_back(in(i));
-        g.concat(xs, n.int_attr("axis"));
-        break;
-      }
-      case NodeKind::Broadcast: g.broadcast(in(0), n.ints_attr("shape")); break;
-      case NodeKind::Select: g.select(in(0), in(1), in(2)); break;
-      case NodeKind::Softmax: g.softmax(in(0), n.int_attr("axis")); break;
-      case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
-      default:
-        if (graph::is_unary(n.kind)) g.unary(n.kind, in(0));
-        else if (graph::is_binary(n.kind)) g.binary(n.kind, in(0), in(1));
-        else if (graph::is_reduce(n.kind)) g.reduce(n.kind, in(0), n.ints_attr("axes"));
-        else TORCH_INTERNAL_ASSERT(false, "specialize: unhandled node kind ", graph::kind_name(n.kind));
-    }
-  }
-  return g;
-}
-
 struct Compiled {
   MPSGraphExecutable* exe = nil;
   std::vector<Shape> target_shapes;  // per target, concrete
@@ -131,7 +93,12 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) 
   auto it = cache_.find(shapes);
   if (it != cache_.end()) return it->second;
   Compiled c;
-  graph::Graph concrete = specialize(*ir_, shapes);
+  graph::Graph concrete;
+  try {
+    concrete = ir_->with_input_shapes(shapes);  // concrete output shapes
+  } catch (const graph::GraphError& e) {
+    TORCH_CHECK(false, "mps_ext: ", e.what());
+  }
   for (int id : target_ids_) c.target_shapes.push_back(concrete.node(id).type.shape);
   @autoreleasepool {
     NSMutableDictionary<MPSGraphTensor*, MPSGraphShapedType*>* feeds =

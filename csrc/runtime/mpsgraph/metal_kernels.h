@@ -6,7 +6,7 @@
 
 namespace mps_ext::runtime::mpsgraph {
 
-// torch.nn.functional.softshrink: x > l ? x - l : (x < -l ? x + l : x * 0).
+// torch.nn.functional.softshrink: x > l ? x - l : (x < -l ? x + l : x - x).
 // float32/float16, and bfloat16 on macOS 14+ (Metal 3.1). Any strides.
 at::Tensor softshrink_metal(const at::Tensor& self, double lambd);
 // (x >= -l && x <= l) ? 0 : grad. grad and self must have the same shape/dtype.

@@ -32,7 +32,8 @@ kernel void softshrink(device const T* x [[buffer(0)]], device T* y [[buffer(1)]
                        uint i [[thread_position_in_grid]]) {
   if (i >= n) return;
   float v = float(x[i]);
-  y[i] = T(v > l ? v - l : (v < -l ? v + l : v * 0.0f));
+  // v - v: +0 in the dead zone, NaN for NaN, as the graph path (needs safe math).
+  y[i] = T(v > l ? v - l : (v < -l ? v + l : v - v));
 }
 
 template <typename T>
@@ -61,9 +62,16 @@ std::mutex g_mutex;
 id<MTLLibrary> library() {  // call with g_mutex held
   static id<MTLLibrary> lib = nil;
   if (lib == nil) {
+    // Fast math (the default) may fold v - v to 0 and drop NaN checks.
+    MTLCompileOptions* options = [MTLCompileOptions new];
+    if (@available(macOS 15.0, *)) {
+      options.mathMode = MTLMathModeSafe;  // macOS 15.0
+    } else {
+      options.fastMathEnabled = NO;  // macOS 10.11, deprecated in 15.0
+    }
     NSError* error = nil;
     lib = [at::mps::MPSDevice::getInstance()->device() newLibraryWithSource:[NSString stringWithUTF8String:kSource]
-                                                                    options:nil
+                                                                    options:options
                                                                       error:&error];  // macOS 10.11
     TORCH_CHECK(lib != nil, "mps_ext: failed to compile the Metal softshrink kernels: ",
                 error ? error.localizedDescription.UTF8String : "unknown error");

@@ -24,8 +24,16 @@ typedef NS_OPTIONS(NSUInteger, MTLResourceOptions){
 @protocol MTLCommandBuffer;
 @protocol MTLComputeCommandEncoder;
 
+typedef NS_ENUM(NSInteger, MTLMathMode){
+    MTLMathModeSafe = 0,
+    MTLMathModeRelaxed = 1,
+    MTLMathModeFast = 2,
+} API_AVAILABLE(macos(15.0));
+
 API_AVAILABLE(macos(10.11))
 @interface MTLCompileOptions : NSObject <NSCopying>
+@property(readwrite, nonatomic) BOOL fastMathEnabled API_DEPRECATED("mathMode", macos(10.11, 15.0));
+@property(readwrite, nonatomic) MTLMathMode mathMode API_AVAILABLE(macos(15.0));
 @end
 
 API_AVAILABLE(macos(10.11))
