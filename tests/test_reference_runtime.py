@@ -141,14 +141,15 @@ def test_variable_assign_updates_in_place():
 
 
 def test_softshrink_is_one_fused_region():
-    # The same graph ops/softshrink.cpp builds: everything after the
-    # placeholders runs as one pass.
+    # The graph ops/softshrink.cpp builds: everything after the placeholders
+    # runs as one pass; the -lambd node is computed once, not streamed.
     g = Graph()
     x = g.placeholder([-1], torch.float32, "self")
     lam = g.placeholder([], torch.float32, "lambd")
     neg = g.unary("negative", lam)
-    below = g.binary("less", x, neg)
-    inner = g.select(below, g.binary("add", x, lam), g.binary("subtract", x, x))
-    g.output(g.select(g.binary("greater", x, lam), g.binary("subtract", x, lam), inner))
-    plan = _fusion_plan(g)
-    assert len(plan) == 1 and isinstance(plan[0], list)
+    clamped = g.binary("maximum", g.binary("minimum", x, lam), neg)
+    g.output(g.binary("subtract", x, clamped))
+    assert _fusion_plan(g) == [[2, 3, 4, 5]]
+    xv = torch.tensor([-2.0, -0.5, -0.1, 0.0, 0.3, 0.5, 0.7, float("nan"), float("inf")])
+    out = _run_reference(g, [xv, torch.tensor(0.5)])[0]
+    torch.testing.assert_close(out, torch.nn.functional.softshrink(xv, 0.5), equal_nan=True)

@@ -12,10 +12,15 @@ namespace mps_ext::graph {
 class CacheKey {
  public:
   explicit CacheKey(std::string_view op) : key_(op) {}
-  CacheKey& input(DType dtype, const Shape& shape) {
+  CacheKey& input(DType dtype, const Shape& shape) {  // on every op call: no streams
     key_ += '|';
     key_ += dtype_name(dtype);
-    key_ += shape_str(shape);
+    key_ += '[';
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (i) key_ += ',';
+      key_ += std::to_string(shape[i]);
+    }
+    key_ += ']';
     return *this;
   }
   template <typename T>

@@ -98,6 +98,8 @@ class Graph {
   Tensor sub(Tensor a, Tensor b) { return binary(NodeKind::Subtract, a, b); }
   Tensor mul(Tensor a, Tensor b) { return binary(NodeKind::Multiply, a, b); }
   Tensor div(Tensor a, Tensor b) { return binary(NodeKind::Divide, a, b); }
+  Tensor maximum(Tensor a, Tensor b) { return binary(NodeKind::Maximum, a, b); }
+  Tensor minimum(Tensor a, Tensor b) { return binary(NodeKind::Minimum, a, b); }
   Tensor gt(Tensor a, Tensor b) { return binary(NodeKind::Greater, a, b); }
   Tensor ge(Tensor a, Tensor b) { return binary(NodeKind::GreaterEqual, a, b); }
   Tensor lt(Tensor a, Tensor b) { return binary(NodeKind::Less, a, b); }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <c10/core/Scalar.h>
 
@@ -26,6 +27,11 @@ inline at::ScalarType opmath_type(at::ScalarType t) {
 // A 0-d tensor fed to a scalar placeholder, so one graph serves every value.
 inline at::Tensor scalar_input(const at::Scalar& s, at::ScalarType dtype, const at::Tensor& like) {
   return at::scalar_tensor(s, like.options().dtype(dtype));
+}
+
+// Whether autograd must record an op on `t` (grad mode on and t needs grad).
+inline bool requires_grad(const at::Tensor& t) {
+  return t.requires_grad() && at::GradMode::is_enabled();
 }
 
 inline void check_floating(const char* op, const char* arg, const at::Tensor& t) {

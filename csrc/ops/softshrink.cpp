@@ -1,9 +1,11 @@
 // softshrink and its backward, as graphs.
-//   softshrink(x, l)       = x - l if x > l; x + l if x < -l; else x - x
-//   softshrink_backward    = 0 if -l <= x <= l else grad
-// x - x (not a literal 0) is +0 for every finite x and NaN for NaN: torch's
-// vectorized CPU and CUDA kernels give exactly that (its scalar tail loop
-// gives -0 for negative x; we follow the bulk).
+//   softshrink(x, l)    = x - clamp(x, -l, l)    (x - l above l, x + l below -l)
+//   softshrink_backward = 0 where |x| <= l, else grad
+// The clamp form needs three elementwise nodes and no select. In the dead zone
+// it gives x - x: +0 for every finite x, and NaN propagates through the
+// NaN-propagating min/max, which is what torch's vectorized CPU and CUDA
+// kernels return (torch's scalar tail loop gives -0 for negative x; we follow
+// the bulk).
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
@@ -55,13 +57,9 @@ at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
     // One statement per node: argument evaluation order would otherwise
     // decide the node order, and with it the dumped graph.
     auto neg_l = g.neg(l);
-    auto below = g.lt(xm, neg_l);
-    auto x_plus_l = g.add(xm, l);
-    auto zero_or_nan = g.sub(xm, xm);
-    auto inner = g.select(below, x_plus_l, zero_or_nan);
-    auto above = g.gt(xm, l);
-    auto x_minus_l = g.sub(xm, l);
-    auto y = g.select(above, x_minus_l, inner);
+    auto upper = g.minimum(xm, l);
+    auto clamped = g.maximum(upper, neg_l);
+    auto y = g.sub(xm, clamped);
     g.output(math == dtype ? y : g.cast(y, graph_dtype(dtype)));
   };
   return runtime::run_graph(key, build, {self, scalar_input(lambd, math, self)})[0];
@@ -81,10 +79,8 @@ at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& 
     auto x = g.placeholder(dynamic_shape(x_in), graph_dtype(dtype), "self");
     auto l = g.placeholder({}, graph_dtype(math), "lambd");
     auto xm = math == dtype ? x : g.cast(x, graph_dtype(math));
-    auto neg_l = g.neg(l);
-    auto not_below = g.ge(xm, neg_l);
-    auto not_above = g.le(xm, l);
-    auto inside = g.logical_and(not_below, not_above);
+    auto magnitude = g.abs(xm);
+    auto inside = g.le(magnitude, l);  // false for NaN: the gradient passes
     auto zero = g.constant(0.0, graph_dtype(dtype));
     g.output(g.select(inside, zero, grad));
   };
@@ -167,11 +163,19 @@ struct SoftshrinkBackwardFn : torch::autograd::Function<SoftshrinkBackwardFn> {
 };
 
 at::Tensor softshrink_autograd(const at::Tensor& self, const at::Scalar& lambd) {
+  if (!requires_grad(self)) {  // skip building an autograd node nobody needs
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_softshrink(self, lambd);
+  }
   return SoftshrinkFn::apply(self, lambd);
 }
 
 at::Tensor softshrink_backward_autograd(const at::Tensor& grad, const at::Tensor& self,
                                         const at::Scalar& lambd) {
+  if (!requires_grad(grad) && !requires_grad(self)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_softshrink_backward(grad, self, lambd);
+  }
   return SoftshrinkBackwardFn::apply(grad, self, lambd);
 }
 }  // namespace

@@ -15,7 +15,7 @@ namespace CPU_CAPABILITY {
 namespace {
 using graph::DType;
 using graph::NodeKind;
-constexpr int64_t kBlock = 512;
+constexpr int64_t kBlock = 256;
 // Registers are kBlock + kPad apart so that no two share their low 12 address
 // bits (4K aliasing stalls every load behind an unrelated store).
 constexpr int64_t kPad = 32;
@@ -148,12 +148,20 @@ class Interpreter {
   using Vec = at::vec::Vectorized<T>;
 
  public:
-  explicit Interpreter(const FusedProgram& p)
-      : p_(p), ptr_(p.num_regs), out_(p.num_regs, nullptr), uval_(p.num_regs) {
+  // Per-thread state is reused across calls: no allocation on the hot path.
+  explicit Interpreter(const FusedProgram& p) : p_(p) {
     thread_local std::vector<T> scratch;
+    thread_local std::vector<T*> ptr, out;
+    thread_local std::vector<Vec> uval;
     size_t need = static_cast<size_t>(p.num_regs) * (kBlock + kPad);
     if (scratch.size() < need) scratch.resize(need);
+    ptr.resize(p.num_regs);
+    out.assign(p.num_regs, nullptr);
+    uval.resize(p.num_regs);
     scratch_ = scratch.data();
+    ptr_ = ptr.data();
+    out_ = out.data();
+    uval_ = uval.data();
     for (int r = 0; r < p.num_regs; ++r) ptr_[r] = scratch_ + r * (kBlock + kPad);
   }
 
@@ -175,6 +183,7 @@ class Interpreter {
     for (int64_t off = 0; off < run.n; off += kBlock) {
       int64_t m = std::min(kBlock, run.n - off);
       int64_t mpad = (m + V - 1) / V * V;
+      prefetch_next_block(run, off + kBlock);
       for (int r = 0; r < p_.num_inputs; ++r) {
         if (p_.reg_uniform[r]) continue;
         int k = p_.input_operand[r];
@@ -206,6 +215,22 @@ class Interpreter {
   }
 
  private:
+  // Each block makes several passes over L1, so the hardware prefetcher sees
+  // no stream while the next block's inputs are still in L3 or DRAM: ask for
+  // them one block ahead.
+  void prefetch_next_block(const FusedRun& run, int64_t next) const {
+    if (next >= run.n) return;
+    const int64_t count = std::min(kBlock, run.n - next);
+    for (int r = 0; r < p_.num_inputs; ++r) {
+      if (p_.reg_uniform[r]) continue;
+      int k = p_.input_operand[r];
+      if (run.strides[k] <= 0) continue;
+      const char* base = run.data[k] + next * run.strides[k];
+      const int64_t bytes = count * run.strides[k];
+      for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(base + b, 0, 3);
+    }
+  }
+
   Operand<T> operand(int r) const { return {ptr_[r], uval_[r], static_cast<bool>(p_.reg_uniform[r])}; }
 
   void exec(const FusedInstr& in, int64_t m) {
@@ -293,9 +318,9 @@ class Interpreter {
 
   const FusedProgram& p_;
   T* scratch_;
-  std::vector<T*> ptr_;
-  std::vector<T*> out_;  // per register: output memory to write in place, or null
-  std::vector<Vec> uval_;
+  T** ptr_;    // per register: where its current block lives
+  T** out_;    // per register: output memory to write in place, or null
+  Vec* uval_;  // per register: the broadcast value of uniform registers
 };
 }  // namespace
 

@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/TensorIterator.h>
+#include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <ATen/ExpandUtils.h>
 
 #include <algorithm>
 #include <set>
@@ -199,39 +201,59 @@ KernelFn select_kernel() {
 
 bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env) {
   const FusedProgram& p = r.program;
-  std::vector<at::IntArrayRef> in_sizes;
-  for (int v : r.inputs) in_sizes.push_back(env[v].sizes());
-  std::vector<int64_t> space;  // the iteration space: all inputs broadcast
-  for (auto s : in_sizes) space = at::infer_size(space, s);
+  at::DimVector space;  // the iteration space: all inputs broadcast
+  for (int v : r.inputs) space = at::infer_size_dimvector(space, env[v].sizes());
   for (const auto& deps : r.output_deps) {
-    std::vector<int64_t> shape;
-    for (int i : deps) shape = at::infer_size(shape, in_sizes[i]);
+    at::DimVector shape;
+    for (int i : deps) shape = at::infer_size_dimvector(shape, env[r.inputs[i]].sizes());
     if (shape != space) return false;
   }
 
-  at::TensorIteratorConfig config;
-  config.check_all_same_dtype(false).resize_outputs(false).enforce_safe_casting_to_output(false);
-  std::vector<at::Tensor> outs(r.outputs.size());
-  for (size_t k = 0; k < r.outputs.size(); ++k) {
-    outs[k] = at::empty(space, at::TensorOptions().dtype(
-                                   runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]])));
-    config.add_output(outs[k]);
-  }
-  std::vector<double> uniform_values(p.num_inputs);
-  for (int i = 0; i < p.num_inputs; ++i) {
-    if (p.reg_uniform[i]) uniform_values[i] = read_scalar(env[r.inputs[i]]);
-    else config.add_const_input(env[r.inputs[i]]);
-  }
-  at::TensorIterator iter = config.build();
   static const KernelFn kernel = select_kernel();
-  const int ntensors = iter.ntensors();
-  iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
-    std::vector<char*> ptrs(data, data + ntensors);
-    for (int64_t j = 0; j < size1; ++j) {
-      kernel(p, FusedRun{ptrs.data(), strides, size0, uniform_values.data()});
-      for (int k = 0; k < ntensors; ++k) ptrs[k] += strides[ntensors + k];
-    }
-  });
+  std::vector<at::Tensor> outs(r.outputs.size());
+  for (size_t k = 0; k < r.outputs.size(); ++k)
+    outs[k] = at::empty(space, at::TensorOptions().dtype(runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]])));
+  c10::SmallVector<double, 8> uniform_values(p.num_inputs);
+  bool flat = true;  // every streamed input contiguous and full-size
+  for (int i = 0; i < p.num_inputs; ++i) {
+    const at::Tensor& t = env[r.inputs[i]];
+    if (p.reg_uniform[i]) uniform_values[i] = read_scalar(t);
+    else flat = flat && t.is_contiguous() && t.sizes() == at::IntArrayRef(space);
+  }
+
+  if (flat) {
+    // One flat range split across threads: no TensorIterator on the common path.
+    c10::SmallVector<char*, 8> base;
+    c10::SmallVector<int64_t, 8> strides;
+    auto add = [&](const at::Tensor& t) {
+      base.push_back(static_cast<char*>(const_cast<void*>(t.const_data_ptr())));
+      strides.push_back(t.element_size());
+    };
+    for (const at::Tensor& o : outs) add(o);
+    for (int i = 0; i < p.num_inputs; ++i)
+      if (!p.reg_uniform[i]) add(env[r.inputs[i]]);
+    at::parallel_for(0, c10::multiply_integers(space), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+      c10::SmallVector<char*, 8> ptrs(base.size());
+      for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
+      kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
+    });
+  } else {
+    // Broadcasting or strided inputs: TensorIterator supplies the strides.
+    at::TensorIteratorConfig config;
+    config.check_all_same_dtype(false).resize_outputs(false).enforce_safe_casting_to_output(false);
+    for (const at::Tensor& o : outs) config.add_output(o);
+    for (int i = 0; i < p.num_inputs; ++i)
+      if (!p.reg_uniform[i]) config.add_const_input(env[r.inputs[i]]);
+    at::TensorIterator iter = config.build();
+    const int ntensors = iter.ntensors();
+    iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
+      c10::SmallVector<char*, 8> ptrs(data, data + ntensors);
+      for (int64_t j = 0; j < size1; ++j) {
+        kernel(p, FusedRun{ptrs.data(), strides, size0, uniform_values.data()});
+        for (int k = 0; k < ntensors; ++k) ptrs[k] += strides[ntensors + k];
+      }
+    });
+  }
   for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = outs[k];
   return true;
 }
