@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ def sync(device: str) -> None:
 
 
 def time_call(fn, *, device="cpu", warmup=3, repeat=15, min_time=0.2) -> float:
-    """Median seconds per call; each sample runs enough calls to last >= min_time/repeat."""
+    """Best (minimum) seconds per call over `repeat` samples, as timeit advises:
+    on a shared machine the minimum is the reproducible cost, noise only adds."""
     for _ in range(warmup):
         fn()
     sync(device)
@@ -36,7 +36,7 @@ def time_call(fn, *, device="cpu", warmup=3, repeat=15, min_time=0.2) -> float:
             fn()
         sync(device)
         samples.append((time.perf_counter() - start) / number)
-    return statistics.median(samples)
+    return min(samples)
 
 
 def environment() -> dict:
