@@ -7,6 +7,10 @@ the ``reference`` runtime (C++ on the CPU) everywhere.
 import torch  # noqa: F401  (loads libtorch before the extension)
 
 from . import _C  # registers the operators with the dispatcher
+from . import device as _device
+
+_device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
+
 from . import graph, nn
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 

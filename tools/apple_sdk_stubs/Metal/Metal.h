@@ -91,6 +91,7 @@ API_AVAILABLE(macos(10.11))
 
 API_AVAILABLE(macos(10.11))
 @protocol MTLCommandQueue <NSObject>
+- (nullable id<MTLCommandBuffer>)commandBuffer;
 @end
 
 API_AVAILABLE(macos(10.11))
