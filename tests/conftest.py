@@ -15,6 +15,7 @@ NEEDS_MAC = "needs macOS with an Apple GPU (torch.backends.mps) and the mpsgraph
 DEVICES = [
     "cpu",
     pytest.param("mps", marks=pytest.mark.skipif(not MPS_AVAILABLE, reason=NEEDS_MAC)),
+    "mpsgraph",  # the mps_ext device: reference runtime here, mpsgraph on a Mac
 ]
 
 

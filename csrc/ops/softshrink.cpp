@@ -200,6 +200,12 @@ TORCH_LIBRARY_IMPL(mps_ext, Autograd, m) {
   m.impl("softshrink_backward", &softshrink_backward_autograd);
 }
 
+// The mpsgraph device (PrivateUse1): run_graph picks its runtime.
+TORCH_LIBRARY_IMPL(mps_ext, PrivateUse1, m) {
+  m.impl("softshrink", &softshrink);
+  m.impl("softshrink_backward", &softshrink_backward);
+}
+
 #ifdef MPS_EXT_WITH_MPSGRAPH
 TORCH_LIBRARY_IMPL(mps_ext, MPS, m) {
   m.impl("softshrink", &softshrink_mps);
