@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "device/device.h"
 #include "runtime/reference/executor.h"
 #include "runtime/runtime.h"
 #ifdef MPS_EXT_WITH_MPSGRAPH
@@ -112,6 +113,17 @@ std::vector<at::Tensor> run_graph(const graph::CacheKey& key, const GraphBuilder
     c.entries.emplace(full_key, Entry{graph, exe});  // a racing twin is equivalent
   }
   if (capture) capture->push_back({full_key, graph});
+  if (kind == Kind::Reference && inputs[0].device().type() == c10::DeviceType::PrivateUse1) {
+    // The mpsgraph device on the reference runtime: it computes on CPU aliases
+    // of the device's host-visible bytes, and its results go to the device.
+    device::synchronize();
+    std::vector<at::Tensor> host(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i)
+      host[i] = inputs[i].device().type() == c10::DeviceType::PrivateUse1 ? device::cpu_alias(inputs[i]) : inputs[i];
+    std::vector<at::Tensor> outs = exe->run(host);
+    for (at::Tensor& o : outs) o = device::to_device(o);
+    return outs;
+  }
   return exe->run(inputs);
 }
 
