@@ -14,6 +14,7 @@ aten op runs on the CPU over the same bytes, with a once-per-op warning
 """
 from __future__ import annotations
 
+import re
 import sys
 
 import torch
@@ -65,6 +66,19 @@ def set_device(device) -> None:
     _check_device(device)
 
 
+class device:
+    """Context manager selecting the device (there is only one; validates)."""
+
+    def __init__(self, device):
+        _check_device(device)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def synchronize(device=None) -> None:
     """Waits for all work queued on the device."""
     _check_device(device)
@@ -78,7 +92,8 @@ def memory_allocated(device=None) -> int:
 
 
 def manual_seed(seed: int) -> None:
-    _ops()._device_manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF if seed >= 0 else int(seed))
+    seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF  # as torch.manual_seed: the low 64 bits
+    _ops()._device_manual_seed(seed - (1 << 64) if seed >= (1 << 63) else seed)
 
 
 def manual_seed_all(seed: int) -> None:
@@ -115,6 +130,20 @@ def _is_in_bad_fork() -> bool:
     return False
 
 
+def _no_tag(obj):
+    return None  # torch's PrivateUse1 tagger already writes "mpsgraph:0"
+
+
+def _restore_location(obj, location: str):
+    """torch.load for "mpsgraph" locations. Registered ahead of torch's mps
+    deserializer, which would otherwise claim them ("mpsgraph".startswith("mps"))."""
+    if location == NAME or re.match(rf"{NAME}(:|[0-9]+)", location):
+        device = torch.device(location)
+        _check_device(device)
+        return obj.to(device=device)
+    return None
+
+
 def register() -> None:
     """Makes PrivateUse1 the ``mpsgraph`` device. Idempotent."""
     global _registered
@@ -129,6 +158,7 @@ def register() -> None:
         torch._register_device_module(NAME, sys.modules[__name__])
     if not hasattr(torch.Tensor, NAME):
         torch.utils.generate_methods_for_privateuse1_backend(for_tensor=True, for_module=True, for_storage=True)
+    torch.serialization.register_package(15, _no_tag, _restore_location)  # before mps (21)
     _registered = True
 
 
