@@ -152,4 +152,11 @@ TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&cpu_fallback>());
 }
 
+// Functional ops whose CompositeExplicitAutogradNonFunctional kernel would
+// call the .out op with an output the CPU kernel then resizes (a deprecation
+// warning and an extra copy): fall back on the functional op itself.
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  m.impl("mse_loss", torch::CppFunction::makeFromBoxedFunction<&cpu_fallback>());
+}
+
 }  // namespace mps_ext::device
