@@ -153,3 +153,36 @@ def test_softshrink_is_one_fused_region():
     xv = torch.tensor([-2.0, -0.5, -0.1, 0.0, 0.3, 0.5, 0.7, float("nan"), float("inf")])
     out = _run_reference(g, [xv, torch.tensor(0.5)])[0]
     torch.testing.assert_close(out, torch.nn.functional.softshrink(xv, 0.5), equal_nan=True)
+
+
+@pytest.mark.parametrize("order", ["min-then-max", "max-then-min"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_clamp_peephole(order, dtype):
+    g = Graph()
+    x = g.placeholder([-1], dtype, "x")
+    lo = g.placeholder([], dtype, "lo")
+    hi = g.placeholder([], dtype, "hi")
+    if order == "min-then-max":
+        y = g.binary("maximum", g.binary("minimum", x, hi), lo)
+    else:
+        y = g.binary("minimum", g.binary("maximum", x, lo), hi)
+    g.output(g.binary("multiply", y, y))
+    xv = values((999,), dtype)
+    inputs = [xv, torch.tensor(-0.5, dtype=dtype), torch.tensor(0.75, dtype=dtype)]
+    fused, unfused = run_both(g, inputs)
+    expected = torch.clamp(xv.float(), -0.5, 0.75).square().to(dtype)
+    torch.testing.assert_close(fused[0], expected, equal_nan=True)
+    close(fused[0], unfused[0], dtype)
+
+
+def test_clamp_peephole_keeps_a_shared_intermediate():
+    g = Graph()
+    x = g.placeholder([-1], torch.float32, "x")
+    hi = g.constant(1.0, torch.float32)
+    m = g.binary("minimum", x, hi)  # also an output: must not vanish into the clamp
+    g.output(g.binary("maximum", m, g.constant(-1.0, torch.float32)))
+    g.output(m)
+    xv = torch.randn(300) * 3
+    out = _run_reference(g, [xv])
+    torch.testing.assert_close(out[0], xv.clamp(-1, 1))
+    torch.testing.assert_close(out[1], xv.clamp(max=1))

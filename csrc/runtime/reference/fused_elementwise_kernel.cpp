@@ -269,8 +269,12 @@ class Interpreter {
       case NodeKind::Subtract: return map2([](Vec x, Vec y) { return x - y; }, m, d, a, b);
       case NodeKind::Multiply: return map2([](Vec x, Vec y) { return x * y; }, m, d, a, b);
       case NodeKind::Divide: return map2([](Vec x, Vec y) { return x / y; }, m, d, a, b);
-      case NodeKind::Maximum: return map2([](Vec x, Vec y) { return at::vec::maximum(x, y); }, m, d, a, b);
-      case NodeKind::Minimum: return map2([](Vec x, Vec y) { return at::vec::minimum(x, y); }, m, d, a, b);
+      case NodeKind::Maximum:
+        if (in.inner == NodeKind::Minimum) return clamp(m, d, a, operand(in.src[2]).v, b.v);
+        return map2([](Vec x, Vec y) { return at::vec::maximum(x, y); }, m, d, a, b);
+      case NodeKind::Minimum:
+        if (in.inner == NodeKind::Maximum) return clamp(m, d, a, operand(in.src[2]).v, b.v, /*max_first=*/true);
+        return map2([](Vec x, Vec y) { return at::vec::minimum(x, y); }, m, d, a, b);
       case NodeKind::Power: return map2([](Vec x, Vec y) { return x.pow(y); }, m, d, a, b);
       case NodeKind::LogicalAnd: return map2([](Vec x, Vec y) { return x & y; }, m, d, a, b);
       case NodeKind::LogicalOr: return map2([](Vec x, Vec y) { return x | y; }, m, d, a, b);
@@ -297,6 +301,14 @@ class Interpreter {
       }
       default: return;  // the planner admits only the kinds above
     }
+  }
+
+  // max(min(x, first), second), or min(max(x, first), second); NaN propagates.
+  void clamp(int64_t m, T* d, const Operand<T>& x, Vec first, Vec second, bool max_first = false) {
+    if (max_first)
+      map1([=](Vec v) { return at::vec::minimum(at::vec::maximum(v, first), second); }, m, d, x);
+    else
+      map1([=](Vec v) { return at::vec::maximum(at::vec::minimum(v, first), second); }, m, d, x);
   }
 
   void compare_select(const FusedInstr& in, int64_t m, T* d, const Operand<T>& a, const Operand<T>& b) {

@@ -65,15 +65,33 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
            std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
            std::find(r.nodes.begin(), r.nodes.end(), users[id][0]) != r.nodes.end();
   };
+  // Peephole: max(min(x, hi), lo) and min(max(x, lo), hi) with uniform bounds
+  // become one clamp instruction.
+  auto min_max_pair = [](NodeKind a, NodeKind b) {
+    return (a == NodeKind::Minimum && b == NodeKind::Maximum) || (a == NodeKind::Maximum && b == NodeKind::Minimum);
+  };
+  auto folds_into_clamp = [&](int id) {
+    const Node& n = g.node(id);
+    if (uniform[id] || users[id].size() != 1) return false;
+    const Node& user = g.node(users[id][0]);
+    return min_max_pair(n.kind, user.kind) && uniform[n.inputs[1]] && user.inputs[0] == id &&
+           uniform[user.inputs[1]] && !uniform[n.inputs[0]] &&
+           std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
+           std::find(r.nodes.begin(), r.nodes.end(), users[id][0]) != r.nodes.end();
+  };
   for (int id : r.nodes) {
     const Node& n = g.node(id);
-    if (folds_into_select(id)) continue;
+    if (folds_into_select(id) || folds_into_clamp(id)) continue;
     FusedInstr in{n.kind, n.type.dtype};
     std::vector<int> srcs = n.inputs;
     if (n.kind == NodeKind::Select && folds_into_select(n.inputs[0])) {
       const Node& cmp = g.node(n.inputs[0]);
       in.compare = cmp.kind;
       srcs = {cmp.inputs[0], cmp.inputs[1], n.inputs[1], n.inputs[2]};
+    } else if (n.kind != NodeKind::Select && !n.inputs.empty() && folds_into_clamp(n.inputs[0])) {
+      const Node& first = g.node(n.inputs[0]);
+      in.inner = first.kind;
+      srcs = {first.inputs[0], n.inputs[1], first.inputs[1]};
     }
     for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];
     in.uniform = uniform[id];
