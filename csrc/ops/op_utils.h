@@ -3,6 +3,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
+#include <ATen/ScalarOps.h>
 #include <ATen/ops/scalar_tensor.h>
 #include <c10/core/Scalar.h>
 
@@ -25,7 +26,9 @@ inline at::ScalarType opmath_type(at::ScalarType t) {
 }
 
 // A 0-d tensor fed to a scalar placeholder, so one graph serves every value.
+// On the CPU it skips the dispatcher: this runs on every op call.
 inline at::Tensor scalar_input(const at::Scalar& s, at::ScalarType dtype, const at::Tensor& like) {
+  if (like.is_cpu()) return at::detail::scalar_tensor_static(s, dtype, at::kCPU);
   return at::scalar_tensor(s, like.options().dtype(dtype));
 }
 
