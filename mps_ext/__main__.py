@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                                                "; mpsgraph needs the macOS build"))
     print(f"device   : {device}  (ops on {device} tensors run on the "
           f"{'mpsgraph' if device == 'mps' else 'reference'} runtime)")
+    x = torch.randn(8)
+    same = torch.equal(torch.ops.mps_ext.softshrink(x.to("mpsgraph"), 0.5).cpu(), torch.ops.mps_ext.softshrink(x, 0.5))
+    print(f"mpsgraph : torch.device('mpsgraph') available={torch.mpsgraph.is_available()}, "
+          f"runtime={mps_ext.runtime()}, softshrink matches cpu: {same}")
 
     print(f"\nTraining a Softshrink MLP for {args.steps} steps:")
     start = time.perf_counter()

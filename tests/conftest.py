@@ -1,8 +1,9 @@
 """Shared fixtures: the op suites run on every device mps_ext serves here.
 
-`cpu` always (reference runtime); `mps` on macOS when torch.backends.mps is
-available (mpsgraph runtime). Cases that need a Mac are skipped with that
-reason, never silently dropped.
+`cpu` always (reference runtime); `mpsgraph` always (the mps_ext device: the
+reference runtime on Linux, MPSGraph on a Mac); `mps` on macOS when
+torch.backends.mps is available (mpsgraph runtime). Cases that need a Mac are
+skipped with that reason, never silently dropped.
 """
 import pytest
 import torch
@@ -30,4 +31,6 @@ def _seed():
 
 
 def supports_dtype(device, dtype):
-    return not (device == "mps" and dtype == torch.float64)
+    """MPSGraph has no float64: neither `mps` nor the device on the mpsgraph runtime."""
+    on_mpsgraph = device == "mps" or (device == "mpsgraph" and mps_ext.runtime() == "mpsgraph")
+    return not (on_mpsgraph and dtype == torch.float64)

@@ -29,7 +29,7 @@ def assert_same(actual, expected):
 @pytest.mark.parametrize("lambd", [0.0, 0.5, 1.7, 1e4])
 def test_forward_matches_torch(device, dtype, lambd):
     if not supports_dtype(device, dtype):
-        pytest.skip("mps has no float64")
+        pytest.skip("MPSGraph has no float64 (mps, or the mpsgraph device on the mpsgraph runtime)")
     x = torch.randn(257, 33, dtype=dtype) * 3
     x = torch.cat([edge_values(dtype), x.flatten()])
     expected = F.softshrink(x, lambd)
@@ -40,7 +40,7 @@ def test_forward_matches_torch(device, dtype, lambd):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_backward_matches_torch(device, dtype):
     if not supports_dtype(device, dtype):
-        pytest.skip("mps has no float64")
+        pytest.skip("MPSGraph has no float64 (mps, or the mpsgraph device on the mpsgraph runtime)")
     x = torch.cat([torch.randn(1000, dtype=dtype), edge_values(dtype), torch.tensor([0.5, -0.5], dtype=dtype)])
     g = torch.randn_like(x)
     expected = torch.ops.aten.softshrink_backward(g, x, 0.5)
@@ -84,7 +84,7 @@ def test_backward_broadcasts_like_torch():
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_dead_zone_is_positive_zero_and_nan_propagates(device, dtype):
     if not supports_dtype(device, dtype):
-        pytest.skip("mps has no float64")
+        pytest.skip("MPSGraph has no float64 (mps, or the mpsgraph device on the mpsgraph runtime)")
     x = torch.tensor([-0.3, -0.0, 0.0, 0.2, float("nan")] * 40, dtype=dtype)
     y = ops.softshrink(x.to(device), 0.5).cpu()
     assert torch.isnan(y[4::5]).all()
