@@ -4,7 +4,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/ScalarOps.h>
-#include <ATen/ops/scalar_tensor.h>
 #include <c10/core/Scalar.h>
 
 #include "runtime/runtime.h"
@@ -25,11 +24,12 @@ inline at::ScalarType opmath_type(at::ScalarType t) {
   return t == at::kHalf || t == at::kBFloat16 ? at::kFloat : t;
 }
 
-// A 0-d tensor fed to a scalar placeholder, so one graph serves every value.
-// On the CPU it skips the dispatcher: this runs on every op call.
-inline at::Tensor scalar_input(const at::Scalar& s, at::ScalarType dtype, const at::Tensor& like) {
-  if (like.is_cpu()) return at::detail::scalar_tensor_static(s, dtype, at::kCPU);
-  return at::scalar_tensor(s, like.options().dtype(dtype));
+// A 0-d CPU tensor fed to a scalar placeholder, so one graph serves every
+// value. Every runtime takes scalars from the CPU (the reference runtime reads
+// the value; the mpsgraph runtime uploads it), and building it skips the
+// dispatcher: this runs on every op call.
+inline at::Tensor scalar_input(const at::Scalar& s, at::ScalarType dtype) {
+  return at::detail::scalar_tensor_static(s, dtype, at::kCPU);
 }
 
 // Whether autograd must record an op on `t` (grad mode on and t needs grad).

@@ -62,7 +62,7 @@ at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
     auto y = g.sub(xm, clamped);
     g.output(math == dtype ? y : g.cast(y, graph_dtype(dtype)));
   };
-  return runtime::run_graph(key, build, {self, scalar_input(lambd, math, self)})[0];
+  return runtime::run_graph(key, build, {self, scalar_input(lambd, math)})[0];
 }
 
 at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& self,
@@ -84,7 +84,7 @@ at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& 
     auto zero = g.constant(0.0, graph_dtype(dtype));
     g.output(g.select(inside, zero, grad));
   };
-  return runtime::run_graph(key, build, {g_in, x_in, scalar_input(lambd, math, self)})[0];
+  return runtime::run_graph(key, build, {g_in, x_in, scalar_input(lambd, math)})[0];
 }
 
 at::Tensor softshrink_meta(const at::Tensor& self, const at::Scalar& lambd) {
