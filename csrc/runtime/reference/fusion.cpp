@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <set>
 
+#include "runtime/reference/output_allocator.h"
 #include "runtime/runtime.h"
 
 namespace mps_ext::runtime::reference {
@@ -230,7 +231,7 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env) {
   static const KernelFn kernel = select_kernel();
   std::vector<at::Tensor> outs(r.outputs.size());
   for (size_t k = 0; k < r.outputs.size(); ++k)
-    outs[k] = at::empty(space, at::TensorOptions().dtype(runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]])));
+    outs[k] = empty_output(space, runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]));
   c10::SmallVector<double, 8> uniform_values(p.num_inputs);
   bool flat = true;  // every streamed input contiguous and full-size
   for (int i = 0; i < p.num_inputs; ++i) {
