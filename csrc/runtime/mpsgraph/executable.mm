@@ -25,9 +25,9 @@ using graph::NodeKind;
 using graph::Shape;
 
 std::atomic<BufferResolver> g_resolver{nullptr};
+}  // namespace
 
-// Byte offset of the tensor's first element inside the returned buffer.
-id<MTLBuffer> buffer_of(const at::Tensor& t, size_t* offset) {
+id<MTLBuffer> mtl_buffer_of(const at::Tensor& t, size_t* offset) {
   void* data = const_cast<void*>(t.storage().data());
   *offset = t.storage_offset() * t.element_size();
   if (t.device().type() == c10::DeviceType::MPS) return (__bridge id<MTLBuffer>)data;  // as getMTLBufferStorage()
@@ -39,12 +39,7 @@ id<MTLBuffer> buffer_of(const at::Tensor& t, size_t* offset) {
   return buf;
 }
 
-MPSShape* mps_shape(at::IntArrayRef sizes) {
-  NSMutableArray<NSNumber*>* a = [NSMutableArray arrayWithCapacity:sizes.size()];
-  for (int64_t d : sizes) [a addObject:@(d)];
-  return a;
-}
-
+namespace {
 struct Compiled {
   MPSGraphExecutable* exe = nil;
   std::vector<Shape> target_shapes;  // per target, concrete
@@ -152,7 +147,7 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
     for (NSUInteger f = 0; f < feeds.count; ++f) {
       const at::Tensor& t = bound.at([feed_index_[feeds[f]] longLongValue]);
       size_t offset = 0;
-      id<MTLBuffer> buf = buffer_of(t, &offset);
+      id<MTLBuffer> buf = mtl_buffer_of(t, &offset);
       TORCH_CHECK(offset == 0, "mps_ext: MPSGraphTensorData needs buffers at offset 0");
       [in_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(t.sizes())
                                                               dataType:to_mps_dtype(to_graph_dtype(t.scalar_type()))]];
@@ -160,7 +155,7 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
     NSMutableArray<MPSGraphTensorData*>* out_data = [NSMutableArray arrayWithCapacity:results.size()];
     for (size_t k = 0; k < results.size(); ++k) {
       size_t offset = 0;
-      id<MTLBuffer> buf = buffer_of(results[k], &offset);
+      id<MTLBuffer> buf = mtl_buffer_of(results[k], &offset);
       [out_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(results[k].sizes())
                                                                dataType:to_mps_dtype(ir_->node(target_ids_[k]).type.dtype)]];
     }

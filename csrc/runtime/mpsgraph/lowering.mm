@@ -68,7 +68,6 @@ MPSGraphTensor* splice(MPSGraph* g, MPSGraphTensor* data, MPSGraphTensor* update
   return parts.count == 1 ? parts[0] : [g concatTensors:parts dimension:d name:nil];  // macOS 11.0
 }
 
-MPSShape* mps_shape(const Shape& s) { return ns_ints(s); }  // -1 = dynamic, as MPSGraph spells it
 
 // --- one function per IR node kind --------------------------------------------------
 
@@ -172,6 +171,8 @@ constexpr LowerFn kLowerings[] = {
 };
 
 }  // namespace
+
+MPSShape* mps_shape(c10::ArrayRef<int64_t> dims) { return ns_ints(dims.vec()); }
 
 MPSDataType to_mps_dtype(graph::DType t) {
   switch (t) {

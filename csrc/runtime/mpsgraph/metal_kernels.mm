@@ -6,6 +6,7 @@
 
 #import <ATen/mps/MPSDevice.h>
 #import <ATen/mps/MPSStream.h>
+#import "runtime/mpsgraph/lowering.h"
 
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -104,9 +105,6 @@ const char* type_suffix(at::ScalarType t) {
   }
 }
 
-id<MTLBuffer> buffer_of(const at::Tensor& t) {
-  return (__bridge id<MTLBuffer>)const_cast<void*>(t.storage().data());  // as getMTLBufferStorage()
-}
 
 // Encodes a 1-D elementwise kernel over `n` elements; tensors are contiguous,
 // bound at their storage offsets, followed by lambd and n as constants.
@@ -119,8 +117,11 @@ void dispatch_1d(const std::string& name, std::initializer_list<at::Tensor> tens
       id<MTLComputeCommandEncoder> enc = stream->commandEncoder();
       [enc setComputePipelineState:pso];  // macOS 10.11
       NSUInteger index = 0;
-      for (const at::Tensor& t : ts)
-        [enc setBuffer:buffer_of(t) offset:t.storage_offset() * t.element_size() atIndex:index++];  // macOS 10.11
+      for (const at::Tensor& t : ts) {
+        size_t offset = 0;
+        id<MTLBuffer> buf = mtl_buffer_of(t, &offset);
+        [enc setBuffer:buf offset:offset atIndex:index++];  // macOS 10.11
+      }
       [enc setBytes:&lambd length:sizeof(lambd) atIndex:index++];  // macOS 10.11
       [enc setBytes:&n length:sizeof(n) atIndex:index++];
       NSUInteger group = std::min<NSUInteger>(pso.maxTotalThreadsPerThreadgroup, n);
