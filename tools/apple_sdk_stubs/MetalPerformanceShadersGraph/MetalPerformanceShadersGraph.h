@@ -62,6 +62,22 @@ API_AVAILABLE(macos(12.0))
 
 typedef NSDictionary<MPSGraphTensor*, MPSGraphShapedType*> MPSGraphTensorShapedTypeDictionary;
 
+// MPSGraphFourierTransformOps.h (14.0). Size scales by 1/V, Unitary by
+// 1/sqrt(V), V the volume of the transformed axes.
+typedef NS_ENUM(NSUInteger, MPSGraphFFTScalingMode) {
+  MPSGraphFFTScalingModeNone API_AVAILABLE(macos(14.0)) = 0L,
+  MPSGraphFFTScalingModeSize API_AVAILABLE(macos(14.0)) = 1L,
+  MPSGraphFFTScalingModeUnitary API_AVAILABLE(macos(14.0)) = 2L,
+};
+
+API_AVAILABLE(macos(14.0))
+@interface MPSGraphFFTDescriptor : MPSGraphObject <NSCopying>
+@property(readwrite, nonatomic) BOOL inverse;
+@property(readwrite, nonatomic) MPSGraphFFTScalingMode scalingMode;
+@property(readwrite, nonatomic) BOOL roundToOddHermitean;
++ (nullable instancetype)descriptor;
+@end
+
 API_AVAILABLE(macos(11.0))
 @interface MPSGraph : MPSGraphObject
 + (instancetype)new;
@@ -146,8 +162,29 @@ API_AVAILABLE(macos(11.0))
 // MPSGraphNormalizationOps (11.0)
 - (MPSGraphTensor*)meanOfTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes name:(NSString* _Nullable)name;
 
-// MPSGraphMatrixMultiplicationOps (11.0)
+// MPSGraphMatrixMultiplicationOps (11.0 unless marked)
 - (MPSGraphTensor*)matrixMultiplicationWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)scaledDotProductAttentionWithQueryTensor:(MPSGraphTensor*)queryTensor keyTensor:(MPSGraphTensor*)keyTensor valueTensor:(MPSGraphTensor*)valueTensor maskTensor:(MPSGraphTensor* _Nullable)maskTensor scale:(float)scale name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(15.0));
+- (MPSGraphTensor*)scaledDotProductAttentionWithQueryTensor:(MPSGraphTensor*)queryTensor keyTensor:(MPSGraphTensor*)keyTensor valueTensor:(MPSGraphTensor*)valueTensor scale:(float)scale name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(15.0));
+
+// GatherOps (11.0)
+- (MPSGraphTensor*)gatherWithUpdatesTensor:(MPSGraphTensor*)updatesTensor indicesTensor:(MPSGraphTensor*)indicesTensor axis:(NSUInteger)axis batchDimensions:(NSUInteger)batchDimensions name:(NSString* _Nullable)name;
+
+// MPSGraphQuantizationOps (the forms used; the per-axis ones are 13.1)
+- (MPSGraphTensor*)dequantizeTensor:(MPSGraphTensor*)tensor scaleTensor:(MPSGraphTensor*)scaleTensor zeroPointTensor:(MPSGraphTensor*)zeroPointTensor dataType:(MPSDataType)dataType name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(15.0));
+- (MPSGraphTensor*)dequantizeTensor:(MPSGraphTensor*)tensor LUTTensor:(MPSGraphTensor*)LUTTensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(15.0));
+
+// MPSGraphFourierTransformOps (14.0)
+- (MPSGraphTensor*)fastFourierTransformWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes descriptor:(MPSGraphFFTDescriptor*)descriptor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(14.0));
+- (MPSGraphTensor*)realToHermiteanFFTWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes descriptor:(MPSGraphFFTDescriptor*)descriptor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(14.0));
+- (MPSGraphTensor*)HermiteanToRealFFTWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes descriptor:(MPSGraphFFTDescriptor*)descriptor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(14.0));
 @end
 
 NS_ASSUME_NONNULL_END
