@@ -52,6 +52,15 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("_device_runtime", [] { return runtime::kind_name(runtime::device_runtime()); });
   m.def("_mpsgraph_built", &runtime::mpsgraph_built);
+  // The MPSGraph scaling mode an FFT node lowers to (graph::fft_scaling).
+  m.def("_fft_scaling", [](const std::string& norm, bool inverse) {
+    switch (graph::fft_scaling(norm, inverse)) {
+      case graph::FFTScaling::None: return "none";
+      case graph::FFTScaling::Size: return "size";
+      case graph::FFTScaling::Unitary: return "unitary";
+    }
+    return "?";
+  });
   m.def("_node_kinds", [] {
     std::vector<std::string> kinds;
 #define MPS_EXT_NODE(kind, name) kinds.push_back(name);
@@ -96,6 +105,31 @@ PYBIND11_MODULE(_C, m) {
            }))
       .def("softmax", ([T](Graph& g, int x, int64_t axis) { return g.softmax(T(x), axis).id; }))
       .def("matmul", ([T](Graph& g, int a, int b) { return g.matmul(T(a), T(b)).id; }))
+      .def("dequantize", ([T](Graph& g, int q, int scale, int zero_point, py::object dt) {
+             return g.dequantize(T(q), T(scale), T(zero_point), dtype_arg(dt)).id;
+           }), py::arg("q"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype"))
+      .def("dequantize_lut", ([T](Graph& g, int indices, int lut) { return g.dequantize_lut(T(indices), T(lut)).id; }),
+           py::arg("indices"), py::arg("lut"))
+      .def("scaled_dot_product_attention",
+           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale) {
+             std::optional<graph::Tensor> m;
+             if (mask) m = T(*mask);
+             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale).id;
+           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none())
+      .def("fft", ([T](Graph& g, int x, std::vector<int64_t> axes, bool inverse, std::string norm) {
+             return g.fft(T(x), axes, inverse, norm).id;
+           }), py::arg("x"), py::arg("axes"), py::arg("inverse") = false, py::arg("norm") = "backward")
+      .def("rfft", ([T](Graph& g, int x, std::vector<int64_t> axes, std::string norm) {
+             return g.rfft(T(x), axes, norm).id;
+           }), py::arg("x"), py::arg("axes"), py::arg("norm") = "backward")
+      .def("irfft", ([T](Graph& g, int x, std::vector<int64_t> axes, int64_t last_dim_size, std::string norm) {
+             return g.irfft(T(x), axes, norm, last_dim_size).id;
+           }), py::arg("x"), py::arg("axes"), py::arg("last_dim_size"), py::arg("norm") = "backward")
+      .def("attrs", [T](const Graph& g, int x) {
+        py::dict out;
+        for (const auto& [k, v] : g.node(x).attrs) std::visit([&](const auto& val) { out[py::str(k)] = val; }, v);
+        return out;
+      })
       .def("output", [T](Graph& g, int x) { g.output(T(x)); })
       .def("type", [T](const Graph& g, int x) {
         const auto& t = g.type(T(x));

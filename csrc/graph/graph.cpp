@@ -1,6 +1,7 @@
 #include "graph/graph.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 namespace mps_ext::graph {
@@ -24,6 +25,20 @@ const char* dtype_name(DType t) {
 bool is_floating(DType t) {
   return t == DType::Float16 || t == DType::BFloat16 || t == DType::Float32 ||
          t == DType::Float64;
+}
+
+DType dtype_from_name(const std::string& name) {
+  for (DType t : {DType::Bool, DType::UInt8, DType::Int8, DType::Int32, DType::Int64, DType::Float16,
+                  DType::BFloat16, DType::Float32, DType::Float64, DType::Complex64})
+    if (name == dtype_name(t)) return t;
+  throw GraphError("unknown dtype '" + name + "'");
+}
+
+FFTScaling fft_scaling(const std::string& norm, bool inverse) {
+  if (norm == "ortho") return FFTScaling::Unitary;
+  if (norm == "backward") return inverse ? FFTScaling::Size : FFTScaling::None;
+  if (norm == "forward") return inverse ? FFTScaling::None : FFTScaling::Size;
+  throw GraphError("fft: norm must be \"backward\", \"forward\" or \"ortho\", got \"" + norm + "\"");
 }
 
 std::string shape_str(const Shape& s) {
@@ -111,6 +126,7 @@ double Node::float_attr(const std::string& key) const { return get_attr<double>(
 const std::vector<int64_t>& Node::ints_attr(const std::string& key) const {
   return get_attr<std::vector<int64_t>>(*this, key);
 }
+const std::string& Node::str_attr(const std::string& key) const { return get_attr<std::string>(*this, key); }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t rank = std::max(a.size(), b.size());
@@ -335,6 +351,152 @@ Tensor Graph::matmul(Tensor a, Tensor b) {
   return add_node(NodeKind::MatMul, {a.id, b.id}, {ta.dtype, batch});
 }
 
+namespace {
+// `s` broadcasts into `target` without expanding it (numpy rules; a dynamic
+// size matches anything).
+bool broadcasts_into(const Shape& s, const Shape& target) {
+  if (s.size() > target.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    int64_t d = s[i], t = target[target.size() - s.size() + i];
+    if (!(d == 1 || d == t || d == kDynamic || t == kDynamic)) return false;
+  }
+  return true;
+}
+
+// Normalized FFT axes: non-empty, unique, among the last four dimensions.
+std::vector<int64_t> fft_axes(std::vector<int64_t> axes, int64_t rank, const char* what) {
+  if (axes.empty()) fail(std::string(what) + ": needs at least one axis");
+  if (rank < 1) fail(std::string(what) + ": expects a tensor of rank >= 1");
+  std::vector<bool> seen(rank);
+  for (int64_t& a : axes) {
+    a = normalize_axis(a, rank, what);
+    if (seen[a]) fail(std::string(what) + ": axes " + shape_str(axes) + " repeat an axis");
+    seen[a] = true;
+    if (a < rank - 4)
+      fail(std::string(what) + ": axis " + std::to_string(a) + " of a rank-" + std::to_string(rank) +
+           " tensor is not among the last 4 dimensions (MPSGraph transforms only those; transpose first)");
+  }
+  return axes;
+}
+}  // namespace
+
+Tensor Graph::dequantize(Tensor q, Tensor scale, Tensor zero_point, DType dtype) {
+  const TensorType& tq = checked(q, "dequantize").type;
+  const TensorType& ts = checked(scale, "dequantize").type;
+  const TensorType& tz = checked(zero_point, "dequantize").type;
+  if (tq.dtype != DType::UInt8 && tq.dtype != DType::Int8 && tq.dtype != DType::Int32)
+    fail(std::string("dequantize: q must be uint8, int8 or int32, got ") + dtype_name(tq.dtype));
+  if (!is_floating(dtype)) fail(std::string("dequantize: output dtype must be floating, got ") + dtype_name(dtype));
+  if (ts.dtype != dtype)
+    fail(std::string("dequantize: scale dtype ") + dtype_name(ts.dtype) + " must be the output dtype " +
+         dtype_name(dtype));
+  if (tz.dtype != tq.dtype && tz.dtype != dtype)
+    fail(std::string("dequantize: zero_point dtype ") + dtype_name(tz.dtype) + " must be q's (" +
+         dtype_name(tq.dtype) + ") or the output dtype (" + dtype_name(dtype) + ")");
+  if (!broadcasts_into(ts.shape, tq.shape))
+    fail("dequantize: scale shape " + shape_str(ts.shape) + " does not broadcast into q's shape " + shape_str(tq.shape));
+  if (!broadcasts_into(tz.shape, tq.shape))
+    fail("dequantize: zero_point shape " + shape_str(tz.shape) + " does not broadcast into q's shape " +
+         shape_str(tq.shape));
+  return add_node(NodeKind::Dequantize, {q.id, scale.id, zero_point.id}, {dtype, tq.shape},
+                  {{"dtype", std::string(dtype_name(dtype))}});
+}
+
+Tensor Graph::dequantize_lut(Tensor indices, Tensor lut) {
+  const TensorType& ti = checked(indices, "dequantize_lut").type;
+  const TensorType& tl = checked(lut, "dequantize_lut").type;
+  if (ti.dtype != DType::UInt8) fail(std::string("dequantize_lut: indices must be uint8, got ") + dtype_name(ti.dtype));
+  if (!is_floating(tl.dtype)) fail(std::string("dequantize_lut: lut must be floating, got ") + dtype_name(tl.dtype));
+  if (tl.rank() < 1) fail("dequantize_lut: lut must have rank >= 1 (its last dimension holds the entries)");
+  if (tl.shape.back() == 0) fail("dequantize_lut: lut has no entries");
+  Shape groups(tl.shape.begin(), tl.shape.end() - 1);
+  if (!broadcasts_into(groups, ti.shape))
+    fail("dequantize_lut: lut groups " + shape_str(groups) + " (lut shape " + shape_str(tl.shape) +
+         " without its entries) do not broadcast into the indices' shape " + shape_str(ti.shape));
+  return add_node(NodeKind::DequantizeLUT, {indices.id, lut.id}, {tl.dtype, ti.shape});
+}
+
+Tensor Graph::scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::optional<Tensor> mask,
+                                           std::optional<double> scale) {
+  const char* what = "scaled_dot_product_attention";
+  const TensorType& tq = checked(q, what).type;
+  const TensorType& tk = checked(k, what).type;
+  const TensorType& tv = checked(v, what).type;
+  if (tq.rank() != 4 || tk.rank() != 4 || tv.rank() != 4)
+    fail(std::string(what) + ": q, k, v must have rank 4 ([B, H, L, E], [B, H, S, E], [B, H, S, Ev]), got " +
+         shape_str(tq.shape) + ", " + shape_str(tk.shape) + ", " + shape_str(tv.shape));
+  if (!is_floating(tq.dtype)) fail(std::string(what) + ": expects floating-point tensors");
+  if (tk.dtype != tq.dtype || tv.dtype != tq.dtype) fail(std::string(what) + ": q, k, v dtypes differ");
+  auto same = [](int64_t a, int64_t b) { return a == b || a == kDynamic || b == kDynamic; };
+  auto dims_match = [&](const char* msg, int64_t a, int64_t b) {
+    if (!same(a, b))
+      fail(std::string(what) + ": " + msg + " (q " + shape_str(tq.shape) + ", k " + shape_str(tk.shape) +
+           ", v " + shape_str(tv.shape) + ")");
+  };
+  for (int d = 0; d < 2; ++d) {
+    dims_match("batch and head dims of q, k, v differ", tq.shape[d], tk.shape[d]);
+    dims_match("batch and head dims of q, k, v differ", tq.shape[d], tv.shape[d]);
+  }
+  dims_match("q and k differ in their last (embedding) dim", tq.shape[3], tk.shape[3]);
+  dims_match("k and v differ in their sequence dim", tk.shape[2], tv.shape[2]);
+  Shape scores = {tq.shape[0], tq.shape[1], tq.shape[2], tk.shape[2]};
+  std::vector<int> inputs = {q.id, k.id, v.id};
+  if (mask) {
+    const TensorType& tm = checked(*mask, what).type;
+    if (tm.dtype != tq.dtype)
+      fail(std::string(what) + ": mask dtype " + dtype_name(tm.dtype) + " must be q's " + dtype_name(tq.dtype) +
+           " (an additive mask; turn a bool mask into 0/-inf first)");
+    if (!broadcasts_into(tm.shape, scores))
+      fail(std::string(what) + ": mask shape " + shape_str(tm.shape) + " does not broadcast to the scores' shape " +
+           shape_str(scores) + " [B, H, L, S]");
+    inputs.push_back(mask->id);
+  }
+  if (!scale) {
+    if (tq.shape[3] == kDynamic) fail(std::string(what) + ": pass a scale when the embedding dim is dynamic");
+    scale = 1.0 / std::sqrt(static_cast<double>(tq.shape[3]));
+  }
+  Shape out = {tq.shape[0], tq.shape[1], tq.shape[2], tv.shape[3]};
+  return add_node(NodeKind::ScaledDotProductAttention, std::move(inputs), {tq.dtype, out},
+                  {{"scale", *scale}, {"has_mask", int64_t{mask ? 1 : 0}}});
+}
+
+Tensor Graph::fft(Tensor x, std::vector<int64_t> axes, bool inverse, const std::string& norm) {
+  const TensorType& t = checked(x, "fft").type;
+  if (t.dtype != DType::Complex64) fail(std::string("fft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
+  axes = fft_axes(std::move(axes), t.rank(), "fft");
+  fft_scaling(norm, inverse);  // validates norm
+  return add_node(NodeKind::FFT, {x.id}, t,
+                  {{"axes", axes}, {"inverse", int64_t{inverse ? 1 : 0}}, {"norm", norm}});
+}
+
+Tensor Graph::rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm) {
+  TensorType t = checked(x, "rfft").type;
+  if (t.dtype != DType::Float32) fail(std::string("rfft: expects a float32 tensor, got ") + dtype_name(t.dtype));
+  axes = fft_axes(std::move(axes), t.rank(), "rfft");
+  fft_scaling(norm, false);
+  int64_t& last = t.shape[axes.back()];
+  if (last != kDynamic) last = last / 2 + 1;
+  t.dtype = DType::Complex64;
+  return add_node(NodeKind::RFFT, {x.id}, std::move(t), {{"axes", axes}, {"norm", norm}});
+}
+
+Tensor Graph::irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size) {
+  TensorType t = checked(x, "irfft").type;
+  if (t.dtype != DType::Complex64) fail(std::string("irfft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
+  axes = fft_axes(std::move(axes), t.rank(), "irfft");
+  fft_scaling(norm, true);
+  if (last_dim_size < 1) fail("irfft: last_dim_size must be positive, got " + std::to_string(last_dim_size));
+  int64_t& last = t.shape[axes.back()];
+  if (last != kDynamic && last != last_dim_size / 2 + 1)
+    fail("irfft: a real output of size " + std::to_string(last_dim_size) + " along axis " +
+         std::to_string(axes.back()) + " needs " + std::to_string(last_dim_size / 2 + 1) +
+         " Hermitean inputs there, got " + std::to_string(last));
+  last = last_dim_size;
+  t.dtype = DType::Float32;
+  return add_node(NodeKind::IRFFT, {x.id}, std::move(t),
+                  {{"axes", axes}, {"norm", norm}, {"last_dim_size", last_dim_size}});
+}
+
 Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
   if (static_cast<int>(shapes.size()) != num_inputs_)
     fail("with_input_shapes: the graph has " + std::to_string(num_inputs_) + " inputs, got " +
@@ -373,6 +535,18 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::Select: g.select(in(0), in(1), in(2)); break;
       case NodeKind::Softmax: g.softmax(in(0), n.int_attr("axis")); break;
       case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
+      case NodeKind::Dequantize: g.dequantize(in(0), in(1), in(2), dtype_from_name(n.str_attr("dtype"))); break;
+      case NodeKind::DequantizeLUT: g.dequantize_lut(in(0), in(1)); break;
+      case NodeKind::ScaledDotProductAttention:
+        g.scaled_dot_product_attention(in(0), in(1), in(2),
+                                       n.int_attr("has_mask") ? std::optional<Tensor>(in(3)) : std::nullopt,
+                                       n.float_attr("scale"));
+        break;
+      case NodeKind::FFT: g.fft(in(0), n.ints_attr("axes"), n.int_attr("inverse") != 0, n.str_attr("norm")); break;
+      case NodeKind::RFFT: g.rfft(in(0), n.ints_attr("axes"), n.str_attr("norm")); break;
+      case NodeKind::IRFFT:
+        g.irfft(in(0), n.ints_attr("axes"), n.str_attr("norm"), n.int_attr("last_dim_size"));
+        break;
       default:
         if (is_unary(n.kind)) g.unary(n.kind, in(0));
         else if (is_binary(n.kind)) g.binary(n.kind, in(0), in(1));

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -16,6 +17,8 @@ enum class DType : int8_t {
 };
 const char* dtype_name(DType t);
 bool is_floating(DType t);  // Float16, BFloat16, Float32, Float64
+// Inverse of dtype_name ("float32" -> Float32); throws GraphError on others.
+DType dtype_from_name(const std::string& name);
 
 // -1 marks a dynamic dimension, known only when the graph runs.
 using Shape = std::vector<int64_t>;
@@ -55,7 +58,15 @@ struct Node {
   int64_t int_attr(const std::string& key) const;
   double float_attr(const std::string& key) const;
   const std::vector<int64_t>& ints_attr(const std::string& key) const;
+  const std::string& str_attr(const std::string& key) const;
 };
+
+// How an FFT node's torch-style "norm" maps onto MPSGraph's scaling modes for
+// the direction the node computes (forward: FFT/RFFT, inverse: FFT with
+// inverse=1, IRFFT): "backward" scales the inverse by 1/n, "forward" scales
+// the forward transform by 1/n, "ortho" scales both by 1/sqrt(n).
+enum class FFTScaling { None, Size, Unitary };  // 1, 1/n, 1/sqrt(n)
+FFTScaling fft_scaling(const std::string& norm, bool inverse);
 
 // Thrown for malformed graphs (shape/dtype mismatches); ops surface it as a
 // RuntimeError naming the op.
@@ -90,6 +101,38 @@ class Graph {
   Tensor reduce(NodeKind kind, Tensor x, std::vector<int64_t> axes);
   Tensor softmax(Tensor x, int64_t axis);
   Tensor matmul(Tensor a, Tensor b);
+
+  // Affine dequantization: cast(q) - cast(zero_point), times scale, computed
+  // in `dtype` (a floating dtype). q is uint8/int8/int32; scale has dtype
+  // `dtype`; zero_point has q's dtype or `dtype`. scale and zero_point
+  // broadcast into q's shape (numpy rules, q is never expanded): per-tensor
+  // [], per-channel [C,1,...], group-wise q [..., G, S] with [..., G, 1]. The
+  // result has q's shape. attrs: dtype (its name).
+  Tensor dequantize(Tensor q, Tensor scale, Tensor zero_point, DType dtype);
+  // Palettization: out[i...] = lut[g(i)..., indices[i...]]. indices: uint8
+  // [d...]; lut: floating [g..., N], N entries per group, where the group
+  // shape [g...] broadcasts into [d...] aligned to its trailing dims (as
+  // MPSGraph's dequantizeTensor:LUTTensor:). Per tensor: lut [N]; per output
+  // channel of a [C, K] weight: lut [C, 1, N]; group-wise along K (groups of
+  // S): indices [C, K/S, S] with lut [C, K/S, 1, N]. Result: lut's dtype,
+  // indices' shape. Indices >= N are an error when the graph runs.
+  Tensor dequantize_lut(Tensor indices, Tensor lut);
+  // softmax(q @ k^T * scale + mask) @ v. q [B, H, L, E], k [B, H, S, E],
+  // v [B, H, S, Ev] -> [B, H, L, Ev]; one floating dtype; mask (optional)
+  // additive, broadcastable to [B, H, L, S]. scale defaults to 1/sqrt(E).
+  // attrs: scale, has_mask.
+  Tensor scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::optional<Tensor> mask,
+                                      std::optional<double> scale);
+  // FFTs as torch.fft.fftn/ifftn/rfftn/irfftn over `axes` (unique, within
+  // the last four dimensions: MPSGraph's limit) with norm "backward",
+  // "forward" or "ortho". FFT: complex64 -> complex64. RFFT: float32 ->
+  // complex64, the last entry of `axes` shrinks to n/2+1. IRFFT: complex64
+  // -> float32, the last entry of `axes` grows to last_dim_size, whose
+  // Hermitean half (last_dim_size/2+1) must be the input's size there (odd
+  // sizes work); other axes keep their size.
+  Tensor fft(Tensor x, std::vector<int64_t> axes, bool inverse, const std::string& norm);
+  Tensor rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm);
+  Tensor irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size);
 
   // Elementwise spellings used by op builders.
   Tensor abs(Tensor x) { return unary(NodeKind::Abs, x); }

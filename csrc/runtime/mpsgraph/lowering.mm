@@ -69,6 +69,71 @@ MPSGraphTensor* splice(MPSGraph* g, MPSGraphTensor* data, MPSGraphTensor* update
 }
 
 
+// Dequantize: the macOS 15 blockwise form takes int8/uint8 q with a zero
+// point of q's type, and scale/zero point shaped like q with the last dim
+// divided into blocks. The IR's broadcasting layouts that fit: scale and
+// zero point of q's rank, equal to q on every leading dim, last dim 1 (one
+// block) or q's (block size 1). Everything else is decomposed.
+bool fits_blockwise_dequantize(const LowerCtx& c, const Node& n) {
+  const Node& q = c.ir.node(n.inputs[0]);
+  const Shape &sq = q.type.shape, &ss = c.in_shape(n, 1), &sz = c.in_shape(n, 2);
+  if (q.type.dtype != graph::DType::Int8 && q.type.dtype != graph::DType::UInt8) return false;
+  if (c.ir.node(n.inputs[2]).type.dtype != q.type.dtype) return false;
+  if (sq.empty() || !is_static(sq) || ss != sz || ss.size() != sq.size()) return false;
+  for (size_t d = 0; d + 1 < sq.size(); ++d)
+    if (ss[d] != sq[d]) return false;
+  return ss.back() == 1 || ss.back() == sq.back();
+}
+
+// DequantizeLUT: Apple's LUT form needs 256 entries for uint8 indices, the
+// indices to be a graph constant, and LUT groups within the indices' last 3
+// dims.
+bool fits_native_lut(const LowerCtx& c, const Node& n) {
+  const Shape &si = c.in_shape(n, 0), &sl = c.in_shape(n, 1);
+  if (sl.back() != 256 || c.ir.node(n.inputs[0]).kind != NodeKind::Constant) return false;
+  size_t groups = sl.size() - 1;
+  for (size_t i = 0; i < groups; ++i)
+    if (sl[i] != 1 && si.size() - groups + i + 3 < si.size()) return false;
+  return true;
+}
+
+// The gather fallback: the LUT's groups become the leading batch dims of a
+// gather along the entries axis (batch dims up to the last grouped dim; the
+// LUT is broadcast over the ungrouped ones among them).
+MPSGraphTensor* lut_gather(const LowerCtx& c, const Node& n) {
+  const Shape &si = c.in_shape(n, 0), &sl = c.in_shape(n, 1);
+  size_t rank = si.size(), groups = sl.size() - 1;
+  Shape padded(rank, 1);
+  for (size_t i = 0; i < groups; ++i) padded[rank - groups + i] = sl[i];
+  size_t batch = 0;
+  for (size_t d = 0; d < rank; ++d)
+    if (padded[d] != 1) batch = d + 1;
+  Shape table_shape(padded.begin(), padded.begin() + batch), full(si.begin(), si.begin() + batch);
+  table_shape.push_back(sl.back());
+  full.push_back(sl.back());
+  TORCH_CHECK(std::count(table_shape.begin(), table_shape.end(), kDynamic) <= 1,
+              "mps_ext: dequantize_lut needs a LUT with at most one dynamic dimension on MPSGraph");
+  MPSGraphTensor* table = [c.g reshapeTensor:c.in(n, 1) withShape:mps_shape(table_shape) name:nil];  // macOS 11.0
+  if (table_shape != full) {
+    TORCH_CHECK(is_static(full), "mps_ext: dequantize_lut broadcasting a LUT over dynamic dims is not lowered to MPSGraph");
+    table = [c.g broadcastTensor:table toShape:mps_shape(full) name:nil];  // macOS 12.0
+  }
+  MPSGraphTensor* indices = [c.g castTensor:c.in(n, 0) toType:MPSDataTypeInt32 name:nil];  // macOS 12.0
+  return [c.g gatherWithUpdatesTensor:table indicesTensor:indices axis:batch batchDimensions:batch name:nil];  // macOS 11.0
+}
+
+MPSGraphFFTDescriptor* fft_descriptor(const Node& n, bool inverse) {
+  MPSGraphFFTDescriptor* d = [MPSGraphFFTDescriptor descriptor];  // macOS 14.0
+  d.inverse = inverse;
+  switch (graph::fft_scaling(n.str_attr("norm"), inverse)) {
+    case graph::FFTScaling::None: d.scalingMode = MPSGraphFFTScalingModeNone; break;
+    case graph::FFTScaling::Size: d.scalingMode = MPSGraphFFTScalingModeSize; break;
+    case graph::FFTScaling::Unitary: d.scalingMode = MPSGraphFFTScalingModeUnitary; break;
+  }
+  return d;
+}
+
+
 // --- one function per IR node kind --------------------------------------------------
 
 // Sources and state. Variables are caller tensors (bound like placeholders);
@@ -162,6 +227,50 @@ static MPSGraphTensor* lower_ReduceProd(const LowerCtx& c, const Node& n) { retu
 static MPSGraphTensor* lower_ReduceMean(const LowerCtx& c, const Node& n) { return [c.g meanOfTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Softmax(const LowerCtx& c, const Node& n) { return [c.g softMaxWithTensor:c.in(n, 0) axis:n.int_attr("axis") name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_MatMul(const LowerCtx& c, const Node& n) { return [c.g matrixMultiplicationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+// Quantization, attention, spectral.
+static MPSGraphTensor* lower_Dequantize(const LowerCtx& c, const Node& n) {
+  MPSDataType dtype = to_mps_dtype(n.type.dtype);
+  if (@available(macOS 15.0, *)) {
+    if (fits_blockwise_dequantize(c, n))
+      return [c.g dequantizeTensor:c.in(n, 0) scaleTensor:c.in(n, 1) zeroPointTensor:c.in(n, 2) dataType:dtype name:nil];  // macOS 15.0
+  }
+  MPSGraphTensor* q = [c.g castTensor:c.in(n, 0) toType:dtype name:nil];  // macOS 12.0
+  MPSGraphTensor* zero_point = [c.g castTensor:c.in(n, 2) toType:dtype name:nil];  // macOS 12.0
+  MPSGraphTensor* centered = [c.g subtractionWithPrimaryTensor:q secondaryTensor:zero_point name:nil];  // macOS 11.0
+  return [c.g multiplicationWithPrimaryTensor:centered secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_DequantizeLUT(const LowerCtx& c, const Node& n) {
+  if (@available(macOS 15.0, *)) {
+    if (fits_native_lut(c, n)) return [c.g dequantizeTensor:c.in(n, 0) LUTTensor:c.in(n, 1) name:nil];  // macOS 15.0
+  }
+  return lut_gather(c, n);
+}
+static MPSGraphTensor* lower_ScaledDotProductAttention(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor *q = c.in(n, 0), *k = c.in(n, 1), *v = c.in(n, 2);
+  MPSGraphTensor* mask = n.int_attr("has_mask") ? c.in(n, 3) : nil;
+  double scale = n.float_attr("scale");
+  // Apple documents V as [B, Hv, Nkv, F] with the query's F: a different
+  // value width takes the decomposition.
+  int64_t e = c.in_shape(n, 0)[3];
+  bool same_width = e != kDynamic && e == c.in_shape(n, 2)[3];
+  if (@available(macOS 15.0, *)) {
+    if (same_width && mask) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v maskTensor:mask scale:static_cast<float>(scale) name:nil];  // macOS 15.0
+    if (same_width) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v scale:static_cast<float>(scale) name:nil];  // macOS 15.0
+  }
+  MPSGraphTensor* kt = [c.g transposeTensor:k permutation:@[ @0, @1, @3, @2 ] name:nil];  // macOS 13.0
+  MPSGraphTensor* scores = [c.g matrixMultiplicationWithPrimaryTensor:q secondaryTensor:kt name:nil];  // macOS 11.0
+  scores = [c.g multiplicationWithPrimaryTensor:scores secondaryTensor:[c.g constantWithScalar:scale dataType:to_mps_dtype(n.type.dtype)] name:nil];  // macOS 11.0
+  if (mask) scores = [c.g additionWithPrimaryTensor:scores secondaryTensor:mask name:nil];  // macOS 11.0
+  MPSGraphTensor* weights = [c.g softMaxWithTensor:scores axis:3 name:nil];  // macOS 11.0
+  return [c.g matrixMultiplicationWithPrimaryTensor:weights secondaryTensor:v name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_FFT(const LowerCtx& c, const Node& n) { return [c.g fastFourierTransformWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n, n.int_attr("inverse") != 0) name:nil]; }  // macOS 14.0
+static MPSGraphTensor* lower_RFFT(const LowerCtx& c, const Node& n) { return [c.g realToHermiteanFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n, false) name:nil]; }  // macOS 14.0
+static MPSGraphTensor* lower_IRFFT(const LowerCtx& c, const Node& n) {
+  MPSGraphFFTDescriptor* d = fft_descriptor(n, true);
+  d.roundToOddHermitean = n.int_attr("last_dim_size") % 2 == 1;  // odd real size: (n-1)*2+1, else (n-1)*2
+  return [c.g HermiteanToRealFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:d name:nil];  // macOS 14.0
+}
 
 using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
 // Indexed by NodeKind; a kind without a lower_<Kind> does not compile.

@@ -22,6 +22,32 @@ at::Tensor reduce(NodeKind kind, const at::Tensor& x, std::vector<int64_t> axes)
     default: TORCH_INTERNAL_ASSERT(false);
   }
 }
+
+// lut [g..., N] gathered by indices [d...]: the groups broadcast into [d...].
+at::Tensor dequantize_lut(const at::Tensor& indices, const at::Tensor& lut) {
+  std::vector<int64_t> padded(indices.dim() + 1 - lut.dim(), 1);
+  padded.insert(padded.end(), lut.sizes().begin(), lut.sizes().end());
+  std::vector<int64_t> full = indices.sizes().vec();
+  full.push_back(lut.size(-1));
+  at::Tensor table = lut.reshape(padded).expand(full);
+  return table.gather(-1, indices.to(at::kLong).unsqueeze(-1)).squeeze(-1);
+}
+
+// The mask as [.., .., L|1, S|1]: ATen's SDPA wants a rank >= 2 mask, the IR
+// lets any mask broadcast.
+at::Tensor rank4(const at::Tensor& mask) {
+  std::vector<int64_t> shape(4 - mask.dim(), 1);
+  shape.insert(shape.end(), mask.sizes().begin(), mask.sizes().end());
+  return mask.reshape(shape);
+}
+
+// torch.fft.irfftn's `s`: the input's sizes on `axes`, last_dim_size last.
+std::vector<int64_t> irfft_sizes(const graph::Node& n, const at::Tensor& x) {
+  std::vector<int64_t> s;
+  for (int64_t a : n.ints_attr("axes")) s.push_back(x.size(a));
+  s.back() = n.int_attr("last_dim_size");
+  return s;
+}
 }  // namespace
 
 at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
@@ -92,6 +118,18 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::ReduceMean: return reduce(n.kind, a[0], n.ints_attr("axes"));
     case NodeKind::Softmax: return at::softmax(a[0], n.int_attr("axis"));
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
+    case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
+    case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
+    case NodeKind::ScaledDotProductAttention:
+      return at::scaled_dot_product_attention(a[0], a[1], a[2],
+                                              n.int_attr("has_mask") ? std::optional<at::Tensor>(rank4(a[3])) : std::nullopt,
+                                              /*dropout_p=*/0.0, /*is_causal=*/false, n.float_attr("scale"));
+    case NodeKind::FFT:
+      return n.int_attr("inverse") ? at::fft_ifftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"))
+                                   : at::fft_fftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));
+    case NodeKind::RFFT: return at::fft_rfftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));
+    case NodeKind::IRFFT:
+      return at::fft_irfftn(a[0], irfft_sizes(n, a[0]), n.ints_attr("axes"), n.str_attr("norm"));
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled node kind ", graph::kind_name(n.kind));
 }
