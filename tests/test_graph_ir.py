@@ -8,6 +8,8 @@ import mps_ext
 from mps_ext._C import Graph
 
 f32 = torch.float32
+u8 = torch.uint8
+c64 = torch.complex64
 
 
 def test_placeholders_and_broadcast_inference():
@@ -35,6 +37,67 @@ def test_placeholders_and_broadcast_inference():
         (lambda g, x: g.concat([x, g.placeholder([2, 5], f32)], 0), "differ outside axis"),
         (lambda g, x: g.assign(x, x), "must be a variable"),
         (lambda g, x: g.unary("no_such_op", x), "unknown node kind"),
+        # dequantize(q, scale, zero_point, dtype)
+        (lambda g, x: g.dequantize(x, x, x, f32), "q must be uint8, int8 or int32"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 4], u8), g.placeholder([], f32), g.placeholder([], u8),
+                                   torch.int32), "output dtype must be floating"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 4], u8), g.placeholder([], torch.float16),
+                                   g.placeholder([], u8), f32), "scale dtype float16 must be the output dtype"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 4], u8), g.placeholder([], f32),
+                                   g.placeholder([], torch.int8), f32), "zero_point dtype int8 must be q's"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 4], u8), g.placeholder([4, 1], f32),
+                                   g.placeholder([], u8), f32), "scale shape \\[4,1\\] does not broadcast"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 1], u8), g.placeholder([2, 3], f32),
+                                   g.placeholder([], u8), f32), "does not broadcast into q's shape"),
+        (lambda g, x: g.dequantize(g.placeholder([2, 4], u8), g.placeholder([], f32),
+                                   g.placeholder([3], u8), f32), "zero_point shape \\[3\\] does not broadcast"),
+        # dequantize_lut(indices, lut)
+        (lambda g, x: g.dequantize_lut(g.placeholder([2, 4], torch.int8), g.placeholder([16], f32)),
+         "indices must be uint8"),
+        (lambda g, x: g.dequantize_lut(g.placeholder([2, 4], u8), g.placeholder([16], torch.int32)),
+         "lut must be floating"),
+        (lambda g, x: g.dequantize_lut(g.placeholder([2, 4], u8), g.placeholder([], f32)), "rank >= 1"),
+        (lambda g, x: g.dequantize_lut(g.placeholder([2, 4], u8), g.placeholder([3, 16], f32)),
+         "lut groups \\[3\\] .* do not broadcast"),
+        (lambda g, x: g.dequantize_lut(g.placeholder([4], u8), g.placeholder([2, 4, 16], f32)), "do not broadcast"),
+        # scaled_dot_product_attention(q, k, v, mask, scale)
+        (lambda g, x: g.scaled_dot_product_attention(x, x, x), "must have rank 4"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 4], f32), g.placeholder([1, 2, 5, 4], f32)),
+         "last \\(embedding\\) dim"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], f32), g.placeholder([1, 2, 6, 8], f32)),
+         "sequence dim"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 3, 5, 8], f32), g.placeholder([1, 3, 5, 8], f32)),
+         "batch and head dims"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], torch.float16),
+            g.placeholder([1, 2, 5, 8], f32)), "dtypes differ"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], torch.int32), g.placeholder([1, 2, 5, 8], torch.int32),
+            g.placeholder([1, 2, 5, 8], torch.int32)), "floating-point"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], f32), g.placeholder([1, 2, 5, 8], f32),
+            mask=g.placeholder([3, 4], f32)), "mask shape \\[3,4\\] does not broadcast"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], f32), g.placeholder([1, 2, 5, 8], f32),
+            mask=g.placeholder([3, 5], torch.bool)), "mask dtype bool must be q's"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 2, 3, -1], f32), g.placeholder([1, 2, 5, -1], f32), g.placeholder([1, 2, 5, 8], f32)),
+         "pass a scale"),
+        # fft / rfft / irfft
+        (lambda g, x: g.fft(x, [1]), "expects a complex64 tensor"),
+        (lambda g, x: g.fft(g.placeholder([4, 8], c64), []), "at least one axis"),
+        (lambda g, x: g.fft(g.placeholder([4, 8], c64), [1, -1]), "repeat an axis"),
+        (lambda g, x: g.fft(g.placeholder([4, 8], c64), [2]), "out of range"),
+        (lambda g, x: g.fft(g.placeholder([2, 2, 2, 2, 2], c64), [0]), "not among the last 4 dimensions"),
+        (lambda g, x: g.fft(g.placeholder([4, 8], c64), [1], norm="unitary"), "norm must be"),
+        (lambda g, x: g.rfft(g.placeholder([4, 8], c64), [1]), "expects a float32 tensor"),
+        (lambda g, x: g.rfft(x, [1], norm="none"), "norm must be"),
+        (lambda g, x: g.irfft(x, [1], 14), "expects a complex64 tensor"),
+        (lambda g, x: g.irfft(g.placeholder([4, 8], c64), [1], 16), "needs 9 Hermitean inputs there, got 8"),
+        (lambda g, x: g.irfft(g.placeholder([4, 8], c64), [1], 0), "last_dim_size must be positive"),
     ],
 )
 def test_bad_graphs_raise_clear_errors(build, message):
@@ -123,3 +186,75 @@ def test_with_input_shapes_infers_concrete_types():
         g.with_input_shapes([[3, 5], [4, 7]])
     with pytest.raises(ValueError, match="has 2 inputs, got 1"):
         g.with_input_shapes([[3, 4]])
+
+
+def test_shape_inference_of_quantization_attention_and_fft_nodes():
+    g = Graph()
+    q = g.placeholder([8, 6], u8, "q")
+    per_tensor = g.dequantize(q, g.placeholder([], f32), g.placeholder([], u8), f32)
+    assert g.type(per_tensor) == ("float32", [8, 6]) and g.attrs(per_tensor) == {"dtype": "float32"}
+    per_channel = g.dequantize(q, g.placeholder([8, 1], torch.float16), g.placeholder([8, 1], torch.float16),
+                               torch.float16)
+    assert g.type(per_channel) == ("float16", [8, 6])
+    grouped = g.placeholder([8, 3, 2], torch.int8)
+    assert g.type(g.dequantize(grouped, g.placeholder([8, 3, 1], f32), g.placeholder([8, 3, 1], torch.int8),
+                               f32)) == ("float32", [8, 3, 2])
+    assert g.type(g.dequantize(g.placeholder([-1, 6], torch.int32), g.placeholder([1, 6], f32),
+                               g.placeholder([], torch.int32), f32)) == ("float32", [-1, 6])
+
+    idx = g.placeholder([8, 6], u8, "idx")
+    assert g.type(g.dequantize_lut(idx, g.placeholder([16], torch.float16))) == ("float16", [8, 6])
+    assert g.type(g.dequantize_lut(idx, g.placeholder([8, 1, 16], f32))) == ("float32", [8, 6])
+    assert g.type(g.dequantize_lut(idx, g.placeholder([6, 4], f32))) == ("float32", [8, 6])
+
+    qq = g.placeholder([2, 4, 5, 16], f32)
+    k = g.placeholder([2, 4, 7, 16], f32)
+    v = g.placeholder([2, 4, 7, 24], f32)
+    a = g.scaled_dot_product_attention(qq, k, v)
+    assert g.type(a) == ("float32", [2, 4, 5, 24])
+    assert g.attrs(a) == {"scale": 0.25, "has_mask": 0}
+    m = g.scaled_dot_product_attention(qq, k, v, mask=g.placeholder([5, 7], f32), scale=0.5)
+    assert g.attrs(m) == {"scale": 0.5, "has_mask": 1}
+
+    x = g.placeholder([3, 10, 15], c64)
+    f = g.fft(x, [-1, 1], inverse=True, norm="ortho")
+    assert g.type(f) == ("complex64", [3, 10, 15])
+    assert g.attrs(f) == {"axes": [2, 1], "inverse": 1, "norm": "ortho"}
+    r = g.placeholder([3, 10, 15], f32)
+    assert g.type(g.rfft(r, [1, 2])) == ("complex64", [3, 10, 8])
+    assert g.type(g.rfft(r, [2, 1])) == ("complex64", [3, 6, 15])  # the last listed axis is halved
+    h = g.placeholder([3, 10, 8], c64)
+    assert g.type(g.irfft(h, [1, 2], 15)) == ("float32", [3, 10, 15])
+    assert g.type(g.irfft(h, [1, 2], 14, norm="forward")) == ("float32", [3, 10, 14])
+    assert g.type(g.irfft(g.placeholder([3, -1], c64), [1], 9)) == ("float32", [3, 9])
+    assert g.attrs(g.irfft(h, [2], 15)) == {"axes": [2], "norm": "backward", "last_dim_size": 15}
+
+
+def test_with_input_shapes_rebuilds_the_new_nodes():
+    g = Graph()
+    q = g.placeholder([-1, -1], u8, "q")
+    s = g.placeholder([-1, 1], torch.float16, "s")
+    z = g.placeholder([-1, 1], u8, "z")
+    lut = g.placeholder([-1, 1, 16], f32, "lut")
+    qq = g.placeholder([-1, 2, -1, 8], f32, "qq")
+    kv = g.placeholder([-1, 2, -1, 8], f32, "kv")
+    mask = g.placeholder([-1, -1], f32, "mask")
+    x = g.placeholder([-1, -1], c64, "x")
+    r = g.placeholder([-1, -1], f32, "r")
+    outs = [g.dequantize(q, s, z, torch.float16), g.dequantize_lut(q, lut),
+            g.scaled_dot_product_attention(qq, kv, kv, mask=mask, scale=0.3),
+            g.fft(x, [0, 1], inverse=True, norm="forward"), g.rfft(r, [1]), g.irfft(x, [1], 13, norm="ortho")]
+    for o in outs:
+        g.output(o)
+    c = g.with_input_shapes([[4, 6], [4, 1], [4, 1], [4, 1, 16], [3, 2, 5, 8], [3, 2, 9, 8], [5, 9], [2, 7],
+                             [2, 12]])
+    assert [c.type(o) for o in outs] == [
+        ("float16", [4, 6]), ("float32", [4, 6]), ("float32", [3, 2, 5, 8]), ("complex64", [2, 7]),
+        ("complex64", [2, 7]), ("float32", [2, 13])]
+    assert [c.attrs(o) for o in outs] == [g.attrs(o) for o in outs]
+    with pytest.raises(ValueError, match="needs 7 Hermitean inputs there, got 8"):
+        g.with_input_shapes([[4, 6], [4, 1], [4, 1], [4, 1, 16], [3, 2, 5, 8], [3, 2, 9, 8], [5, 9], [2, 8],
+                             [2, 12]])
+    doc = json.loads(g.to_json())
+    assert doc["nodes"][outs[0]]["attrs"] == {"dtype": "float16"}
+    assert doc["nodes"][outs[5]]["attrs"] == {"axes": [1], "last_dim_size": 13, "norm": "ortho"}

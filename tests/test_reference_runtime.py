@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mps_ext._C import Graph, _fusion_plan, _run_reference
+from mps_ext._C import Graph, _fft_scaling, _fusion_plan, _run_reference
 
 UNARY = ["identity", "abs", "negative", "sign", "exp", "log", "sqrt", "rsqrt", "reciprocal",
          "square", "sin", "cos", "tanh", "sigmoid", "floor", "ceil", "round"]
@@ -196,3 +196,201 @@ def test_large_results_are_correct_on_huge_pages():
     torch.testing.assert_close(y, torch.nn.functional.softshrink(x, 0.5))
     y.resize_(10)  # storage from another allocator still behaves like any CPU tensor
     del y
+
+
+# --- quantization, attention, FFT nodes (ATen semantics the mpsgraph lowering must match) ---
+
+def run1(g, inputs):
+    return _run_reference(g, inputs)[0]
+
+
+def test_new_nodes_are_never_fused():
+    g = Graph()
+    q = g.placeholder([-1, -1], torch.uint8, "q")
+    s = g.placeholder([], torch.float32, "s")
+    z = g.placeholder([], torch.uint8, "z")
+    d = g.dequantize(q, s, z, torch.float32)
+    g.output(g.unary("exp", g.unary("negative", d)))
+    assert _fusion_plan(g) == [d, [d + 1, d + 2]]
+
+
+@pytest.mark.parametrize("qdtype", [torch.quint8, torch.qint8, torch.qint32])
+def test_dequantize_per_tensor_matches_torch_quantization(qdtype):
+    x = torch.randn(7, 9) * 4
+    zp = {torch.quint8: 131, torch.qint8: -5, torch.qint32: 17}[qdtype]
+    xq = torch.quantize_per_tensor(x, 0.037, zp, qdtype)
+    q = xq.int_repr()
+    g = Graph()
+    g.output(g.dequantize(g.placeholder([-1, -1], q.dtype, "q"), g.placeholder([], torch.float32, "s"),
+                          g.placeholder([], q.dtype, "z"), torch.float32))
+    out = run1(g, [q, torch.tensor(0.037), torch.tensor(zp, dtype=q.dtype)])
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, xq.dequantize(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_dequantize_per_channel_matches_torch_quantization(axis):
+    x = torch.randn(6, 10) * 3
+    n = x.shape[axis]
+    scales = torch.rand(n, dtype=torch.float64) * 0.1 + 0.01
+    zps = torch.randint(0, 256, (n,))
+    xq = torch.quantize_per_channel(x, scales, zps, axis, torch.quint8)
+    shape = [n, 1] if axis == 0 else [1, n]
+    g = Graph()
+    g.output(g.dequantize(g.placeholder([-1, -1], torch.uint8, "q"), g.placeholder(shape, torch.float32, "s"),
+                          g.placeholder(shape, torch.uint8, "z"), torch.float32))
+    out = run1(g, [xq.int_repr(), scales.float().reshape(shape), zps.to(torch.uint8).reshape(shape)])
+    torch.testing.assert_close(out, xq.dequantize(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_dequantize_group_wise_and_float_zero_points(dtype):
+    # int4-style weights: [out, in] in groups of 8 along `in`, scale and zero per group.
+    out_f, in_f, gs = 5, 32, 8
+    q = torch.randint(0, 16, (out_f, in_f // gs, gs), dtype=torch.uint8)
+    scale = (torch.rand(out_f, in_f // gs, 1) * 0.2 + 0.01).to(dtype)
+    zero_int = torch.randint(0, 16, (out_f, in_f // gs, 1), dtype=torch.uint8)
+    zero_float = (torch.rand(out_f, in_f // gs, 1) * 15).to(dtype)
+    for zero in (zero_int, zero_float):
+        g = Graph()
+        g.output(g.dequantize(g.placeholder([-1, -1, -1], torch.uint8, "q"), g.placeholder([-1, -1, 1], dtype, "s"),
+                              g.placeholder([-1, -1, 1], zero.dtype, "z"), dtype))
+        out = run1(g, [q, scale, zero])
+        expected = torch.empty(q.shape, dtype=torch.float64)
+        for o in range(out_f):
+            for grp in range(in_f // gs):
+                for i in range(gs):
+                    expected[o, grp, i] = (float(q[o, grp, i]) - float(zero[o, grp, 0])) * float(scale[o, grp, 0])
+        assert out.dtype == dtype and out.shape == q.shape
+        tol = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+        torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(
+    "idx_shape, lut_shape",
+    [((6, 10), (16,)),            # one table
+     ((6, 10), (6, 1, 16)),       # one table per output channel (axis 0)
+     ((6, 10), (10, 4)),          # one per column (trailing axis)
+     ((6, 5, 2), (6, 5, 1, 256)),  # group-wise: a table per (channel, group)
+     ((3, 4, 5), (4, 1, 7))],     # groups on a middle axis, broadcast over the leading one
+)
+def test_dequantize_lut(idx_shape, lut_shape):
+    n = lut_shape[-1]
+    idx = torch.randint(0, n, idx_shape, dtype=torch.uint8)
+    lut = torch.randn(lut_shape).half()
+    g = Graph()
+    g.output(g.dequantize_lut(g.placeholder([-1] * len(idx_shape), torch.uint8, "idx"),
+                              g.placeholder(list(lut_shape), torch.float16, "lut")))
+    out = run1(g, [idx, lut])
+    groups = lut_shape[:-1]
+    expected = torch.empty(idx_shape, dtype=torch.float16)
+    for pos in torch.cartesian_prod(*[torch.arange(d) for d in idx_shape]).view(-1, len(idx_shape)).tolist():
+        tail = pos[len(pos) - len(groups):] if groups else []
+        gpos = [0 if size == 1 else p for p, size in zip(tail, groups)]
+        expected[tuple(pos)] = lut[tuple(gpos) + (int(idx[tuple(pos)]),)]
+    assert out.dtype == torch.float16 and torch.equal(out, expected)
+
+
+def test_dequantize_lut_index_out_of_range_fails():
+    g = Graph()
+    g.output(g.dequantize_lut(g.placeholder([-1], torch.uint8, "idx"), g.placeholder([4], torch.float32, "lut")))
+    with pytest.raises(RuntimeError, match="out of bounds|out of range"):
+        run1(g, [torch.tensor([0, 3, 4], dtype=torch.uint8), torch.randn(4)])
+
+
+def sdpa_formula(q, k, v, mask, scale):
+    s = (q.double() @ k.double().transpose(-1, -2)) * scale
+    if mask is not None:
+        s = s + mask.double()
+    return torch.softmax(s, -1) @ v.double()
+
+
+@pytest.mark.parametrize("mask_shape", [None, (5, 7), (2, 1, 5, 7), (2, 3, 5, 7), (7,), ()])
+@pytest.mark.parametrize("ev", [16, 24])
+def test_scaled_dot_product_attention(mask_shape, ev):
+    q, k, v = torch.randn(2, 3, 5, 16), torch.randn(2, 3, 7, 16), torch.randn(2, 3, 7, ev)
+    mask = None if mask_shape is None else torch.randn(mask_shape)
+    if mask is not None:
+        mask.view(-1)[::3] = float("-inf")  # a KV-cache style additive mask
+        mask.view(-1)[0] = 0.0
+    g = Graph()
+    args = [g.placeholder([-1, 3, -1, 16], torch.float32, n) for n in "qk"] + [g.placeholder([-1, 3, -1, ev], torch.float32, "v")]
+    m = None if mask is None else g.placeholder([-1] * len(mask_shape), torch.float32, "mask")
+    g.output(g.scaled_dot_product_attention(*args, mask=m))          # default scale 1/sqrt(E)
+    g.output(g.scaled_dot_product_attention(*args, mask=m, scale=0.9))
+    inputs = [q, k, v] + ([] if mask is None else [mask])
+    out = _run_reference(g, inputs)
+    assert out[0].shape == (2, 3, 5, ev)
+    torch.testing.assert_close(out[0].double(), sdpa_formula(q, k, v, mask, 0.25), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out[1].double(), sdpa_formula(q, k, v, mask, 0.9), rtol=1e-5, atol=1e-5)
+
+
+NORMS = ["backward", "forward", "ortho"]
+
+
+def complex_input(shape):
+    return torch.complex(torch.randn(shape), torch.randn(shape))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("axes", [[-1], [1], [0, 2], [2, 0, 1]])
+def test_fft_matches_torch(axes, inverse, norm):
+    x = complex_input((4, 6, 9))
+    g = Graph()
+    g.output(g.fft(g.placeholder([-1, -1, -1], torch.complex64, "x"), axes, inverse=inverse, norm=norm))
+    out = run1(g, [x])
+    fn = torch.fft.ifftn if inverse else torch.fft.fftn
+    assert out.dtype == torch.complex64
+    torch.testing.assert_close(out, fn(x, dim=axes, norm=norm), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("shape, axes", [((5, 8), [1]), ((5, 9), [-1]), ((4, 6, 7), [0, 2]), ((4, 6, 7), [2, 1]),
+                                         ((3, 4, 5, 6), [0, 1, 2, 3])])
+def test_rfft_matches_torch(shape, axes, norm):
+    x = torch.randn(shape)
+    g = Graph()
+    y = g.rfft(g.placeholder([-1] * len(shape), torch.float32, "x"), axes, norm=norm)
+    g.output(y)
+    out = run1(g, [x])
+    expected = torch.fft.rfftn(x, dim=axes, norm=norm)
+    assert out.dtype == torch.complex64 and list(out.shape) == g.with_input_shapes([list(shape)]).type(y)[1]
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("n", [8, 9])
+@pytest.mark.parametrize("lead_shape, axes", [((), [0]), ((3,), [1]), ((4, 5), [0, 2]), ((4, 5), [2, 1, 0])])
+def test_irfft_matches_torch_and_inverts_rfft(lead_shape, axes, n, norm):
+    shape = lead_shape + (n,)
+    last = axes[-1] % len(shape)
+    real_shape = list(shape)
+    real_shape[-1], real_shape[last] = real_shape[last], n  # n real samples on the Hermitean axis
+    x = torch.randn(real_shape)
+    spectrum = torch.fft.rfftn(x, dim=axes, norm=norm)
+    g = Graph()
+    h = g.placeholder([-1] * len(real_shape), torch.complex64, "h")
+    y = g.irfft(h, axes, n, norm=norm)
+    g.output(y)
+    out = run1(g, [spectrum])
+    sizes = [real_shape[a % len(real_shape)] for a in axes]
+    assert out.dtype == torch.float32 and list(out.shape) == real_shape
+    torch.testing.assert_close(out, torch.fft.irfftn(spectrum, s=sizes, dim=axes, norm=norm), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out, x, rtol=1e-4, atol=1e-4)  # odd n: needs last_dim_size, not 2*(m-1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("inverse", [False, True])
+def test_fft_norm_to_mpsgraph_scaling_mode(norm, inverse):
+    # The lowering sets MPSGraphFFTDescriptor.scalingMode from _fft_scaling:
+    # None = 1, Size = 1/n, Unitary = 1/sqrt(n) on the unscaled transform.
+    # Check that this reproduces torch.fft's norm for both directions.
+    x = complex_input((6, 10))
+    n = x.numel()
+    unscaled = torch.fft.ifftn(x, norm="forward") if inverse else torch.fft.fftn(x, norm="backward")
+    factor = {"none": 1.0, "size": 1.0 / n, "unitary": n ** -0.5}[_fft_scaling(norm, inverse)]
+    expected = (torch.fft.ifftn if inverse else torch.fft.fftn)(x, norm=norm)
+    torch.testing.assert_close(unscaled * factor, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="norm must be"):
+        _fft_scaling("none", inverse)
