@@ -13,7 +13,7 @@ def readme_commands():
 
 def test_readme_has_demo_and_test_commands():
     demo, tests = readme_commands()[:2]
-    assert "torch==2.13.0" in demo and "--no-build-isolation" in demo and demo.endswith("python -m mps_ext")
+    assert "torch==2.13.0" in demo and "--no-build-isolation -e ." in demo and demo.endswith("python -m mps_ext")
     assert "torch==2.13.0" in tests and tests.endswith("python -m pytest tests -q")
 
 
