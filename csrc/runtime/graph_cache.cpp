@@ -1,6 +1,8 @@
 // The "compile once, run many" cache shared by all runtimes.
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -120,8 +122,20 @@ std::vector<at::Tensor> run_graph(const graph::CacheKey& key, const GraphBuilder
     std::vector<at::Tensor> host(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i)
       host[i] = inputs[i].device().type() == c10::DeviceType::PrivateUse1 ? device::cpu_alias(inputs[i]) : inputs[i];
-    std::vector<at::Tensor> outs = exe->run(host);
-    for (at::Tensor& o : outs) o = device::to_device(o);
+    // Fused results are written straight into device memory; any other
+    // result is copied over.
+    std::vector<at::Tensor> on_device;
+    OutputAllocator allocate = [&](at::IntArrayRef sizes, at::ScalarType dtype) {
+      on_device.push_back(at::empty(sizes, inputs[0].options().dtype(dtype)));
+      return device::cpu_alias(on_device.back());
+    };
+    std::vector<at::Tensor> outs = exe->run(host, allocate);
+    for (at::Tensor& o : outs) {
+      auto same = std::find_if(on_device.begin(), on_device.end(), [&](const at::Tensor& d) {
+        return d.data_ptr() == o.data_ptr() && d.sizes() == o.sizes() && d.strides() == o.strides();
+      });
+      o = same != on_device.end() ? *same : device::to_device(o);
+    }
     return outs;
   }
   return exe->run(inputs);

@@ -16,12 +16,17 @@
 
 namespace mps_ext::runtime {
 
+// Where a runtime may put a fresh result (sizes, dtype) instead of allocating
+// it itself: lets the reference runtime write straight into device memory.
+using OutputAllocator = std::function<at::Tensor(at::IntArrayRef sizes, at::ScalarType dtype)>;
+
 // A graph compiled for one runtime. Inputs bind to placeholders/variables in
 // creation order; outputs come back in Graph::output() order.
 class Executable {
  public:
   virtual ~Executable() = default;
-  virtual std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) = 0;
+  virtual std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
+                                      const OutputAllocator& allocate_output = {}) = 0;
 };
 
 enum class Kind { Reference, MPSGraph };

@@ -68,7 +68,8 @@ class GraphExecutable final : public Executable {
       if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable) input_types_.at(n.int_attr("index")) = n.type;
   }
 
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) override;
+  // Results are always fresh tensors on the inputs' device.
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override;
 
  private:
   const Compiled& compiled_for(const std::vector<Shape>& shapes);
@@ -110,7 +111,7 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) 
   return cache_.emplace(shapes, std::move(c)).first->second;
 }
 
-std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs) {
+std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) {
   TORCH_CHECK(inputs.size() == input_types_.size(), "mps_ext: graph expects ", input_types_.size(),
               " inputs, got ", inputs.size());
   c10::optional<c10::Device> device;

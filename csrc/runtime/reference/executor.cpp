@@ -27,7 +27,8 @@ class ReferenceExecutable final : public Executable {
     }
   }
 
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs) override {
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
+                              const OutputAllocator& allocate_output) override {
     const auto& nodes = graph_->nodes();
     TORCH_INTERNAL_ASSERT(inputs.size() == inputs_.size(), "graph expects ", inputs_.size(),
                           " inputs, got ", inputs.size());
@@ -43,7 +44,7 @@ class ReferenceExecutable final : public Executable {
     for (const Step& s : plan_.steps) {
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
-        if (run_region(r, env)) continue;
+        if (run_region(r, env, allocate_output)) continue;
         for (int id : r.nodes) eval(id, env);  // shapes need broadcasting steps
       } else {
         eval(s.node, env);

@@ -218,7 +218,7 @@ KernelFn select_kernel() {
 }
 }  // namespace
 
-bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env) {
+bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const runtime::OutputAllocator& allocate_output) {
   const FusedProgram& p = r.program;
   at::DimVector space;  // the iteration space: all inputs broadcast
   for (int v : r.inputs) space = at::infer_size_dimvector(space, env[v].sizes());
@@ -230,8 +230,10 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env) {
 
   static const KernelFn kernel = select_kernel();
   std::vector<at::Tensor> outs(r.outputs.size());
-  for (size_t k = 0; k < r.outputs.size(); ++k)
-    outs[k] = empty_output(space, runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]));
+  for (size_t k = 0; k < r.outputs.size(); ++k) {
+    at::ScalarType dtype = runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]);
+    outs[k] = allocate_output ? allocate_output(space, dtype) : empty_output(space, dtype);
+  }
   c10::SmallVector<double, 8> uniform_values(p.num_inputs);
   bool flat = true;  // every streamed input contiguous and full-size
   for (int i = 0; i < p.num_inputs; ++i) {

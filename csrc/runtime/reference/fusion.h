@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/reference/fused_elementwise.h"
+#include "runtime/runtime.h"
 
 namespace mps_ext::runtime::reference {
 
@@ -33,8 +34,10 @@ struct Plan {
 
 Plan plan_fusion(const graph::Graph& g);
 
-// Runs `region` reading and writing graph values in `env`. Returns false
-// (having written nothing) when the runtime shapes do not allow one pass.
-bool run_region(const FusedRegion& region, std::vector<at::Tensor>& env);
+// Runs `region` reading and writing graph values in `env`, with results from
+// `allocate_output` when given. Returns false (having written nothing) when
+// the runtime shapes do not allow one pass.
+bool run_region(const FusedRegion& region, std::vector<at::Tensor>& env,
+                const runtime::OutputAllocator& allocate_output = {});
 
 }  // namespace mps_ext::runtime::reference
