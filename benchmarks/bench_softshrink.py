@@ -37,7 +37,8 @@ def main() -> None:
     dev = args.device
     ours, ref = torch.ops.mps_ext.softshrink, F.softshrink
     rows = []
-    print(f"softshrink on {dev} ({torch.get_num_threads()} threads, mps_ext runtime for cpu: reference)")
+    runtime = {"cpu": "reference", "mps": "mpsgraph"}.get(torch.device(dev).type, mps_ext.runtime())
+    print(f"softshrink on {dev} ({torch.get_num_threads()} threads, mps_ext runtime: {runtime})")
     print(f"{'case':<22}{'torch ms':>10}{'mps_ext ms':>12}{'ratio':>8}{'GB/s':>8}")
     for label in args.sizes:
         n = SIZES[label]
