@@ -14,13 +14,6 @@ using graph::Graph;
 using graph::NodeKind;
 
 namespace {
-NodeKind kind_from_name(const std::string& name) {
-#define MPS_EXT_NODE(kind, str) \
-  if (name == str) return NodeKind::kind;
-#include "graph/node_kinds.def"
-  throw py::value_error("unknown node kind '" + name + "'");
-}
-
 graph::DType dtype_arg(const py::object& dtype) {
   return runtime::to_graph_dtype(torch::python::detail::py_object_to_dtype(dtype));
 }
@@ -95,13 +88,13 @@ PYBIND11_MODULE(_C, m) {
              return g.concat(ts, axis).id;
            }))
       .def("broadcast", ([T](Graph& g, int x, graph::Shape s) { return g.broadcast(T(x), s).id; }))
-      .def("unary", ([T](Graph& g, std::string k, int x) { return g.unary(kind_from_name(k), T(x)).id; }))
+      .def("unary", ([T](Graph& g, std::string k, int x) { return g.unary(graph::kind_from_name(k), T(x)).id; }))
       .def("binary", ([T](Graph& g, std::string k, int a, int b) {
-             return g.binary(kind_from_name(k), T(a), T(b)).id;
+             return g.binary(graph::kind_from_name(k), T(a), T(b)).id;
            }))
       .def("select", ([T](Graph& g, int p, int a, int b) { return g.select(T(p), T(a), T(b)).id; }))
       .def("reduce", ([T](Graph& g, std::string k, int x, std::vector<int64_t> axes) {
-             return g.reduce(kind_from_name(k), T(x), axes).id;
+             return g.reduce(graph::kind_from_name(k), T(x), axes).id;
            }))
       .def("softmax", ([T](Graph& g, int x, int64_t axis) { return g.softmax(T(x), axis).id; }))
       .def("matmul", ([T](Graph& g, int a, int b) { return g.matmul(T(a), T(b)).id; }))

@@ -65,7 +65,7 @@ std::string Graph::to_dot() const {
     std::string escaped;
     for (char c : label) escaped += c == '"' ? std::string("\\\"") : std::string(1, c);
     os << "  n" << i << " [label=\"" << escaped << "\"";
-    if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable) os << ", shape=ellipse";
+    if (is_input(n.kind)) os << ", shape=ellipse";
     os << "];\n";
     for (int in : n.inputs) os << "  n" << in << " -> n" << i << ";\n";
   }

@@ -59,6 +59,13 @@ const char* kind_name(NodeKind k) {
   return "?";
 }
 
+NodeKind kind_from_name(const std::string& name) {
+#define MPS_EXT_NODE(kind, str) \
+  if (name == str) return NodeKind::kind;
+#include "graph/node_kinds.def"
+  throw GraphError("unknown node kind '" + name + "'");
+}
+
 bool is_unary(NodeKind k) {
   switch (k) {
 #define MPS_EXT_UNARY(kind, name) case NodeKind::kind:
@@ -156,13 +163,17 @@ Tensor Graph::add_node(NodeKind kind, std::vector<int> inputs, TensorType type, 
 }
 
 Tensor Graph::placeholder(Shape shape, DType dtype, std::string name) {
-  return add_node(NodeKind::Placeholder, {}, {dtype, std::move(shape)},
-                  {{"index", int64_t{num_inputs_++}}}, std::move(name));
+  Tensor t = add_node(NodeKind::Placeholder, {}, {dtype, std::move(shape)},
+                      {{"index", int64_t{num_inputs()}}}, std::move(name));
+  inputs_.push_back(t.id);
+  return t;
 }
 
 Tensor Graph::variable(Shape shape, DType dtype, std::string name) {
-  return add_node(NodeKind::Variable, {}, {dtype, std::move(shape)},
-                  {{"index", int64_t{num_inputs_++}}}, std::move(name));
+  Tensor t = add_node(NodeKind::Variable, {}, {dtype, std::move(shape)},
+                      {{"index", int64_t{num_inputs()}}}, std::move(name));
+  inputs_.push_back(t.id);
+  return t;
 }
 
 Tensor Graph::constant(double value, DType dtype, Shape shape) {
@@ -498,8 +509,8 @@ Tensor Graph::irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm
 }
 
 Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
-  if (static_cast<int>(shapes.size()) != num_inputs_)
-    fail("with_input_shapes: the graph has " + std::to_string(num_inputs_) + " inputs, got " +
+  if (static_cast<int>(shapes.size()) != num_inputs())
+    fail("with_input_shapes: the graph has " + std::to_string(num_inputs()) + " inputs, got " +
          std::to_string(shapes.size()) + " shapes");
   Graph g;
   for (const Node& n : nodes_) {

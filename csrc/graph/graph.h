@@ -41,6 +41,8 @@ bool is_unary(NodeKind k);
 bool is_binary(NodeKind k);   // includes comparisons
 bool is_compare(NodeKind k);
 bool is_reduce(NodeKind k);
+NodeKind kind_from_name(const std::string& name);  // throws GraphError
+inline bool is_input(NodeKind k) { return k == NodeKind::Placeholder || k == NodeKind::Variable; }
 inline bool is_elementwise(NodeKind k) {
   return is_unary(k) || is_binary(k) || k == NodeKind::Select;
 }
@@ -157,7 +159,10 @@ class Graph {
   const Node& node(int id) const { return nodes_.at(id); }
   const std::vector<int>& outputs() const { return outputs_; }
   const TensorType& type(Tensor t) const { return nodes_.at(t.id).type; }
-  int num_inputs() const { return num_inputs_; }  // placeholders + variables
+  // Placeholder and Variable node ids, by their "index" (the order runtimes
+  // bind inputs in).
+  const std::vector<int>& inputs() const { return inputs_; }
+  int num_inputs() const { return static_cast<int>(inputs_.size()); }
 
   // The same graph rebuilt for concrete input shapes (by input index): every
   // node's type is then inferred concretely. Throws GraphError on mismatch.
@@ -173,7 +178,7 @@ class Graph {
 
   std::vector<Node> nodes_;
   std::vector<int> outputs_;
-  int num_inputs_ = 0;
+  std::vector<int> inputs_;
 };
 
 // Broadcasts two shapes with numpy rules; dynamic dims broadcast against

@@ -63,9 +63,7 @@ class GraphExecutable final : public Executable {
     for (int id : target_ids_) [targets_ addObject:lowered_.values.at(id)];
     feed_index_ = [NSMutableDictionary dictionaryWithCapacity:lowered_.inputs.size()];
     for (size_t i = 0; i < lowered_.inputs.size(); ++i) feed_index_[lowered_.inputs[i]] = @(i);
-    input_types_.resize(ir_->num_inputs());
-    for (const graph::Node& n : ir_->nodes())
-      if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable) input_types_.at(n.int_attr("index")) = n.type;
+    for (int id : ir_->inputs()) input_types_.push_back(ir_->node(id).type);
   }
 
   // Results are always fresh tensors on the inputs' device.

@@ -304,14 +304,12 @@ Lowered lower(const graph::Graph& ir) {
   Lowered out;
   out.graph = [MPSGraph new];
   std::vector<MPSGraphTensor*> values(ir.nodes().size());
-  out.inputs.resize(ir.num_inputs());
   LowerCtx ctx{out.graph, ir, values};
   for (size_t id = 0; id < ir.nodes().size(); ++id) {
     const Node& n = ir.nodes()[id];
     values[id] = kLowerings[static_cast<size_t>(n.kind)](ctx, n);
-    if (n.kind == NodeKind::Placeholder || n.kind == NodeKind::Variable)
-      out.inputs.at(n.int_attr("index")) = values[id];
   }
+  for (int id : ir.inputs()) out.inputs.push_back(values[id]);
   for (int id : ir.outputs()) out.outputs.push_back(values.at(id));
   out.values = std::move(values);
   return out;

@@ -11,8 +11,7 @@ using graph::NodeKind;
 Plan unfused_plan(const graph::Graph& g) {
   Plan plan;
   for (size_t i = 0; i < g.nodes().size(); ++i) {
-    NodeKind k = g.nodes()[i].kind;
-    if (k != NodeKind::Placeholder && k != NodeKind::Variable) plan.steps.push_back({static_cast<int>(i), -1});
+    if (!graph::is_input(g.nodes()[i].kind)) plan.steps.push_back({static_cast<int>(i), -1});
   }
   return plan;
 }
@@ -20,26 +19,21 @@ Plan unfused_plan(const graph::Graph& g) {
 class ReferenceExecutable final : public Executable {
  public:
   ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse)
-      : graph_(std::move(g)), plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)) {
-    for (size_t i = 0; i < graph_->nodes().size(); ++i) {
-      NodeKind k = graph_->nodes()[i].kind;
-      if (k == NodeKind::Placeholder || k == NodeKind::Variable) inputs_.push_back(static_cast<int>(i));
-    }
-  }
+      : graph_(std::move(g)), plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)) {}
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
                               const OutputAllocator& allocate_output) override {
     const auto& nodes = graph_->nodes();
-    TORCH_INTERNAL_ASSERT(inputs.size() == inputs_.size(), "graph expects ", inputs_.size(),
+    TORCH_INTERNAL_ASSERT(inputs.size() == graph_->inputs().size(), "graph expects ", graph_->inputs().size(),
                           " inputs, got ", inputs.size());
     std::vector<at::Tensor> env(nodes.size());
-    for (size_t i = 0; i < inputs_.size(); ++i) {
-      const graph::Node& n = nodes[inputs_[i]];
+    for (size_t i = 0; i < graph_->inputs().size(); ++i) {
+      const graph::Node& n = nodes[graph_->inputs()[i]];
       const at::Tensor& t = inputs[i];
       TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) &&
                                 t.dim() == n.type.rank(),
                             "input '", n.name, "' does not match its placeholder");
-      env[inputs_[i]] = t;
+      env[graph_->inputs()[i]] = t;
     }
     for (const Step& s : plan_.steps) {
       if (s.region >= 0) {
@@ -72,7 +66,6 @@ class ReferenceExecutable final : public Executable {
 
   std::shared_ptr<const graph::Graph> graph_;
   Plan plan_;
-  std::vector<int> inputs_;
 };
 }  // namespace
 

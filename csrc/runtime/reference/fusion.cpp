@@ -175,7 +175,7 @@ Plan plan_fusion(const graph::Graph& g) {
     };
     for (int i = 0; i < N; ++i) {
       NodeKind k = nodes[i].kind;
-      if (k == NodeKind::Placeholder || k == NodeKind::Variable) continue;
+      if (graph::is_input(k)) continue;
       if (can_fuse[i]) {
         run.push_back(i);
       } else {
