@@ -57,28 +57,29 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
     p.input_operand.push_back(uniform[v] ? -1 : operand++);
   }
   p.num_inputs = p.num_regs;
-  // Peephole: a streamed compare whose only use is a select's predicate is
-  // folded into the select.
-  auto folds_into_select = [&](int id) {
-    const Node& n = g.node(id);
-    return graph::is_compare(n.kind) && !uniform[id] && users[id].size() == 1 &&
-           g.node(users[id][0]).kind == NodeKind::Select && g.node(users[id][0]).inputs[0] == id &&
-           std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
-           std::find(r.nodes.begin(), r.nodes.end(), users[id][0]) != r.nodes.end();
-  };
-  // Peephole: max(min(x, hi), lo) and min(max(x, lo), hi) with uniform bounds
-  // become one clamp instruction.
-  auto min_max_pair = [](NodeKind a, NodeKind b) {
-    return (a == NodeKind::Minimum && b == NodeKind::Maximum) || (a == NodeKind::Maximum && b == NodeKind::Minimum);
-  };
-  auto folds_into_clamp = [&](int id) {
-    const Node& n = g.node(id);
+  // Peepholes fold a streamed value into its single user in the region, as
+  // that user's first operand, when nothing else (no output) needs it.
+  auto folds_into_user = [&](int id) {
     if (uniform[id] || users[id].size() != 1) return false;
-    const Node& user = g.node(users[id][0]);
-    return min_max_pair(n.kind, user.kind) && uniform[n.inputs[1]] && user.inputs[0] == id &&
-           uniform[user.inputs[1]] && !uniform[n.inputs[0]] &&
+    int user = users[id][0];
+    return g.node(user).inputs[0] == id &&
            std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
-           std::find(r.nodes.begin(), r.nodes.end(), users[id][0]) != r.nodes.end();
+           std::find(r.nodes.begin(), r.nodes.end(), user) != r.nodes.end();
+  };
+  // A compare used as a select's predicate becomes part of the select.
+  auto folds_into_select = [&](int id) {
+    return graph::is_compare(g.node(id).kind) && folds_into_user(id) &&
+           g.node(users[id][0]).kind == NodeKind::Select;
+  };
+  // max(min(x, hi), lo) and min(max(x, lo), hi) with uniform bounds become one
+  // clamp instruction.
+  auto folds_into_clamp = [&](int id) {
+    if (!folds_into_user(id)) return false;
+    const Node& n = g.node(id);
+    const Node& user = g.node(users[id][0]);
+    bool min_max = (n.kind == NodeKind::Minimum && user.kind == NodeKind::Maximum) ||
+                   (n.kind == NodeKind::Maximum && user.kind == NodeKind::Minimum);
+    return min_max && !uniform[n.inputs[0]] && uniform[n.inputs[1]] && uniform[user.inputs[1]];
   };
   for (int id : r.nodes) {
     const Node& n = g.node(id);
