@@ -160,13 +160,19 @@ void build_stft(Graph& g, const GraphSpec& s) {
   });
   const std::string norm = s.int_attr("normalized") ? "ortho" : "backward";
   const DType dt = g.type(frames).dtype;
+  graph::Tensor spec;
   if (s.int_attr("onesided")) {
-    g.output(r2c_nodes(g, frames, {2}, norm));
+    spec = r2c_nodes(g, frames, {2}, norm);
   } else {
     if (dt == DType::Float32 || dt == DType::Float64)
       frames = g.cast(frames, dt == DType::Float64 ? DType::Complex128 : DType::Complex64);
-    g.output(c2c_nodes(g, frames, {2}, /*inverse=*/false, norm));
+    spec = c2c_nodes(g, frames, {2}, /*inverse=*/false, norm);
   }
+  if (!s.int_attr("batched")) {  // [1, T, F] -> [T, F]: the op's result is then a single view
+    graph::Shape shape = g.type(spec).shape;
+    spec = g.reshape(spec, {shape[1], shape[2]});
+  }
+  g.output(spec);
 }
 
 void build_istft(Graph& g, const GraphSpec& s) {
@@ -183,6 +189,7 @@ void build_istft(Graph& g, const GraphSpec& s) {
                              [hop, start, length](Graph& d, const std::vector<graph::Tensor>& in) {
                                return overlap_add_decomposition(d, in, hop, start, length);
                              });
+  if (!s.int_attr("batched")) y = g.reshape(y, {length});
   g.output(y);
 }
 
@@ -202,7 +209,9 @@ void check_fft_dtype(const at::Tensor& t, const char* what) {
 }
 
 struct StftArgs {
-  at::Tensor x, window;  // x [B, L]; window [W] of x's dtype (real part type for real x)
+  at::Tensor x, window;  // x [B, L]; window [W], both of dtype (materialized only)
+  int64_t batch, n;
+  at::ScalarType dtype;
   FrameGeometry geo;
   bool batched, onesided, return_complex, normalized;
 };
@@ -210,7 +219,7 @@ struct StftArgs {
 StftArgs check_stft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t> hop_length,
                     std::optional<int64_t> win_length, const std::optional<at::Tensor>& window, bool center,
                     c10::string_view pad_mode, bool normalized, std::optional<bool> onesided,
-                    std::optional<bool> return_complex) {
+                    std::optional<bool> return_complex, bool materialize = true) {
   const bool complex_input = self.is_complex() || (window && window->defined() && window->is_complex());
   TORCH_CHECK(return_complex || complex_input,
               "stft requires the return_complex parameter be given for real inputs, and will further require "
@@ -219,10 +228,11 @@ StftArgs check_stft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t
   check_fft_dtype(self, "stft");
   StftArgs a;
   a.batched = self.dim() == 2;
-  a.x = a.batched ? self : self.unsqueeze(0);
+  a.batch = a.batched ? self.size(0) : 1;
+  a.n = self.size(-1);
   const int64_t hop = hop_length.value_or(n_fft / 4), win = win_length.value_or(n_fft);
   PadMode mode = pad_mode_of(pad_mode);
-  const int64_t pad = center ? n_fft / 2 : 0, n = a.x.size(1);
+  const int64_t pad = center ? n_fft / 2 : 0, n = a.n;
   if (center && pad > 0) {
     if (mode == PadMode::Reflect)
       TORCH_CHECK(pad < n, "stft: reflect padding of ", pad, " (n_fft // 2) must be less than the signal length ", n);
@@ -234,19 +244,20 @@ StftArgs check_stft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t
   TORCH_CHECK(n_fft > 0 && n_fft <= len, "stft: expected 0 < n_fft <= ", len, " (the padded signal length), but got n_fft=", n_fft);
   TORCH_CHECK(hop > 0, "stft: expected hop_length > 0, but got hop_length=", hop);
   TORCH_CHECK(win > 0 && win <= n_fft, "stft: expected 0 < win_length <= n_fft, but got win_length=", win);
-  at::Tensor w;
-  if (window && window->defined()) {
+  const bool has_window = window && window->defined();
+  if (has_window) {
     TORCH_CHECK(window->dim() == 1 && window->size(0) == win,
                 "stft: expected a 1D window tensor of size equal to win_length=", win, ", but got window with size ",
                 window->sizes());
     check_fft_dtype(*window, "stft");
-    w = *window;
-  } else {
-    w = at::ones({win}, a.x.options().dtype(c10::toRealValueType(a.x.scalar_type())));
   }
-  at::ScalarType dt = at::promote_types(a.x.scalar_type(), w.scalar_type());
-  a.x = a.x.to(dt).resolve_conj().resolve_neg();
-  a.window = w.to(a.x.device(), dt).resolve_conj().resolve_neg();
+  a.dtype = at::promote_types(self.scalar_type(),
+                              has_window ? window->scalar_type() : c10::toRealValueType(self.scalar_type()));
+  if (materialize) {  // (Meta kernels touch no data: shapes only)
+    a.x = (a.batched ? self : self.unsqueeze(0)).to(a.dtype).resolve_conj().resolve_neg();
+    at::Tensor w = has_window ? *window : at::ones({win}, self.options().dtype(a.dtype));
+    a.window = w.to(self.device(), a.dtype).resolve_conj().resolve_neg();
+  }
   a.onesided = onesided.value_or(!complex_input);
   TORCH_CHECK(!(a.onesided && complex_input), "Cannot have onesided output if window or input is complex");
   a.return_complex = return_complex.value_or(complex_input);
@@ -258,9 +269,10 @@ StftArgs check_stft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t
   return a;
 }
 
-at::Tensor finish_stft(at::Tensor spec_btf, const StftArgs& a) {
-  at::Tensor out = spec_btf.transpose(1, 2);  // [B, F, T], frequencies contiguous like torch.stft
-  if (!a.batched) out = out.squeeze(0);
+// spec [B, T, F] (or [T, F] unbatched) -> [B, F, T], frequencies contiguous like torch.stft.
+at::Tensor finish_stft(at::Tensor spec, const StftArgs& a) {
+  if (!a.batched && spec.dim() == 3) spec = spec.squeeze(0);
+  at::Tensor out = spec.transpose(-2, -1);
   return a.return_complex ? out : at::view_as_real(out);
 }
 
@@ -280,7 +292,8 @@ at::Tensor stft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t> ho
     s.input(a.x).input(a.window)
         .attr("n_fft", n_fft).attr("hop", a.geo.hop).attr("pad", a.geo.pad)
         .attr("window_offset", a.geo.window_offset).attr("pad_mode", static_cast<int64_t>(a.geo.mode))
-        .attr("normalized", int64_t{normalized}).attr("onesided", int64_t{a.onesided});
+        .attr("normalized", int64_t{normalized}).attr("onesided", int64_t{a.onesided})
+        .attr("batched", int64_t{a.batched});
     spec = runtime::run_graph(s, build_stft, {a.x, a.window})[0];
   }
   return finish_stft(spec, a);
@@ -312,7 +325,9 @@ at::Tensor stft_differentiable(const at::Tensor& self, int64_t n_fft, std::optio
 
 // --- istft ----------------------------------------------------------------------
 struct IstftArgs {
-  at::Tensor spec, window;  // spec [B, F, T]; window [n_fft]
+  at::Tensor spec, window;  // spec [B, F, T]; window [n_fft] (materialized only)
+  int64_t batch;
+  at::ScalarType out_dtype;
   int64_t n_fft, hop, start, length, expected;
   bool batched, onesided, normalized, return_complex;
 };
@@ -320,7 +335,7 @@ struct IstftArgs {
 IstftArgs check_istft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t> hop_length,
                       std::optional<int64_t> win_length, const std::optional<at::Tensor>& window, bool center,
                       bool normalized, std::optional<bool> onesided, std::optional<int64_t> length,
-                      bool return_complex) {
+                      bool return_complex, bool materialize = true) {
   TORCH_CHECK(self.is_complex(),
               "istft requires a complex-valued input tensor matching the output from stft with return_complex=True.");
   TORCH_CHECK(self.dim() == 2 || self.dim() == 3, "istft: expected a tensor with 2 or 3 dimensions of complex, but got ",
@@ -328,11 +343,12 @@ IstftArgs check_istft(const at::Tensor& self, int64_t n_fft, std::optional<int64
   check_fft_dtype(self, "istft");
   IstftArgs a;
   a.batched = self.dim() == 3;
-  a.spec = a.batched ? self : self.unsqueeze(0);
+  a.batch = a.batched ? self.size(0) : 1;
+  a.out_dtype = return_complex ? self.scalar_type() : c10::toRealValueType(self.scalar_type());
   const int64_t hop = hop_length.value_or(n_fft / 4), win = win_length.value_or(n_fft);
   TORCH_CHECK(0 < win && win <= n_fft, "istft: expected 0 < win_length <= n_fft, but got win_length=", win);
   TORCH_CHECK(0 < hop && hop <= win, "istft: expected 0 < hop_length <= win_length, but got hop_length=", hop);
-  const int64_t n_bins = a.spec.size(1), n_frames = a.spec.size(2);
+  const int64_t n_bins = self.size(-2), n_frames = self.size(-1);
   a.onesided = onesided.value_or(n_bins != n_fft);
   if (a.onesided) {
     TORCH_CHECK(n_fft / 2 + 1 == n_bins, "istft: expected the frequency dimension (3rd to the last) of the input "
@@ -342,28 +358,28 @@ IstftArgs check_istft(const at::Tensor& self, int64_t n_fft, std::optional<int64
                 "match n_fft when onesided=False, but got ", n_bins);
   }
   TORCH_CHECK(n_frames > 0, "istft: input tensor cannot be empty (it has no frames)");
-  at::Tensor w;
-  if (window && window->defined()) {
+  const bool has_window = window && window->defined();
+  if (has_window) {
     TORCH_CHECK(window->dim() == 1 && window->size(0) == win,
                 "istft: expected a 1D window tensor of size equal to win_length=", win,
                 ", but got window with size ", window->sizes());
     check_fft_dtype(*window, "istft");
-    w = *window;
-  } else {
-    w = at::ones({win}, a.spec.options().dtype(c10::toRealValueType(a.spec.scalar_type())));
   }
   if (return_complex) {
     TORCH_CHECK(!a.onesided, "Cannot have onesided output if window or input is complex");
   } else {
-    TORCH_CHECK(!w.is_complex(), "Complex windows are incompatible with return_complex=False");
+    TORCH_CHECK(!(has_window && window->is_complex()), "Complex windows are incompatible with return_complex=False");
   }
-  const int64_t left = (n_fft - win) / 2, right = n_fft - win - left;
-  if (left > 0 || right > 0) w = at::constant_pad_nd(w, {left, right}, 0);
-  at::ScalarType real = c10::toRealValueType(a.spec.scalar_type());
-  at::ScalarType wdt = return_complex ? at::promote_types(w.scalar_type(), a.spec.scalar_type())
-                                      : at::promote_types(w.scalar_type(), real);
-  a.window = w.to(a.spec.device(), wdt).resolve_conj().resolve_neg();
-  a.spec = a.spec.resolve_conj().resolve_neg();
+  if (materialize) {
+    at::Tensor w = has_window ? *window : at::ones({win}, self.options().dtype(c10::toRealValueType(self.scalar_type())));
+    const int64_t left = (n_fft - win) / 2, right = n_fft - win - left;
+    if (left > 0 || right > 0) w = at::constant_pad_nd(w, {left, right}, 0);
+    at::ScalarType real = c10::toRealValueType(self.scalar_type());
+    at::ScalarType wdt = return_complex ? at::promote_types(w.scalar_type(), self.scalar_type())
+                                        : at::promote_types(w.scalar_type(), real);
+    a.window = w.to(self.device(), wdt).resolve_conj().resolve_neg();
+    a.spec = (a.batched ? self : self.unsqueeze(0)).resolve_conj().resolve_neg();
+  }
   a.n_fft = n_fft;
   a.hop = hop;
   a.normalized = normalized;
@@ -422,8 +438,9 @@ at::Tensor istft(const at::Tensor& self, int64_t n_fft, std::optional<int64_t> h
     GraphSpec s("mps_ext::istft");
     s.input(a.spec).input(w).input(env)
         .attr("n_fft", n_fft).attr("hop", a.hop).attr("start", a.start)
-        .attr("normalized", int64_t{normalized}).attr("return_complex", int64_t{return_complex});
-    y = runtime::run_graph(s, build_istft, {a.spec, w, env})[0];
+        .attr("normalized", int64_t{normalized}).attr("return_complex", int64_t{return_complex})
+        .attr("batched", int64_t{a.batched});
+    return runtime::run_graph(s, build_istft, {a.spec, w, env})[0];
   }
   return a.batched ? y : y.squeeze(0);
 }
@@ -462,10 +479,13 @@ at::Tensor stft_meta(const at::Tensor& self, int64_t n_fft, std::optional<int64_
                      c10::string_view pad_mode, bool normalized, std::optional<bool> onesided,
                      std::optional<bool> return_complex) {
   StftArgs a = check_stft(self, n_fft, hop_length, win_length, window, center, pad_mode, normalized, onesided,
-                          return_complex);
-  const int64_t n_frames = 1 + (a.x.size(1) + 2 * a.geo.pad - n_fft) / a.geo.hop;
-  at::ScalarType c = c10::toComplexType(c10::toRealValueType(a.x.scalar_type()));
-  return finish_stft(at::empty({a.x.size(0), n_frames, a.onesided ? n_fft / 2 + 1 : n_fft}, a.x.options().dtype(c)), a);
+                          return_complex, /*materialize=*/false);
+  const int64_t n_frames = 1 + (a.n + 2 * a.geo.pad - n_fft) / a.geo.hop;
+  at::ScalarType c = c10::toComplexType(c10::toRealValueType(a.dtype));
+  const int64_t bins = a.onesided ? n_fft / 2 + 1 : n_fft;
+  at::Tensor spec = a.batched ? at::empty({a.batch, n_frames, bins}, self.options().dtype(c))
+                              : at::empty({n_frames, bins}, self.options().dtype(c));
+  return finish_stft(spec, a);
 }
 
 at::Tensor istft_meta(const at::Tensor& self, int64_t n_fft, std::optional<int64_t> hop_length,
@@ -474,10 +494,9 @@ at::Tensor istft_meta(const at::Tensor& self, int64_t n_fft, std::optional<int64
                       bool return_complex) {
   // Without data there is no NOLA check: only shapes.
   IstftArgs a = check_istft(self, n_fft, hop_length, win_length, window, center, normalized, onesided, length,
-                            return_complex);
-  at::ScalarType out_dt = return_complex ? a.spec.scalar_type() : c10::toRealValueType(a.spec.scalar_type());
-  at::Tensor y = at::empty({a.spec.size(0), a.length}, a.spec.options().dtype(out_dt));
-  return a.batched ? y : y.squeeze(0);
+                            return_complex, /*materialize=*/false);
+  return a.batched ? at::empty({a.batch, a.length}, self.options().dtype(a.out_dtype))
+                   : at::empty({a.length}, self.options().dtype(a.out_dtype));
 }
 
 // --- autograd: the fused graph unless autograd records -----------------------------
