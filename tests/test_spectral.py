@@ -190,9 +190,11 @@ def test_gradcheck_fft_ops():
         assert torch.autograd.gradcheck(lambda t: ops.fft_r2c(t, None, [1], norm, False), (r,))
         assert torch.autograd.gradcheck(lambda t: ops.fft_c2c(t, [3, 9], None, norm, False), (c,))
         assert torch.autograd.gradcheck(lambda t: ops.fft_c2c(t, None, [0], norm, True), (r,))
-        assert torch.autograd.gradcheck(lambda t: ops.fft_c2r(t, [5, 9], None, norm), (c,))
+        # (ATen's multi-dim c2r with an odd last size is very slow: odd sizes in 1-D)
+        assert torch.autograd.gradcheck(lambda t: ops.fft_c2r(t, [5, 8], None, norm), (c,))
         assert torch.autograd.gradcheck(lambda t: ops.fft_c2r(t, [3, 4], None, norm), (c,))
-    assert torch.autograd.gradgradcheck(lambda t: ops.fft_c2r(t, [5, 7], None, "ortho"), (c,))
+        assert torch.autograd.gradcheck(lambda t: ops.fft_c2r(t, [9], [1], norm), (c,))
+    assert torch.autograd.gradgradcheck(lambda t: ops.fft_c2r(t, [7], [0], "ortho"), (c,))
 
 
 def test_grad_matches_torch(device):
