@@ -155,6 +155,10 @@ MPSGraphFFTDescriptor* fft_descriptor(const Node& n) {
 // the executable writes Assign's value back into them after the graph ran.
 static MPSGraphTensor* lower_Placeholder(const LowerCtx& c, const Node& n) { return [c.g placeholderWithShape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Constant(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Complex64) {  // complex zeros of FFT padding: a complex scalar, broadcast
+    MPSGraphTensor* z = [c.g constantWithRealPart:n.float_attr("value") imaginaryPart:0 dataType:MPSDataTypeComplexFloat32];  // macOS 14.0
+    return is_static(n.type.shape) ? [c.g broadcastTensor:z toShape:mps_shape(n.type.shape) name:nil] : z;  // macOS 12.0
+  }
   if (is_static(n.type.shape)) return [c.g constantWithScalar:n.float_attr("value") shape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype)];  // macOS 11.0
   return [c.g constantWithScalar:n.float_attr("value") dataType:to_mps_dtype(n.type.dtype)];  // rank-0; consumers broadcast it
 }
