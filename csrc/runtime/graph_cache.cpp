@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "device/device.h"
+#include "profiler/profiler.h"
 #include "runtime/reference/executor.h"
 #include "runtime/runtime.h"
 #ifdef MPS_EXT_WITH_MPSGRAPH
@@ -85,6 +86,7 @@ std::unique_ptr<Executable> compile(Kind kind, std::shared_ptr<const graph::Grap
 
 std::vector<at::Tensor> run_graph(const graph::CacheKey& key, const GraphBuilder& build,
                                   const std::vector<at::Tensor>& inputs) {
+  profiler::OpScope profile_op(key, inputs);  // profiler hook (issue 14): one relaxed load when off
   TORCH_INTERNAL_ASSERT(!inputs.empty());
   Kind kind = runtime_for(inputs[0].device());
   std::string full_key = std::string(kind_name(kind)) + ":" + key.str();
@@ -103,6 +105,7 @@ std::vector<at::Tensor> run_graph(const graph::CacheKey& key, const GraphBuilder
     c.hits.fetch_add(1, std::memory_order_relaxed);
   } else {
     c.misses.fetch_add(1, std::memory_order_relaxed);
+    profiler::CompileScope profile_compile;  // profiler hook (issue 14): marks the op a miss
     auto g = std::make_shared<graph::Graph>();
     try {
       build(*g);
