@@ -167,3 +167,29 @@ def _start_from_environment() -> None:
 def _stop_at_exit() -> None:
     if is_active():
         stop()
+
+
+def _demo(trace_file: str) -> None:
+    """``python -m mps_ext --profile trace.json``: profile the whole demo run; at exit,
+    write the trace and print what it holds."""
+    start("interval", trace_file=trace_file)
+
+    def report() -> None:
+        if not is_active():
+            return
+        stop()
+        evs = events()
+        kinds: dict[str, int] = {}
+        for e in evs:
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
+        ops: dict[str, list[float]] = {}
+        for e in evs:
+            if e.kind in ("operation", "fallback"):
+                ops.setdefault(e.name, []).append(e.cpu_ms)
+        top = sorted(ops.items(), key=lambda kv: -sum(kv[1]))[:5]
+        print(f"\nprofile: {len(evs)} events ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}) "
+              f"written to {trace_file} -- open it in https://ui.perfetto.dev or chrome://tracing")
+        for name, ms in top:
+            print(f"  {name:<40} {len(ms):>5} calls {sum(ms):>9.3f} ms CPU")
+
+    atexit.register(report)
