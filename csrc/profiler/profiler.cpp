@@ -215,6 +215,9 @@ void close(Active* a) {
 }  // namespace detail
 
 CompileScope::CompileScope() {
+#ifdef MPS_EXT_NO_PROFILER_HOOKS
+  return;
+#endif
   if (state() != 0) [[unlikely]] {
     Active* op = t_current_op;
     active_ = open(Kind::Compile, "compile " + (op ? op->event.name : std::string("graph")));
