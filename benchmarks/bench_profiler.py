@@ -95,7 +95,9 @@ def run_worker(pythonpath: Path, session: bool) -> dict:
     if session:
         env["BENCH_PROFILER_SESSION"] = "1"
     p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=str(pythonpath), env=env,
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"benchmark worker failed (PYTHONPATH={pythonpath}):\n{p.stderr}")
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
@@ -113,7 +115,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from common import write_results
 
-    unhooked = args.unhooked
+    unhooked = args.unhooked.resolve() if args.unhooked else None
     if unhooked is None:
         print(f"building the unhooked baseline in {UNHOOKED} ...", flush=True)
         unhooked = build_unhooked()

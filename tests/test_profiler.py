@@ -135,6 +135,22 @@ def test_fallback_op_on_the_device_is_a_fallback_event():
     assert e.graph_key is None and e.cache_hit is None
 
 
+def test_fallback_result_moving_to_the_device_is_a_copy():
+    a, b = torch.randn(6, 2), torch.randn(6, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ad, bd = a.to("mpsgraph"), b.to("mpsgraph")
+        with profiler.profile():
+            loss = torch.nn.functional.mse_loss(ad, bd)  # a fresh CPU result, copied into device memory
+    assert loss.device.type == "mpsgraph" and torch.allclose(loss.cpu(), torch.nn.functional.mse_loss(a, b))
+    evs = profiler.events()
+    (fall,) = [e for e in evs if e.kind == "fallback"]
+    assert fall.name.startswith("aten::mse_loss") and fall.input_shapes == ((6, 2), (6, 2))
+    (copy,) = [e for e in evs if e.kind == "copy"]
+    assert copy.name == "copy cpu->mpsgraph" and copy.bytes == 4 and copy.input_shapes == ((),)
+    assert fall.cpu_start_ns <= copy.cpu_start_ns <= copy.cpu_end_ns <= fall.cpu_end_ns
+
+
 # --- sinks -------------------------------------------------------------------------
 def check_chrome_trace(doc):
     assert isinstance(doc["traceEvents"], list)

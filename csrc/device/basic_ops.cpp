@@ -49,6 +49,7 @@ at::Tensor to_device(const at::Tensor& cpu) {
   auto options = cpu.options().device(c10::Device(kDeviceType, 0));
   at::Tensor out = cpu.is_non_overlapping_and_dense() ? at::empty_strided(cpu.sizes(), cpu.strides(), options)
                                                       : at::empty(cpu.sizes(), options);
+  profiler::CopyScope profile_copy(cpu, out);  // fallback and runtime results moving to the device
   if (cpu.numel() > 0) cpu_alias(out).copy_(cpu);
   return out;
 }

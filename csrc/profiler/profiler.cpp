@@ -148,7 +148,8 @@ TensorInfo tensor_info(const at::Tensor& t) {
 
 namespace detail {
 Active* open_op(const std::string& key, const std::vector<at::Tensor>& inputs) {
-  Active* a = open(Kind::Operation, op_name(key));
+  std::unique_ptr<Active> owned(open(Kind::Operation, op_name(key)));
+  Active* a = owned.get();
   if (!a) return a;
   Event& e = a->event;
   e.graph_key = key;
@@ -161,28 +162,28 @@ Active* open_op(const std::string& key, const std::vector<at::Tensor>& inputs) {
     } catch (const c10::Error&) {  // run_graph itself reports a bad device
     }
   }
-  a->parent_op = t_current_op;
-  t_current_op = a;
   GpuTimer* gpu = g_gpu.load();
   if (gpu && (a->mode & kWait) && !inputs.empty()) a->gpu_token = gpu->begin(inputs[0]);
+  a->parent_op = t_current_op;
+  t_current_op = owned.release();
   return begin(a);
 }
 
 Active* open_copy(const at::Tensor& src, const at::Tensor& dst) {
-  Active* a = open(Kind::Copy, std::string("copy ") + device_name(src.device().type()) + "->" +
-                                   device_name(dst.device().type()));
-  if (!a) return a;
+  std::unique_ptr<Active> a(open(Kind::Copy, std::string("copy ") + device_name(src.device().type()) + "->" +
+                                                 device_name(dst.device().type())));
+  if (!a) return nullptr;
   a->event.inputs.push_back(tensor_info(src));
   a->event.bytes = static_cast<int64_t>(dst.numel()) * static_cast<int64_t>(dst.element_size());
-  return begin(a);
+  return begin(a.release());
 }
 
 Active* open_fallback(const std::string& op, const std::vector<at::Tensor>& inputs) {
-  Active* a = open(Kind::Fallback, op);
-  if (!a) return a;
+  std::unique_ptr<Active> a(open(Kind::Fallback, op));
+  if (!a) return nullptr;
   for (const at::Tensor& t : inputs)
     if (t.defined()) a->event.inputs.push_back(tensor_info(t));
-  return begin(a);
+  return begin(a.release());
 }
 
 void close(Active* a) {
