@@ -156,14 +156,21 @@ Active* open_op(const std::string& key, const std::vector<at::Tensor>& inputs) {
   e.cache_hit = 1;  // a CompileScope inside marks a miss
   for (const at::Tensor& t : inputs)
     if (t.defined()) e.inputs.push_back(tensor_info(t));
-  if (!inputs.empty() && inputs[0].defined()) {
+  // The runtime run_graph picks: the first input's device that is not a 0-d CPU scalar.
+  const at::Tensor* decides = inputs.empty() ? nullptr : &inputs[0];
+  for (const at::Tensor& t : inputs)
+    if (t.defined() && (!t.is_cpu() || t.dim() > 0)) {
+      decides = &t;
+      break;
+    }
+  if (decides && decides->defined()) {
     try {
-      e.runtime = runtime::kind_name(runtime::runtime_for(inputs[0].device()));
+      e.runtime = runtime::kind_name(runtime::runtime_for(decides->device()));
     } catch (const c10::Error&) {  // run_graph itself reports a bad device
     }
   }
   GpuTimer* gpu = g_gpu.load();
-  if (gpu && (a->mode & kWait) && !inputs.empty()) a->gpu_token = gpu->begin(inputs[0]);
+  if (gpu && (a->mode & kWait) && decides && decides->defined()) a->gpu_token = gpu->begin(*decides);
   a->parent_op = t_current_op;
   t_current_op = owned.release();
   return begin(a);

@@ -110,14 +110,13 @@ class Scope {
   detail::Active* active_ = nullptr;
 };
 
-// runtime::run_graph: one operation interval; `key` is anything with .str()
-// (its text up to the first '|' or '(' names the op).
+// runtime::run_graph: one operation interval. `graph_key` is the GraphSpec's
+// key; its text up to the first '|' names the op.
 class OpScope : public Scope {
  public:
-  template <typename Key>
-  OpScope(const Key& key, const std::vector<at::Tensor>& inputs) {
+  OpScope(const std::string& graph_key, const std::vector<at::Tensor>& inputs) {
 #ifndef MPS_EXT_NO_PROFILER_HOOKS
-    if (state() != 0) [[unlikely]] active_ = detail::open_op(key.str(), inputs);
+    if (state() != 0) [[unlikely]] active_ = detail::open_op(graph_key, inputs);
 #endif
   }
 };

@@ -10,12 +10,14 @@
 #import <ATen/mps/MPSDevice.h>
 #import <ATen/mps/MPSStream.h>
 #import "runtime/mpsgraph/lowering.h"
+#import "runtime/mpsgraph/metal_kernels.h"
 
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <atomic>
+#include <list>
 #include <map>
 #include <mutex>
 
@@ -59,10 +61,21 @@ class GraphExecutable final : public Executable {
     for (int id : ir_->outputs()) add_target(id);
     for (size_t id = 0; id < ir_->nodes().size(); ++id)
       if (ir_->nodes()[id].kind == NodeKind::Assign) add_target(static_cast<int>(id));
+    for (int id : target_ids_) {
+      // constantWithScalar:dataType: (a dynamic-shape constant) is rank 0 and
+      // only broadcasts inside the graph: it must not be a result.
+      const graph::Node& n = ir_->node(id);
+      const graph::Node& value = n.kind == NodeKind::Assign ? ir_->node(n.inputs[1]) : n;
+      bool dynamic = std::any_of(value.type.shape.begin(), value.type.shape.end(), [](int64_t d) { return d < 0; });
+      TORCH_CHECK(!(value.kind == NodeKind::Constant && dynamic),
+                  "mps_ext: a dynamic-shape constant cannot be a graph result on MPSGraph; broadcast it first");
+    }
     targets_ = [NSMutableArray arrayWithCapacity:target_ids_.size()];
     for (int id : target_ids_) [targets_ addObject:lowered_.values.at(id)];
     feed_index_ = [NSMutableDictionary dictionaryWithCapacity:lowered_.inputs.size()];
     for (size_t i = 0; i < lowered_.inputs.size(); ++i) feed_index_[lowered_.inputs[i]] = @(i);
+    target_index_ = [NSMutableDictionary dictionaryWithCapacity:target_ids_.size()];
+    for (size_t k = 0; k < target_ids_.size(); ++k) target_index_[targets_[k]] = @(k);
     for (int id : ir_->inputs()) input_types_.push_back(ir_->node(id).type);
   }
 
@@ -78,14 +91,22 @@ class GraphExecutable final : public Executable {
   std::vector<int> target_ids_;  // IR node id of each target tensor
   NSMutableArray<MPSGraphTensor*>* targets_ = nil;
   NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index_ = nil;  // placeholder -> input index
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* target_index_ = nil;  // target -> index in target_ids_
   std::mutex mu_;
-  std::map<std::vector<Shape>, Compiled> cache_;
+  // One executable per concrete input-shape set, LRU-bounded by
+  // MPS_EXT_GRAPH_CACHE_SIZE like the graph cache (a decode loop whose
+  // length grows must not grow memory without bound).
+  std::list<std::vector<Shape>> lru_;  // front: most recent
+  std::map<std::vector<Shape>, std::pair<Compiled, std::list<std::vector<Shape>>::iterator>> cache_;
 };
 
 const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache_.find(shapes);
-  if (it != cache_.end()) return it->second;
+  if (it != cache_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.second);
+    return it->second.first;
+  }
   Compiled c;
   graph::Graph concrete;
   try {
@@ -106,7 +127,12 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) 
                         compilationDescriptor:nil];  // macOS 12.0
   }
   TORCH_CHECK(c.exe != nil, "mps_ext: MPSGraph failed to compile the graph");
-  return cache_.emplace(shapes, std::move(c)).first->second;
+  while (!lru_.empty() && static_cast<int64_t>(cache_.size()) >= cache_maxsize()) {
+    cache_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(shapes);
+  return cache_.emplace(shapes, std::make_pair(std::move(c), lru_.begin())).first->second.first;
 }
 
 std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) {
@@ -151,8 +177,11 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
       [in_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(t.sizes())
                                                               dataType:to_mps_dtype(to_graph_dtype(t.scalar_type()))]];
     }
+    // resultsArray must follow exe.targetTensors' order, as inputs follow feedTensors.
+    NSArray<MPSGraphTensor*>* targets = exe.targetTensors;  // macOS 12.0
     NSMutableArray<MPSGraphTensorData*>* out_data = [NSMutableArray arrayWithCapacity:results.size()];
-    for (size_t k = 0; k < results.size(); ++k) {
+    for (NSUInteger t = 0; t < targets.count; ++t) {
+      size_t k = static_cast<size_t>([target_index_[targets[t]] longLongValue]);
       size_t offset = 0;
       id<MTLBuffer> buf = mtl_buffer_of(results[k], &offset);
       [out_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(results[k].sizes())
@@ -184,7 +213,36 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
 
 }  // namespace
 
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph) {
+namespace {
+// A graph that is exactly one kernel node over the graph's inputs, in order.
+const graph::Node* lone_kernel(const graph::Graph& g) {
+  if (g.outputs().size() != 1) return nullptr;
+  const graph::Node& n = g.node(g.outputs()[0]);
+  if (n.kind != NodeKind::Kernel || n.inputs != g.inputs()) return nullptr;
+  if (g.nodes().size() != g.inputs().size() + 1) return nullptr;
+  return &n;
+}
+
+class MetalKernelExecutable final : public Executable {
+ public:
+  MetalKernelExecutable(std::shared_ptr<const graph::Graph> g, const graph::Node& node, MetalKernel kernel)
+      : graph_(std::move(g)), node_(node), kernel_(kernel) {}
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override {
+    return {kernel_(node_, inputs)};
+  }
+
+ private:
+  std::shared_ptr<const graph::Graph> graph_;  // owns node_
+  const graph::Node& node_;
+  MetalKernel kernel_;
+};
+}  // namespace
+
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool use_kernels) {
+  if (use_kernels)
+    if (const graph::Node* n = lone_kernel(*graph))
+      if (MetalKernel kernel = find_metal_kernel(n->str_attr("kernel")))
+        return std::make_unique<MetalKernelExecutable>(graph, *n, kernel);
   return std::make_unique<GraphExecutable>(std::move(graph));
 }
 

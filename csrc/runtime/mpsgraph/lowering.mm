@@ -17,6 +17,9 @@ using graph::Node;
 using graph::NodeKind;
 using graph::Shape;
 
+std::vector<MPSGraphTensor*> lower_values(MPSGraph* g, const graph::Graph& ir,
+                                          const std::vector<MPSGraphTensor*>* bound_inputs);
+
 struct LowerCtx {
   MPSGraph* g;
   const graph::Graph& ir;
@@ -68,6 +71,19 @@ MPSGraphTensor* splice(MPSGraph* g, MPSGraphTensor* data, MPSGraphTensor* update
   return parts.count == 1 ? parts[0] : [g concatTensors:parts dimension:d name:nil];  // macOS 11.0
 }
 
+
+// slice_update_at: the start comes from a tensor (one graph for every
+// position); ends = starts + the update's shape.
+MPSGraphTensor* slice_update_at(const LowerCtx& c, const Node& n) {
+  if (@available(macOS 14.4, *)) {
+    MPSGraphTensor* starts = [c.g castTensor:c.in(n, 2) toType:MPSDataTypeInt32 name:nil];  // macOS 12.0
+    MPSGraphTensor* shape = [c.g shapeOfTensor:c.in(n, 1) name:nil];  // macOS 12.0; int32
+    MPSGraphTensor* ends = [c.g additionWithPrimaryTensor:starts secondaryTensor:shape name:nil];  // macOS 11.0
+    MPSGraphTensor* strides = [c.g constantWithScalar:1 shape:@[ @(n.type.rank()) ] dataType:MPSDataTypeInt32];  // macOS 11.0
+    return [c.g sliceUpdateDataTensor:c.in(n, 0) updateTensor:c.in(n, 1) startsTensor:starts endsTensor:ends stridesTensor:strides startMask:0 endMask:0 squeezeMask:0 name:nil];  // macOS 14.4
+  }
+  TORCH_CHECK(false, "mps_ext: slice_update_at (a slice update at a run-time start) needs macOS 14.4 or newer");
+}
 
 // Dequantize: the macOS 15 blockwise form takes int8/uint8 q with a zero
 // point of q's type, and scale/zero point shaped like q with the last dim
@@ -155,6 +171,7 @@ static MPSGraphTensor* lower_Slice(const LowerCtx& c, const Node& n) {
 }
 static MPSGraphTensor* lower_SliceUpdate(const LowerCtx& c, const Node& n) {
   const Shape& shape = c.in_shape(n, 0);
+  if (n.inputs.size() == 3) return slice_update_at(c, n);
   auto starts = clamped(n.ints_attr("starts"), shape), ends = clamped(n.ints_attr("ends"), shape);
   const auto& strides = n.ints_attr("strides");
   MPSGraphTensor* update = c.in(n, 1);
@@ -272,6 +289,15 @@ static MPSGraphTensor* lower_IRFFT(const LowerCtx& c, const Node& n) {
   return [c.g HermiteanToRealFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:d name:nil];  // macOS 14.0
 }
 
+// Kernel nodes: hand-written kernels run only as whole graphs (executable.mm);
+// inside a graph, the node is its decomposition, lowered in place.
+static MPSGraphTensor* lower_Kernel(const LowerCtx& c, const Node& n) {
+  std::vector<MPSGraphTensor*> inputs;
+  for (size_t i = 0; i < n.inputs.size(); ++i) inputs.push_back(c.in(n, i));
+  const graph::Graph& sub = c.ir.decomposition(n);
+  return lower_values(c.g, sub, &inputs).at(sub.outputs().at(0));
+}
+
 using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
 // Indexed by NodeKind; a kind without a lower_<Kind> does not compile.
 constexpr LowerFn kLowerings[] = {
@@ -279,6 +305,19 @@ constexpr LowerFn kLowerings[] = {
 #include "graph/node_kinds.def"
 };
 
+// Lowers every node of `ir`; its inputs are fresh placeholders, or the given
+// tensors (a decomposition lowered inside its parent graph).
+std::vector<MPSGraphTensor*> lower_values(MPSGraph* g, const graph::Graph& ir,
+                                          const std::vector<MPSGraphTensor*>* bound_inputs) {
+  std::vector<MPSGraphTensor*> values(ir.nodes().size());
+  LowerCtx ctx{g, ir, values};
+  for (size_t id = 0; id < ir.nodes().size(); ++id) {
+    const Node& n = ir.nodes()[id];
+    values[id] = bound_inputs && graph::is_input(n.kind) ? bound_inputs->at(n.int_attr("index"))
+                                                         : kLowerings[static_cast<size_t>(n.kind)](ctx, n);
+  }
+  return values;
+}
 }  // namespace
 
 MPSShape* mps_shape(c10::ArrayRef<int64_t> dims) { return ns_ints(dims.vec()); }
@@ -303,12 +342,7 @@ MPSDataType to_mps_dtype(graph::DType t) {
 Lowered lower(const graph::Graph& ir) {
   Lowered out;
   out.graph = [MPSGraph new];
-  std::vector<MPSGraphTensor*> values(ir.nodes().size());
-  LowerCtx ctx{out.graph, ir, values};
-  for (size_t id = 0; id < ir.nodes().size(); ++id) {
-    const Node& n = ir.nodes()[id];
-    values[id] = kLowerings[static_cast<size_t>(n.kind)](ctx, n);
-  }
+  std::vector<MPSGraphTensor*> values = lower_values(out.graph, ir, nullptr);
   for (int id : ir.inputs()) out.inputs.push_back(values[id]);
   for (int id : ir.outputs()) out.outputs.push_back(values.at(id));
   out.values = std::move(values);
