@@ -68,6 +68,16 @@ def test_softshrink_forward_and_backward_events(device, dtype):
     assert bwd[0].input_shapes[:2] == ((3, 5), (3, 5)) and bwd[0].graph_key.startswith("softshrink_backward|")
 
 
+def test_out_variant_is_an_operation_event(device):
+    x = torch.randn(2, 7, device=device)
+    out = torch.empty(0, device=device)
+    with profiler.profile():
+        torch.ops.mps_ext.softshrink.out(x, 0.5, out=out)
+    assert torch.equal(out.cpu(), torch.nn.functional.softshrink(x.cpu(), 0.5))
+    (e,) = [e for e in profiler.events() if e.kind == "operation"]
+    assert e.name == "mps_ext::softshrink" and e.input_shapes[0] == (2, 7) and e.runtime == runtime_of(device)
+
+
 def test_nothing_recorded_without_a_session():
     x = torch.randn(4)
     with profiler.profile():
