@@ -75,6 +75,9 @@ def render(trace_file: Path, out: Path, title: str | None = None) -> None:
         raise SystemExit(f"{trace_file}: no events")
     tracks = sorted({ev["tid"] for ev in events})
     row = {tid: i for i, tid in enumerate(reversed(tracks))}
+    t0 = min(ev["ts"] for ev in events)
+    for ev in events:
+        ev["ts"] -= t0
     t_end = max(ev["ts"] + ev.get("dur", 0) for ev in events) / 1000.0
 
     fig, ax = plt.subplots(figsize=(13, 1.2 + 0.75 * len(tracks)), dpi=120)
@@ -98,7 +101,7 @@ def render(trace_file: Path, out: Path, title: str | None = None) -> None:
     ax.set_yticklabels([names.get(tid, str(tid)) for tid in reversed(tracks)], fontsize=8)
     ax.set_xlim(0, t_end * 1.01)
     ax.set_ylim(-0.6, len(tracks) - 0.4)
-    ax.set_xlabel("time since mps_ext.profiler.start() [ms]")
+    ax.set_xlabel(f"time [ms] from the first event ({t0 / 1000.0:.1f} ms after mps_ext.profiler.start())")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(handles=[Patch(color=c, label=k) for k, c in COLORS.items()], loc="upper center",
               bbox_to_anchor=(0.5, -0.35 if len(tracks) < 4 else -0.18), ncol=4, fontsize=8, frameon=False)
