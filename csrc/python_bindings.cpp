@@ -4,6 +4,7 @@
 // of the graph builder (for tests and for exploring the IR).
 #include <torch/extension.h>
 
+#include "runtime/mpsgraph/lowering_table.h"
 #include "runtime/reference/executor.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
@@ -66,6 +67,12 @@ PYBIND11_MODULE(_C, m) {
       case graph::FFTScaling::Unitary: return "unitary";
     }
     return "?";
+  });
+  // The mpsgraph lowering's registrations: (kind, selector, minimum macOS).
+  m.def("_lowerings", [] {
+    std::vector<std::tuple<std::string, std::string, std::string>> rows;
+    for (const auto& l : graph::kLoweringTable) rows.emplace_back(l.kind_id, l.selector, l.macos);
+    return rows;
   });
   m.def("_node_kinds", [] {
     std::vector<std::string> kinds;
