@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 
 #include "profiler/profiler.h"
+#include "runtime/mpsgraph/lowering_table.h"
 #include "runtime/reference/executor.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
@@ -67,6 +68,12 @@ PYBIND11_MODULE(_C, m) {
       case graph::FFTScaling::Unitary: return "unitary";
     }
     return "?";
+  });
+  // The mpsgraph lowering's registrations: (kind, selector, minimum macOS).
+  m.def("_lowerings", [] {
+    std::vector<std::tuple<std::string, std::string, std::string>> rows;
+    for (const auto& l : graph::kLoweringTable) rows.emplace_back(l.kind_id, l.selector, l.macos);
+    return rows;
   });
   m.def("_node_kinds", [] {
     std::vector<std::string> kinds;
