@@ -87,6 +87,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("_profiler_stop", &profiler::stop);
   m.def("_profiler_active", &profiler::active);
   m.def("_profiler_trace_json", &profiler::chrome_trace_json);
+  m.def("_profiler_dropped", &profiler::dropped);
   m.def("_profiler_events", [] {
     py::list out;
     for (const auto& e : profiler::events()) {

@@ -30,7 +30,10 @@ ops by name (``mps_ext::softshrink``) and graph compiles as ``mps_ext::compile``
 Environment switches, for long runs without code changes:
 ``MPS_EXT_PROFILE=interval,event`` profiles from ``import mps_ext`` to exit;
 ``MPS_EXT_PROFILE_TRACE=path.json`` writes the trace at exit (alone, it
-implies ``MPS_EXT_PROFILE=interval``).
+implies ``MPS_EXT_PROFILE=interval``). A session keeps at most
+``MPS_EXT_PROFILE_MAX_EVENTS`` events (default 1,000,000, read at start) and
+counts the rest as :func:`dropped`, with a warning at stop; os_signposts are
+emitted regardless.
 
 When no profiler is active the hooks cost one relaxed atomic load per op.
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -46,7 +50,7 @@ import torch
 
 from . import _C
 
-__all__ = ["start", "stop", "profile", "events", "is_active", "trace_json", "ProfilerEvent"]
+__all__ = ["start", "stop", "profile", "events", "dropped", "is_active", "trace_json", "ProfilerEvent"]
 
 _MODES = {"interval": 1, "event": 2}
 _WAIT = 4
@@ -115,6 +119,10 @@ def start(mode: str = "interval", wait_until_completed: bool = False,
 def stop() -> None:
     """Ends the session and writes its trace_file (RuntimeError if none is active)."""
     _C._profiler_stop()
+    lost = _C._profiler_dropped()
+    if lost:
+        warnings.warn(f"mps_ext.profiler: kept the first {len(_C._profiler_events())} events and dropped "
+                      f"{lost} (MPS_EXT_PROFILE_MAX_EVENTS raises the limit)", stacklevel=2)
 
 
 def is_active() -> bool:
@@ -143,6 +151,11 @@ def events() -> list[ProfilerEvent]:
             input_devices=tuple(i[2] for i in inputs), bytes=nbytes if nbytes >= 0 else None,
             cpu_start_ns=t0, cpu_end_ns=t1, gpu_ms=gpu if gpu >= 0 else None, thread=tid))
     return out
+
+
+def dropped() -> int:
+    """Events of the current (or last) session not kept because it reached MPS_EXT_PROFILE_MAX_EVENTS."""
+    return _C._profiler_dropped()
 
 
 def trace_json() -> str:

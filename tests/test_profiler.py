@@ -244,6 +244,24 @@ def test_misuse_errors():
     assert not profiler.is_active()
 
 
+def test_event_limit_drops_and_warns(monkeypatch):
+    x = torch.randn(3)
+    torch.ops.mps_ext.softshrink(x, 0.5)
+    monkeypatch.setenv("MPS_EXT_PROFILE_MAX_EVENTS", "5")
+    profiler.start(mode="interval,event")
+    for _ in range(4):
+        torch.ops.mps_ext.softshrink(x, 0.5)
+    with pytest.warns(UserWarning, match="kept the first 5 events and dropped 3"):
+        profiler.stop()
+    assert len(profiler.events()) == 5 and profiler.dropped() == 3
+    assert json.loads(profiler.trace_json())["otherData"]["dropped_events"] == 3
+    assert [e.run_count for e in profiler.events() if e.phase == "interval"] == [1, 2, 3]
+    monkeypatch.setenv("MPS_EXT_PROFILE_MAX_EVENTS", "lots")
+    with pytest.raises(ValueError, match="MPS_EXT_PROFILE_MAX_EVENTS must be a positive integer"):
+        profiler.start()
+    assert not profiler.is_active()
+
+
 # --- threads -------------------------------------------------------------------------
 def test_two_threads_profile_concurrently(tmp_path):
     n = 40

@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -37,7 +38,21 @@ struct Session {
   std::string trace_file;
   std::vector<Event> events;
   std::unordered_map<std::string, int64_t> runs;  // graph key -> runs this session
+  // Long runs (MPS_EXT_PROFILE) must not grow memory without bound: past
+  // max_events the recorder drops (the os_signpost sink still emits).
+  int64_t max_events = 0;
+  int64_t dropped = 0;
 };
+
+int64_t max_events_from_env() {
+  const char* v = std::getenv("MPS_EXT_PROFILE_MAX_EVENTS");
+  if (!v || !*v) return 1'000'000;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  TORCH_CHECK_VALUE(end && *end == '\0' && n > 0, "MPS_EXT_PROFILE_MAX_EVENTS must be a positive integer, but got '",
+                    v, "'");
+  return n;
+}
 
 Session& session() {
   static Session* s = new Session();  // leaked: scopes may close during static destruction
@@ -207,8 +222,13 @@ void close(Active* a) {
     std::lock_guard<std::mutex> lock(s.mutex);
     if (!s.active || s.generation != a->generation) return;  // the session ended meanwhile
     if (e.kind == Kind::Operation) e.run_count = ++s.runs[e.graph_key];
-    if (a->mode & kInterval) s.events.push_back(e);
-    if (a->mode & kEvent) {
+    auto room = [&s] {
+      if (static_cast<int64_t>(s.events.size()) < s.max_events) return true;
+      ++s.dropped;
+      return false;
+    };
+    if ((a->mode & kInterval) && room()) s.events.push_back(e);
+    if ((a->mode & kEvent) && room()) {
       s.events.push_back(e);
       Event& instant = s.events.back();
       instant.instant = true;
@@ -254,11 +274,14 @@ CompileScope::~CompileScope() { delete static_cast<at::RecordFunction*>(record_f
 void start(uint32_t mode, const std::string& trace_file) {
   TORCH_CHECK_VALUE((mode & (kInterval | kEvent)) != 0 && (mode & ~(kInterval | kEvent | kWait)) == 0,
                     "mps_ext.profiler.start(): mode must include 'interval' and/or 'event'");
+  int64_t max_events = max_events_from_env();
   Session& s = session();
   std::lock_guard<std::mutex> lock(s.mutex);
   TORCH_CHECK(!s.active, "mps_ext.profiler.start(): a profiling session is already active; "
               "call mps_ext.profiler.stop() first");
   s.active = true;
+  s.max_events = max_events;
+  s.dropped = 0;
   ++s.generation;
   s.events.clear();
   s.runs.clear();
@@ -279,6 +302,12 @@ void stop() {
     trace_file = s.trace_file;
   }
   if (!trace_file.empty()) write_chrome_trace(trace_file);
+}
+
+int64_t dropped() {
+  Session& s = session();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  return s.dropped;
 }
 
 bool active() {
@@ -341,16 +370,18 @@ void micros(std::ostream& os, int64_t ns) {
 
 std::string chrome_trace_json() {
   std::vector<Event> evs;
-  int64_t t0;
+  int64_t t0, dropped_events;
   {
     Session& s = session();
     std::lock_guard<std::mutex> lock(s.mutex);
     evs = s.events;
     t0 = s.start_ns;
+    dropped_events = s.dropped;
   }
   const long pid = 1;
   std::ostringstream os;
-  os << "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"producer\": \"mps_ext.profiler\"},\n\"traceEvents\": [\n";
+  os << "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"producer\": \"mps_ext.profiler\", \"dropped_events\": "
+     << dropped_events << "},\n\"traceEvents\": [\n";
   os << R"({"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "mps_ext"}})";
   std::unordered_map<int64_t, bool> named;
   for (const Event& e : evs) {

@@ -65,6 +65,9 @@ void start(uint32_t mode, const std::string& trace_file);
 void stop();
 bool active();
 std::vector<Event> events();  // the current (or last) session's events, in end order
+// Events the recorder did not keep: a session keeps at most
+// MPS_EXT_PROFILE_MAX_EVENTS (default 1,000,000; read at start()).
+int64_t dropped();
 // A Chrome trace ("traceEvents" JSON) of the session's events.
 std::string chrome_trace_json();
 void write_chrome_trace(const std::string& path);
