@@ -47,7 +47,54 @@ at::Tensor fft_c2r(const at::Tensor& self, at::IntArrayRef dim, int64_t normaliz
   sizes.back() = last_dim_size.expect_int();
   return run_fft(Transform::C2R, self, dims, sizes, norm_name(normalization, false), false);
 }
+// torch.stft / torch.istft are composite ops (they would decompose into pad,
+// as_strided, mul and _fft_r2c before reaching the device); on device tensors
+// they run as mps_ext's fused graphs instead, gradients included.
+using OptInt = std::optional<int64_t>;
+using OptTensor = std::optional<at::Tensor>;
+
+at::Tensor call_stft(const at::Tensor& self, int64_t n_fft, OptInt hop, OptInt win, const OptTensor& window,
+                     bool center, c10::string_view pad_mode, bool normalized, std::optional<bool> onesided,
+                     std::optional<bool> return_complex, std::optional<bool> align_to_window) {
+  TORCH_CHECK(!center || !align_to_window.has_value(), "stft align_to_window should only be set when center = false");
+  TORCH_CHECK_NOT_IMPLEMENTED(!align_to_window.value_or(false) || win.value_or(n_fft) == n_fft,
+                              "mpsgraph: stft with align_to_window=True and win_length < n_fft is not supported");
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mps_ext::stft", "")
+                       .typed<at::Tensor(const at::Tensor&, int64_t, OptInt, OptInt, const OptTensor&, bool,
+                                         c10::string_view, bool, std::optional<bool>, std::optional<bool>)>();
+  return op.call(self, n_fft, hop, win, window, center, pad_mode, normalized, onesided, return_complex);
+}
+
+at::Tensor aten_stft(const at::Tensor& self, int64_t n_fft, OptInt hop, OptInt win, const OptTensor& window,
+                     bool normalized, std::optional<bool> onesided, std::optional<bool> return_complex,
+                     std::optional<bool> align_to_window) {
+  return call_stft(self, n_fft, hop, win, window, /*center=*/false, "reflect", normalized, onesided, return_complex,
+                   align_to_window);
+}
+
+at::Tensor aten_stft_center(const at::Tensor& self, int64_t n_fft, OptInt hop, OptInt win, const OptTensor& window,
+                            bool center, c10::string_view pad_mode, bool normalized, std::optional<bool> onesided,
+                            std::optional<bool> return_complex, std::optional<bool> align_to_window) {
+  return call_stft(self, n_fft, hop, win, window, center, pad_mode, normalized, onesided, return_complex,
+                   align_to_window);
+}
+
+at::Tensor aten_istft(const at::Tensor& self, int64_t n_fft, OptInt hop, OptInt win, const OptTensor& window,
+                      bool center, bool normalized, std::optional<bool> onesided, OptInt length, bool return_complex) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mps_ext::istft", "")
+                       .typed<at::Tensor(const at::Tensor&, int64_t, OptInt, OptInt, const OptTensor&, bool, bool,
+                                         std::optional<bool>, OptInt, bool)>();
+  return op.call(self, n_fft, hop, win, window, center, normalized, onesided, length, return_complex);
+}
 }  // namespace
+
+TORCH_LIBRARY_IMPL(aten, AutogradPrivateUse1, m) {
+  m.impl("stft", TORCH_FN(aten_stft));
+  m.impl("stft.center", TORCH_FN(aten_stft_center));
+  m.impl("istft", TORCH_FN(aten_istft));
+}
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("_fft_c2c", TORCH_FN(fft_c2c));
