@@ -134,14 +134,26 @@ def format_rules(device_type: str = "mpsgraph") -> str:
     return "\n".join(lines)
 
 
-def supported(device: str) -> bool:
-    """Whether bf16 autocast is supported on ``device`` in this process."""
+def supported(device: str, dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Whether autocast to ``dtype`` is supported for ``device`` in this process."""
     device_type = torch.device(device).type
     if device_type == "mpsgraph":
-        return torch.bfloat16 in torch.mpsgraph.get_amp_supported_dtype()
-    if device_type == "mps":
-        return torch.backends.mps.is_available()
-    return device_type == "cpu" and torch.amp.is_autocast_available("cpu")
+        return dtype in torch.mpsgraph.get_amp_supported_dtype()
+    if device_type == "mps":  # PyTorch's MPS autocast: bf16 needs macOS 14
+        return torch.backends.mps.is_available() and (
+            dtype == torch.float16 or torch.backends.mps.is_macos_or_newer(14, 0))
+    return device_type == "cpu" and dtype in (torch.bfloat16, torch.float16)
+
+
+def _demo(device: str) -> torch.dtype | None:
+    """The demo's training precision: bf16 autocast where ``device`` supports
+    it (says which), else None (fp32)."""
+    if not supported(device):
+        print(f"autocast : bf16 autocast is not supported on {device}; training in fp32")
+        return None
+    print(f"autocast : training under torch.autocast('{torch.device(device).type}', dtype=torch.bfloat16): "
+          f"linear layers in bf16, the loss in fp32 (mps_ext.autocast.rules())")
+    return torch.bfloat16
 
 
 __all__ = ["OP_RULES", "POLICIES", "register", "rules", "format_rules", "supported"]

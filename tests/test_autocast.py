@@ -561,3 +561,31 @@ def test_small_transformer_under_bf16_autocast_tracks_fp32():
     # (measured here: 0.4308 fp32 vs 0.4311 bf16, from 2.81).
     assert abs(bf16[-1] - fp32[-1]) <= 0.03 + 0.03 * fp32[-1], (fp32[-1], bf16[-1])
     assert abs(bf16[0] - fp32[0]) <= 0.02  # same start: only rounding differs
+
+
+# --- the demo -------------------------------------------------------------------------------
+
+def test_demo_trains_under_bf16_autocast_and_says_so(capsys):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "mps_ext", "--steps", "8"], capture_output=True, text=True,
+                         timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    assert "training under torch.autocast(" in out.stdout and "dtype=torch.bfloat16" in out.stdout
+    assert ac._demo("mpsgraph") == torch.bfloat16
+    if not torch.backends.mps.is_available():
+        assert ac._demo("mps") is None
+        assert "not supported on mps; training in fp32" in capsys.readouterr().out
+    assert not ac.supported("cpu", torch.float64)
+
+
+def test_readme_shows_the_op_table():
+    import re
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    table = readme[readme.index("| policy | mps_ext ops |"):].split("\n\n")[0]
+    shown = {}
+    for line in table.splitlines()[2:]:
+        policy, ops = line.strip("|").split("|", 1)
+        for op in re.findall(r"`(\w+)`", ops):
+            shown[op] = policy.strip()
+    assert shown == ac.OP_RULES
