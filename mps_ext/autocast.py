@@ -62,7 +62,10 @@ OP_RULES: dict[str, str] = {
     "istft": "fp32",
     # Elementwise, exact in any float dtype.
     "softshrink": "fallthrough",
+    # Backward ops run in the dtypes autograd saved from the forward (as PyTorch's own backward ops).
     "softshrink_backward": "fallthrough",
+    "quantized_matmul_backward": "fallthrough",
+    "lut_matmul_backward": "fallthrough",
 }
 
 POLICIES = ("lower_precision", "fp32", "promote", "match_inplace", "fallthrough")

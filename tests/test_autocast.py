@@ -198,6 +198,7 @@ _lib = torch.library.Library(NS, "DEF")
 _lib.define("probe(Tensor x, Tensor? w, Tensor[] xs, Tensor idx, int n, float s) -> Tensor")
 _lib.define("update_(Tensor(a!) cache, Tensor new, int start_pos) -> Tensor(a!)")
 _lib.define("ints(Tensor q, int bits) -> Tensor")
+_lib.define("double(Tensor x) -> Tensor")
 
 
 def _probe(x, w, xs, idx, n, s):
@@ -215,10 +216,16 @@ def _ints(q, bits):
     return q.to(torch.float32) * (2.0 ** -bits)
 
 
-for _key in ("CPU", "PrivateUse1"):
+def _double(x):
+    return x * 2
+
+
+for _key in ("CPU", "MPS", "PrivateUse1"):
     _lib.impl("probe", _probe, _key)
     _lib.impl("update_", _update, _key)
     _lib.impl("ints", _ints, _key)
+    _lib.impl("double", _double, _key)
+torch.library.register_autograd(f"{NS}::double", lambda ctx, grad: grad * 2, lib=_lib)
 
 
 def register(op, policy):
@@ -293,6 +300,17 @@ def test_op_with_only_integer_tensors_runs_unchanged(device, policy):
         out = torch.ops.mps_ext_autocast_test.ints(q, 4)
     assert out.dtype == torch.float32
     assert torch.equal(out.cpu(), expected.cpu())
+
+
+def test_casts_are_recorded_by_autograd(device):
+    register("double", "lower_precision")
+    x = t(5, device=device).requires_grad_()
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        y = torch.ops.mps_ext_autocast_test.double(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()  # back through the op and the autocast cast
+    assert x.grad.dtype == torch.float32
+    assert torch.equal(x.grad.cpu(), torch.full((5,), 2.0))
 
 
 def test_register_skips_missing_ops_and_checks_its_arguments():
