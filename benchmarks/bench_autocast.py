@@ -21,7 +21,6 @@ script measures the GPU.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
@@ -29,23 +28,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mps_ext
-from common import write_results
+from common import cpu_model, describe_machine, sync, write_results
 
 SIZES = {  # d_model, heads, layers, seq, batch, vocab
     "small": (128, 4, 2, 64, 8, 512),
     "medium": (256, 4, 2, 128, 8, 1024),
 }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
@@ -140,8 +128,8 @@ def main() -> None:
     flops = step_flops(d, layers, seq, batch, vocab)
     flags = cpu_flags()
     isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16") if f in flags) or "?"
-    print(f"CPU: {cpu_model()} (ISA: {isa}; ATen capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"{torch.get_num_threads()} threads); mpsgraph device runtime: {mps_ext.runtime()}")
+    print(describe_machine())
+    print(f"bf16/fp16 ISA flags: {isa}; mpsgraph device runtime: {mps_ext.runtime()}")
     print(f"transformer LM: d_model {d}, {heads} heads, {layers} layers, seq {seq}, batch {batch}, vocab {vocab}; "
           f"{flops / 1e9:.2f} GFLOP of matmul per training step")
     print(f"{'device':<10}{'precision':<19}{'step ms':>9}{'ratio':>7}{'GFLOP/s':>9}{'saved MiB':>11}"
@@ -153,8 +141,10 @@ def main() -> None:
     best = {c: float("inf") for c in configs}
     for round_ in range(args.rounds + 1):
         for c, (model, opt, x, y) in runs.items():
+            sync(c[0])
             start = time.perf_counter()
             train_step(model, opt, x, y, *c)
+            sync(c[0])
             elapsed = time.perf_counter() - start
             if round_ > 0:  # round 0 warms up (allocations, optimizer state, autocast cache)
                 best[c] = min(best[c], elapsed)
