@@ -9,7 +9,8 @@ AdamW step; best of several interleaved rounds), the ratio fp32 time / autocast 
 of activations saved for backward (what autocast shrinks), and on the
 mpsgraph device the peak of its allocator's live bytes over the step
 (sampled after every aten op). The final loss of a short fp32 and autocast
-run from the same initialisation is printed as a sanity check. Writes
+run from the same initialisation is printed as a sanity check. Then
+GradScaler's unscale_ kernel on the device vs torch's CPU kernel. Writes
 benchmarks/results/autocast.json.
 
 Honest caveat printed with the table: on a CPU, bf16 only pays off where the
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mps_ext
-from common import cpu_model, describe_machine, sync, write_results
+from common import cpu_model, describe_machine, sync, time_call, write_results
 
 SIZES = {  # d_model, heads, layers, seq, batch, vocab
     "small": (128, 4, 2, 64, 8, 512),
@@ -115,6 +116,40 @@ class PeakDeviceMemory(TorchDispatchMode):
         return out
 
 
+def bench_unscale(rounds: int) -> list[dict]:
+    """GradScaler's unscale over a model's worth of grads (4.7M params, 88
+    tensors): torch's CPU kernel on CPU tensors vs the device kernel (torch's
+    CPU kernel over device memory on the reference runtime) vs the device
+    graph (what the mpsgraph runtime runs; its decomposition here)."""
+    sizes = [256 * 256] * 40 + [256] * 40 + [1024 * 256] * 8
+    rows = []
+    print(f"\nGradScaler unscale_ ({sum(sizes) / 1e6:.1f}M params in {len(sizes)} grads): "
+          "read + write each grad once")
+    print(f"{'dtype':<10}{'path':<34}{'ms':>8}{'ratio':>7}{'GB/s':>7}")
+    for dtype in (torch.float32, torch.float16):
+        cpu = [torch.randn(n, dtype=dtype) for n in sizes]
+        dev = [g.to("mpsgraph") for g in cpu]
+        nbytes = 2 * sum(sizes) * cpu[0].element_size()
+        found_c, inv_c = torch.zeros(()), torch.tensor(0.5)
+        found_d, inv_d = found_c.to("mpsgraph"), inv_c.to("mpsgraph")
+        unscale = torch._amp_foreach_non_finite_check_and_unscale_
+        cases = {"torch CPU kernel, cpu tensors": lambda: unscale(cpu, found_c, inv_c),
+                 "mpsgraph device (kernel)": lambda: unscale(dev, found_d, inv_d)}
+        times = {}
+        for name, fn in cases.items():
+            times[name] = time_call(fn, device="mpsgraph", warmup=1, repeat=rounds, min_time=0.1)
+        with mps_ext.graph.decompositions():
+            times["mpsgraph device (graph)"] = time_call(cases["mpsgraph device (kernel)"], device="mpsgraph",
+                                                         warmup=1, repeat=rounds, min_time=0.1)
+        base = times["torch CPU kernel, cpu tensors"]
+        for name, sec in times.items():
+            rows.append({"bench": "unscale", "dtype": str(dtype), "path": name, "ms": sec * 1e3,
+                         "ratio_vs_torch": base / sec, "gbps": nbytes / sec / 1e9})
+            print(f"{str(dtype).replace('torch.', ''):<10}{name:<34}{sec * 1e3:>8.2f}{base / sec:>7.2f}"
+                  f"{nbytes / sec / 1e9:>7.1f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="+", default=["cpu", "mpsgraph"])
@@ -173,6 +208,8 @@ def main() -> None:
     print("ratio = fp32 step time / autocast step time (> 1: autocast faster). "
           "bf16 on a CPU is fast only with AVX512-BF16/AMX; the mpsgraph device on the reference runtime "
           "runs aten ops as CPU kernels, so its ratio is the CPU's.")
+    if "mpsgraph" in args.devices:
+        rows += bench_unscale(args.rounds)
     path = write_results("autocast", rows, {"model": dict(zip(("d_model", "heads", "layers", "seq", "batch", "vocab"),
                                                                SIZES[args.size])),
                                              "dtype": args.dtype, "cpu": cpu_model(), "isa": isa,

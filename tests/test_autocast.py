@@ -385,6 +385,18 @@ def test_format_rules_is_a_markdown_table():
 
 # --- GradScaler kernels on the device -------------------------------------------------------
 
+@pytest.fixture(params=["kernel", "graph"])
+def scaler_path(request):
+    """GradScaler kernels: PyTorch's CPU kernels over device memory (the
+    reference runtime's 'kernel'), or the graphs the mpsgraph runtime runs
+    (their decomposition, selected by mps_ext.graph.decompositions())."""
+    if request.param == "kernel":
+        yield request.param
+    else:
+        with mps_ext.graph.decompositions():
+            yield request.param
+
+
 def grads_case(dtype, device):
     """Grads of several ranks, an empty one and two non-contiguous views (built on `device`)."""
     torch.manual_seed(1)
@@ -396,7 +408,7 @@ def grads_case(dtype, device):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("bad", [None, float("inf"), float("-inf"), float("nan")])
-def test_unscale_matches_torch_cpu_kernel(dtype, bad):
+def test_unscale_matches_torch_cpu_kernel(dtype, bad, scaler_path):
     ref, dev = grads_case(dtype, "cpu"), grads_case(dtype, "mpsgraph")
     assert not dev[2].is_contiguous() and not dev[5].is_contiguous()
     if bad is not None:
@@ -412,7 +424,7 @@ def test_unscale_matches_torch_cpu_kernel(dtype, bad):
         assert a.stride() == b.stride()
 
 
-def test_unscale_keeps_an_earlier_found_inf_and_runs_natively(monkeypatch):
+def test_unscale_keeps_an_earlier_found_inf_and_runs_natively(monkeypatch, scaler_path):
     gs = [torch.randn(5).to("mpsgraph") for _ in range(3)]
     found = torch.ones(1).to("mpsgraph")
     inv = torch.full((1,), 0.5).to("mpsgraph")
@@ -426,22 +438,33 @@ def test_unscale_keeps_an_earlier_found_inf_and_runs_natively(monkeypatch):
         assert torch.equal(g.cpu(), e)
 
 
-def test_unscale_many_grads_in_chunks_and_reuses_its_graph():
-    gs = [torch.randn(i + 1).to("mpsgraph") for i in range(150)]  # > one graph's 64 grads
-    gs[140][0] = float("nan")
-    found, inv = torch.zeros(()).to("mpsgraph"), torch.tensor(0.25).to("mpsgraph")
-    expected = [g.cpu() * 0.25 for g in gs]
-    torch._amp_foreach_non_finite_check_and_unscale_(gs, found, inv)
-    assert found.item() == 1.0
-    for g, e in zip(gs, expected):
-        torch.testing.assert_close(g.cpu(), e, rtol=0, atol=0, equal_nan=True)
+def unscale_graph_runs(gs, found, inv):
+    """Unscales; returns (graphs compiled, graphs reused) by that call."""
     before = mps_ext.graph.cache_info()
-    torch._amp_foreach_non_finite_check_and_unscale_([torch.randn(9).to("mpsgraph") for _ in range(150)], found, inv)
+    torch._amp_foreach_non_finite_check_and_unscale_(gs, found, inv)
     after = mps_ext.graph.cache_info()
-    assert after.misses == before.misses and after.hits == before.hits + 3
+    return after.misses - before.misses, after.hits - before.hits
 
 
-def test_unscale_bad_input():
+def test_unscale_many_grads_in_chunks_and_reuses_its_graph():
+    for path in ("graph", "kernel"):
+        gs = [torch.randn(i + 1).to("mpsgraph") for i in range(150)]  # > one graph's 64 grads
+        gs[140][0] = float("nan")
+        found, inv = torch.zeros(()).to("mpsgraph"), torch.tensor(0.25).to("mpsgraph")
+        expected = [g.cpu() * 0.25 for g in gs]
+        others = [torch.randn(9).to("mpsgraph") for _ in range(150)]
+        if path == "graph":
+            with mps_ext.graph.decompositions():
+                assert sum(unscale_graph_runs(gs, found, inv)) == 3  # 64 + 64 + 22 grads
+                assert unscale_graph_runs(others, found, inv) == (0, 3)  # other sizes, same ranks: reused
+        else:
+            assert unscale_graph_runs(gs, found, inv) == (0, 0)  # torch's CPU kernel over device memory
+        assert found.item() == 1.0
+        for g, e in zip(gs, expected):
+            torch.testing.assert_close(g.cpu(), e, rtol=0, atol=0, equal_nan=True)
+
+
+def test_unscale_bad_input(scaler_path):
     g = [torch.randn(3).to("mpsgraph")]
     ok = torch.zeros(()).to("mpsgraph")
     with pytest.raises(RuntimeError, match="found_inf must be a 1-element tensor"):
@@ -462,7 +485,7 @@ def test_unscale_bad_input():
 @pytest.mark.parametrize("tracker", [0, 1, 2])
 @pytest.mark.parametrize("scale", [65536.0, 3e38, 1.0])
 @pytest.mark.parametrize("shape", [(), (1,)])
-def test_update_scale_matches_torch_cpu_kernel(found, tracker, scale, shape):
+def test_update_scale_matches_torch_cpu_kernel(found, tracker, scale, shape, scaler_path):
     s, tr = torch.full(shape, scale), torch.full(shape, tracker, dtype=torch.int32)
     f = torch.full(shape, found)
     sd, trd = s.to("mpsgraph"), tr.to("mpsgraph")
@@ -472,7 +495,7 @@ def test_update_scale_matches_torch_cpu_kernel(found, tracker, scale, shape):
     assert torch.equal(sd.cpu(), s) and torch.equal(trd.cpu(), tr)
 
 
-def test_update_scale_bad_input():
+def test_update_scale_bad_input(scaler_path):
     s, tr, f = torch.ones(()).to("mpsgraph"), torch.zeros((), dtype=torch.int32).to("mpsgraph"), torch.zeros(()).to("mpsgraph")
     with pytest.raises(RuntimeError, match="growth_tracker must be an int tensor"):
         torch._amp_update_scale_(s, torch.zeros(()).to("mpsgraph"), f, 2.0, 0.5, 2)
@@ -508,7 +531,7 @@ def scaler_run(device, steps=6, inject_at=2):
     return scales, skipped, [p.detach().cpu() for p in model.parameters()]
 
 
-def test_grad_scaler_skips_the_inf_step_and_adjusts_the_scale_like_cpu():
+def test_grad_scaler_skips_the_inf_step_and_adjusts_the_scale_like_cpu(scaler_path):
     scales, skipped, params = scaler_run("mpsgraph")
     assert skipped == [False, False, True, False, False, False]
     # growth_interval 2: x2 after two good steps, x0.5 on the inf step, tracker reset

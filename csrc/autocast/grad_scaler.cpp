@@ -12,6 +12,13 @@
 // The scalars feed 0-d placeholders (one graph for all values); grads are
 // graph variables updated in place, so one graph per list shape (dtype and
 // rank of each grad) serves every step.
+//
+// On the reference runtime the device's memory is host memory, and PyTorch's
+// own CPU kernels over CPU aliases of it do the work in one vectorized pass
+// (the graph takes several elementwise passes): they play the part of a kernel
+// node's hand-written kernel, the graphs that of its decomposition, which the
+// mpsgraph runtime runs and which mps_ext.graph.decompositions() selects here
+// (the tests compare the two).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -31,6 +38,10 @@ using runtime::GraphSpec;
 constexpr size_t kGradsPerGraph = 64;  // bounds a graph's size for models with many parameters
 
 bool on_device(const at::Tensor& t) { return t.device().type() == c10::DeviceType::PrivateUse1; }
+
+bool use_cpu_kernels() {
+  return runtime::device_runtime() == runtime::Kind::Reference && runtime::use_kernels();
+}
 
 graph::Tensor max_finite(Graph& g, DType dtype) {
   return g.constant(dtype == DType::Float64 ? DBL_MAX : FLT_MAX, dtype);
@@ -102,9 +113,9 @@ void non_finite_check_and_unscale(at::TensorList scaled_grads, at::Tensor& found
     float64 |= t.scalar_type() == at::kDouble;
     if (t.numel() > 0) grads.push_back(t);
   }
-  if (float64 && runtime::device_runtime() == runtime::Kind::MPSGraph) {
-    // MPSGraph has no float64: torch's CPU kernel over the device's
-    // host-visible bytes (unified memory), after queued GPU work lands.
+  if (use_cpu_kernels() || (float64 && runtime::device_runtime() == runtime::Kind::MPSGraph)) {
+    // (MPSGraph has no float64: there too torch's CPU kernel, over unified
+    // memory, after queued GPU work lands.)
     device::synchronize();
     std::vector<at::Tensor> host;
     for (const at::Tensor& t : grads) host.push_back(device::cpu_alias(t));
@@ -151,8 +162,15 @@ at::Tensor& update_scale(at::Tensor& current_scale, at::Tensor& growth_tracker, 
   TORCH_CHECK(growth_tracker.scalar_type() == at::kInt, "growth_tracker must be an int tensor.");
   TORCH_CHECK(current_scale.scalar_type() == at::kFloat, "current_scale must be a float tensor.");
   TORCH_CHECK(found_inf.scalar_type() == at::kFloat, "found_inf must be a float tensor.");
-  // The factors multiply in float32 (MPSGraph has no float64): within one
-  // rounding of torch's double product for factors float32 cannot represent.
+  // The graph multiplies the factors in float32 (MPSGraph has no float64):
+  // within one rounding of torch's double product for factors float32 cannot
+  // represent.
+  if (use_cpu_kernels()) {
+    at::Tensor scale_host = device::cpu_alias(current_scale), tracker_host = device::cpu_alias(growth_tracker);
+    at::_amp_update_scale_(scale_host, tracker_host, device::cpu_alias(found_inf), growth_factor, backoff_factor,
+                           growth_interval);
+    return current_scale;
+  }
   at::Tensor growth = ops::scalar_input(growth_factor, at::kFloat);
   at::Tensor backoff = ops::scalar_input(backoff_factor, at::kFloat);
   at::Tensor interval = ops::scalar_input(growth_interval, at::kLong);
