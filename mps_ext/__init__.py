@@ -12,6 +12,9 @@ from . import device as _device
 _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
 
 from . import graph, nn, profiler
+from . import autocast
+
+autocast.register()  # autocast rules for the mps_ext ops this build has
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 
 __version__ = "0.1.0"
@@ -33,5 +36,5 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+__all__ = ["autocast", "graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
            "overridden_aten_ops"]
