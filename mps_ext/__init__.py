@@ -13,6 +13,8 @@ _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any devi
 
 from . import graph, nn
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
+from . import quantization
+from .quantization import quantize_model
 
 __version__ = "0.1.0"
 
@@ -32,4 +34,4 @@ def has_mpsgraph() -> bool:
 
 
 __all__ = ["graph", "nn", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
-           "overridden_aten_ops"]
+           "overridden_aten_ops", "quantization", "quantize_model"]
