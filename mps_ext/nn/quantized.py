@@ -91,6 +91,12 @@ class QuantizedLinear(torch.nn.Module):
             return _ops.dequantize_groupwise(self.qweight, self.scales, self.zero_points, self.bits, self.group_size)
         return _ops.dequantize_lut(self.indices, self.lut, self.bits)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized float weight, for code that reads ``layer.weight`` directly
+        (e.g. ``nn.TransformerEncoderLayer``'s inference fast path). Built on each access."""
+        return self.dequantized_weight()
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if self.mode == "affine":
             y = _ops.quantized_matmul(input, self.qweight, self.scales, self.zero_points, self.bits, self.group_size)

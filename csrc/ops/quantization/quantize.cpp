@@ -112,29 +112,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_groupwise(const at::Tens
           a.zero_point.reshape({n, k / group_size}).to(dev)};
 }
 
-// k-means per table: rows of `v` [T, n] -> centroids [T, E] (sorted) and the
-// index of each value's nearest centroid. Seeds are the quantiles
-// (i + 0.5) / E; each Lloyd step assigns by the midpoints between sorted
-// centroids, and an empty cluster keeps its centroid.
-std::pair<at::Tensor, at::Tensor> kmeans_1d(const at::Tensor& v, int64_t entries, int64_t iterations) {
-  int64_t tables = v.size(0), n = v.size(1);
-  at::Tensor sorted = std::get<0>(v.sort(1));
-  at::Tensor pos = ((at::arange(entries, v.options()) + 0.5) * (static_cast<double>(n) / entries)).to(at::kLong)
-                       .clamp_max(n - 1);
-  at::Tensor centroids = sorted.index_select(1, pos).contiguous();
-  auto assign = [&](const at::Tensor& c) {
-    at::Tensor mids = ((c.slice(1, 0, entries - 1) + c.slice(1, 1, entries)) / 2).contiguous();
-    return at::searchsorted(mids, v.contiguous());
-  };
-  at::Tensor idx;
+// Lloyd's k-means per table: rows of `v` [T, n] from `centroids` [T, E]
+// (sorted) -> sorted centroids. Each step assigns by the midpoints between
+// sorted centroids; an empty cluster keeps its centroid. No step increases
+// the squared error.
+at::Tensor nearest_entry(const at::Tensor& v, const at::Tensor& c) {
+  int64_t entries = c.size(1);
+  at::Tensor mids = ((c.slice(1, 0, entries - 1) + c.slice(1, 1, entries)) / 2).contiguous();
+  return at::searchsorted(mids, v);
+}
+
+at::Tensor lloyd(const at::Tensor& v, at::Tensor centroids, int64_t iterations) {
   for (int64_t it = 0; it < iterations; ++it) {
-    idx = assign(centroids);
-    at::Tensor sums = at::zeros({tables, entries}, v.options()).scatter_add_(1, idx, v);
-    at::Tensor counts = at::zeros({tables, entries}, v.options()).scatter_add_(1, idx, at::ones_like(v));
-    centroids = at::where(counts > 0, sums / counts.clamp_min(1), centroids);
-    centroids = std::get<0>(centroids.sort(1));
+    at::Tensor idx = nearest_entry(v, centroids);
+    at::Tensor sums = at::zeros_like(centroids).scatter_add_(1, idx, v);
+    at::Tensor counts = at::zeros_like(centroids).scatter_add_(1, idx, at::ones_like(v));
+    centroids = std::get<0>(at::where(counts > 0, sums / counts.clamp_min(1), centroids).sort(1));
   }
-  return {centroids, assign(centroids)};
+  return centroids;
+}
+
+at::Tensor squared_error(const at::Tensor& v, const at::Tensor& c) {
+  return (c.gather(1, nearest_entry(v, c)) - v).pow(2).sum(1, true);
+}
+
+// Tables for the rows of `v` [T, n] (contiguous): k-means seeded from the
+// quantiles (i + 0.5) / E, which resolves the dense centre; heavy tails are
+// better served by a uniform grid over [min, max], so that seed runs too and
+// each table keeps whichever ends with the smaller squared error (never worse
+// than the uniform grid).
+at::Tensor kmeans_tables(const at::Tensor& v, int64_t entries, int64_t iterations) {
+  int64_t n = v.size(1);
+  at::Tensor sorted = std::get<0>(v.sort(1));
+  at::Tensor pos = ((at::arange(entries, v.options()) + 0.5) * (static_cast<double>(n) / entries))
+                       .to(at::kLong).clamp_max(n - 1);
+  at::Tensor from_quantiles = lloyd(v, sorted.index_select(1, pos).contiguous(), iterations);
+  at::Tensor lo = sorted.select(1, 0).unsqueeze(1), hi = sorted.select(1, n - 1).unsqueeze(1);
+  at::Tensor grid = lo + (hi - lo) * (at::arange(entries, v.options()) / static_cast<double>(entries - 1));
+  at::Tensor from_grid = lloyd(v, grid.contiguous(), iterations);
+  return at::where(squared_error(v, from_quantiles) <= squared_error(v, from_grid), from_quantiles, from_grid);
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_lut(const at::Tensor& w, int64_t bits, int64_t group_size) {
@@ -148,14 +164,9 @@ std::tuple<at::Tensor, at::Tensor> quantize_lut(const at::Tensor& w, int64_t bit
                     "positive and divide out_features (", n, "), but got ", group_size);
   TORCH_CHECK_VALUE(k > 0, op, ": expected in_features > 0");
   at::Tensor v = to_opmath_cpu(w).reshape({n / group_size, group_size * k});
-  auto [centroids, idx] = kmeans_1d(v, entries, /*iterations=*/8);
-  at::Tensor lut = centroids.to(w.scalar_type());
+  at::Tensor lut = kmeans_tables(v, entries, /*iterations=*/8).to(w.scalar_type());
   // Index against the stored (possibly rounded) table: nearest entry.
-  if (lut.scalar_type() != centroids.scalar_type()) {
-    at::Tensor c = lut.to(centroids.scalar_type());
-    at::Tensor mids = ((c.slice(1, 0, entries - 1) + c.slice(1, 1, entries)) / 2).contiguous();
-    idx = at::searchsorted(mids, v.contiguous());
-  }
+  at::Tensor idx = nearest_entry(v, lut.to(v.scalar_type()));
   at::Tensor packed = pack_codes(idx.reshape({n, k}), bits);
   return {packed.to(w.device()), lut.to(w.device())};
 }
