@@ -91,6 +91,14 @@ at::Tensor quantized_matmul_cpu(const graph::Node& node, const std::vector<at::T
   at::Tensor out = new_output({m, n}, dtype);
   if (m == 0 || n == 0) return out;
   at::Tensor x = in[0].to(at::kFloat).contiguous();
+  // bfloat16 GEMV on AVX512-BF16: the activations stay bf16 (exact products).
+  at::Tensor x_bf16;
+  if (m == 1 && bits == 4 && gs % 64 == 0 && dtype == at::kBFloat16 && MPS_EXT_CPU_KERNEL(bf16_dot_supported)()) {
+    at::Tensor xb = in[0].contiguous();
+    x_bf16 = at::empty({k}, in[0].options().dtype(at::kShort));
+    MPS_EXT_CPU_KERNEL(reorder_bf16_for_int4)(xb.const_data_ptr<c10::BFloat16>(),
+                                              reinterpret_cast<uint16_t*>(x_bf16.mutable_data_ptr<int16_t>()), k);
+  }
   if (bits == 4) {
     at::Tensor reordered = at::empty_like(x);
     MPS_EXT_CPU_KERNEL(reorder_for_int4)(x.const_data_ptr<float>(), reordered.mutable_data_ptr<float>(), m, k);
@@ -103,6 +111,7 @@ at::Tensor quantized_matmul_cpu(const graph::Node& node, const std::vector<at::T
   AffineMatmul a{x.const_data_ptr<float>(), xsum.defined() ? xsum.const_data_ptr<float>() : nullptr, m, k, n,
                  q.const_data_ptr<uint8_t>(), s.const_data_ptr(), z.const_data_ptr(), s.scalar_type(), bits, gs,
                  y.mutable_data_ptr<float>()};
+  if (x_bf16.defined()) a.x_bf16 = reinterpret_cast<const uint16_t*>(x_bf16.const_data_ptr<int16_t>());
   auto kernel = MPS_EXT_CPU_KERNEL(affine_matmul_rows);
   at::parallel_for(0, n, grain_rows(m, k), [&](int64_t begin, int64_t end) { kernel(a, begin, end); });
   return finish(y, dtype, out);

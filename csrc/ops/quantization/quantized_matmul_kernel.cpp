@@ -28,11 +28,7 @@ constexpr int64_t kTileN = 4;  // weight rows dequantized together (GEMM)
 constexpr int64_t kBlockM = 4;  // activation rows per micro-kernel call
 
 float hsum(const Vec& v) {
-  alignas(64) float lanes[kLanes];
-  v.store(lanes);
-  float s = 0;
-  for (int64_t i = 0; i < kLanes; ++i) s += lanes[i];
-  return s;
+  return at::vec::vec_reduce_all<float>([](Vec& a, Vec& b) { return a + b; }, v);
 }
 
 // kLanes packed bytes (2 * kLanes int4 codes) -> lo (even inputs) and hi (odd
@@ -76,49 +72,75 @@ inline float as_float(const void* p, int64_t i) {
   return static_cast<float>(static_cast<const S*>(p)[i]);
 }
 
-// M == 1: one pass over each packed row.
-template <typename S, int64_t Bits>
-void affine_gemv(const AffineMatmul& a, int64_t n_begin, int64_t n_end) {
-  const int64_t gs = a.group_size, groups = a.K / gs, row_bytes = a.K * Bits / 8;
-  const Vec zero(0.f);
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const uint8_t* q = a.qweight + n * row_bytes;
-    Vec total = zero;
-    float correction = 0.f;
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* xg = a.x + g * gs;
-      const uint8_t* qg = q + g * gs * Bits / 8;
-      Vec acc0 = zero, acc1 = zero;
-      for (int64_t b = 0; b < gs; b += 2 * kLanes) {
-        Vec w0, w1;
-        if constexpr (Bits == 4) {
-          unpack_int4(qg + b / 2, w0, w1);
-        } else {
-          w0 = load_u8(qg + b);
-          w1 = load_u8(qg + b + kLanes);
-        }
-        acc0 = at::vec::fmadd(w0, Vec::loadu(xg + b), acc0);
-        acc1 = at::vec::fmadd(w1, Vec::loadu(xg + b + kLanes), acc1);
-      }
-      const float s = as_float<S>(a.scales, n * groups + g), z = as_float<S>(a.zero_points, n * groups + g);
-      total = at::vec::fmadd(acc0 + acc1, Vec(s), total);
-      correction += s * z * a.xsum[g];
-    }
-    a.y[n] = hsum(total) - correction;
-  }
+#if defined(CPU_CAPABILITY_AVX512)
+// int4 GEMV on bfloat16 activations with vdpbf16ps (AVX512-BF16): a code q
+// becomes the bf16 number 128 + q by OR-ing its bits into 0x4300 (exponent of
+// 128, q in the mantissa), so 64 weights cost one widening load, three logic
+// ops and two dot-product instructions. y += s * (acc - (128 + z) * sum(x_g)).
+// Four rows at a time share the activation loads and keep 8 dot chains in flight.
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) inline void dot64(const uint8_t* q, __m512bh x_lo,
+                                                                          __m512bh x_hi, __m512& acc_lo,
+                                                                          __m512& acc_hi) {
+  const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)));
+  const __m512i nibble = _mm512_set1_epi16(0x0F), bias = _mm512_set1_epi16(0x4300);
+  const __m512i lo = _mm512_or_si512(_mm512_and_si512(b, nibble), bias);
+  const __m512i hi = _mm512_or_si512(_mm512_srli_epi16(b, 4), bias);
+  acc_lo = _mm512_dpbf16_ps(acc_lo, (__m512bh)lo, x_lo);  // two chains per row: the dot's latency is hidden
+  acc_hi = _mm512_dpbf16_ps(acc_hi, (__m512bh)hi, x_hi);
 }
 
-// tile[r, :] = dequantized weight row n + r, in the activations' layout.
-template <typename S, int64_t Bits>
-void dequantize_affine_rows(const AffineMatmul& a, int64_t n, int64_t rows, float* tile) {
+template <typename S, int64_t Rows>
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void int4_gemv_bf16(const AffineMatmul& a, int64_t n) {
+  const int64_t gs = a.group_size, groups = a.K / gs, row_bytes = a.K / 2;
+  __m512 total[Rows];
+  float correction[Rows];
+  for (int64_t r = 0; r < Rows; ++r) {
+    total[r] = _mm512_setzero_ps();
+    correction[r] = 0.f;
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    __m512 acc_lo[Rows], acc_hi[Rows];
+    for (int64_t r = 0; r < Rows; ++r) acc_lo[r] = acc_hi[r] = _mm512_setzero_ps();
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 64) {
+      const __m512bh x_lo = (__m512bh)_mm512_loadu_si512(a.x_bf16 + k);
+      const __m512bh x_hi = (__m512bh)_mm512_loadu_si512(a.x_bf16 + k + 32);
+      for (int64_t r = 0; r < Rows; ++r)
+        dot64(a.qweight + (n + r) * row_bytes + k / 2, x_lo, x_hi, acc_lo[r], acc_hi[r]);
+    }
+    for (int64_t r = 0; r < Rows; ++r) {
+      const float s = as_float<S>(a.scales, (n + r) * groups + g), z = as_float<S>(a.zero_points, (n + r) * groups + g);
+      total[r] = _mm512_fmadd_ps(_mm512_add_ps(acc_lo[r], acc_hi[r]), _mm512_set1_ps(s), total[r]);
+      correction[r] += s * (128.f + z) * a.xsum[g];
+    }
+  }
+  for (int64_t r = 0; r < Rows; ++r) a.y[n + r] = _mm512_reduce_add_ps(total[r]) - correction[r];
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+#endif
+
+// M == 1: one pass over Rows packed rows at a time (they share the
+// activation loads; 2 * Rows independent FMA chains hide the FMA latency).
+template <typename S, int64_t Bits, int64_t Rows>
+void affine_gemv(const AffineMatmul& a, int64_t n) {
   const int64_t gs = a.group_size, groups = a.K / gs, row_bytes = a.K * Bits / 8;
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* q = a.qweight + (n + r) * row_bytes;
-    float* out = tile + r * a.K;
-    for (int64_t g = 0; g < groups; ++g) {
-      const Vec s(as_float<S>(a.scales, (n + r) * groups + g));
-      const Vec z(as_float<S>(a.zero_points, (n + r) * groups + g));
-      for (int64_t k = g * gs; k < (g + 1) * gs; k += 2 * kLanes) {
+  const Vec zero(0.f);
+  Vec total[Rows];
+  float correction[Rows];
+  for (int64_t r = 0; r < Rows; ++r) {
+    total[r] = zero;
+    correction[r] = 0.f;
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    Vec acc0[Rows], acc1[Rows];
+    for (int64_t r = 0; r < Rows; ++r) acc0[r] = acc1[r] = zero;
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 2 * kLanes) {
+      const Vec x0 = Vec::loadu(a.x + k), x1 = Vec::loadu(a.x + k + kLanes);
+      for (int64_t r = 0; r < Rows; ++r) {
+        const uint8_t* q = a.qweight + (n + r) * row_bytes;
         Vec w0, w1;
         if constexpr (Bits == 4) {
           unpack_int4(q + k / 2, w0, w1);
@@ -126,23 +148,53 @@ void dequantize_affine_rows(const AffineMatmul& a, int64_t n, int64_t rows, floa
           w0 = load_u8(q + k);
           w1 = load_u8(q + k + kLanes);
         }
-        ((w0 - z) * s).store(out + k);
-        ((w1 - z) * s).store(out + k + kLanes);
+        acc0[r] = at::vec::fmadd(w0, x0, acc0[r]);
+        acc1[r] = at::vec::fmadd(w1, x1, acc1[r]);
       }
+    }
+    for (int64_t r = 0; r < Rows; ++r) {
+      const float s = as_float<S>(a.scales, (n + r) * groups + g), z = as_float<S>(a.zero_points, (n + r) * groups + g);
+      total[r] = at::vec::fmadd(acc0[r] + acc1[r], Vec(s), total[r]);
+      correction[r] += s * z * a.xsum[g];
+    }
+  }
+  for (int64_t r = 0; r < Rows; ++r) a.y[n + r] = hsum(total[r]) - correction[r];
+}
+
+// tile[r, k - k0] = dequantized weight (row n + r, input k) for k in [k0, k1),
+// in the activations' layout (k0, k1 multiples of the layout block).
+template <typename S, int64_t Bits>
+void dequantize_affine_rows(const AffineMatmul& a, int64_t n, int64_t rows, int64_t k0, int64_t k1, float* tile) {
+  const int64_t gs = a.group_size, groups = a.K / gs, row_bytes = a.K * Bits / 8, width = k1 - k0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* q = a.qweight + (n + r) * row_bytes;
+    float* out = tile + r * width - k0;
+    for (int64_t k = k0; k < k1; k += 2 * kLanes) {  // a block never straddles groups (gs % 32 == 0)
+      const Vec s(as_float<S>(a.scales, (n + r) * groups + k / gs));
+      const Vec z(as_float<S>(a.zero_points, (n + r) * groups + k / gs));
+      Vec w0, w1;
+      if constexpr (Bits == 4) {
+        unpack_int4(q + k / 2, w0, w1);
+      } else {
+        w0 = load_u8(q + k);
+        w1 = load_u8(q + k + kLanes);
+      }
+      ((w0 - z) * s).store(out + k);
+      ((w1 - z) * s).store(out + k + kLanes);
     }
   }
 }
 
-void dequantize_lut_rows(const LutMatmul& a, int64_t n, int64_t rows, float* tile) {
-  const int64_t entries = int64_t{1} << a.bits, row_bytes = a.K * a.bits / 8;
+void dequantize_lut_rows(const LutMatmul& a, int64_t n, int64_t rows, int64_t k0, int64_t k1, float* tile) {
+  const int64_t entries = int64_t{1} << a.bits, row_bytes = a.K * a.bits / 8, width = k1 - k0;
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* q = a.indices + (n + r) * row_bytes;
     const float* table = a.lut + ((n + r) / a.channels_per_table) * entries;
-    float* out = tile + r * a.K;
+    float* out = tile + r * width - k0;
     if (a.bits == 8) {
-      for (int64_t k = 0; k < a.K; ++k) out[k] = table[q[k]];
+      for (int64_t k = k0; k < k1; ++k) out[k] = table[q[k]];
     } else {
-      for (int64_t j = 0; j < a.K / 2; ++j) {
+      for (int64_t j = k0 / 2; j < k1 / 2; ++j) {
         out[2 * j] = table[q[j] & 0x0F];
         out[2 * j + 1] = table[q[j] >> 4];
       }
@@ -150,9 +202,9 @@ void dequantize_lut_rows(const LutMatmul& a, int64_t n, int64_t rows, float* til
   }
 }
 
-// y[m, n0 + j] = x[m, :] . tile[j, :] for MB rows of x and NB rows of the tile.
+// y[m, j] (+)= x[m, :K] . tile[j, :K] for MB rows of x and NB tile rows.
 template <int64_t MB, int64_t NB>
-void micro_kernel(const float* x, int64_t ldx, const float* tile, int64_t K, float* y, int64_t ldy) {
+void micro_kernel(const float* x, int64_t ldx, const float* tile, int64_t K, float* y, int64_t ldy, bool accumulate) {
   Vec acc[MB][NB];
   for (int64_t i = 0; i < MB; ++i)
     for (int64_t j = 0; j < NB; ++j) acc[i][j] = Vec(0.f);
@@ -169,49 +221,76 @@ void micro_kernel(const float* x, int64_t ldx, const float* tile, int64_t K, flo
     for (int64_t j = 0; j < NB; ++j) {
       float s = hsum(acc[i][j]);
       for (int64_t kk = k; kk < K; ++kk) s += x[i * ldx + kk] * tile[j * K + kk];
-      y[i * ldy + j] = s;
+      y[i * ldy + j] = accumulate ? y[i * ldy + j] + s : s;
     }
 }
 
 template <int64_t NB>
-void multiply_tile_rows(const float* x, int64_t M, int64_t K, const float* tile, float* y, int64_t N) {
+void multiply_tile_rows(const float* x, int64_t ldx, int64_t M, int64_t width, const float* tile, float* y, int64_t N,
+                        bool acc) {
   int64_t m = 0;
-  for (; m + kBlockM <= M; m += kBlockM) micro_kernel<kBlockM, NB>(x + m * K, K, tile, K, y + m * N, N);
+  for (; m + kBlockM <= M; m += kBlockM) micro_kernel<kBlockM, NB>(x + m * ldx, ldx, tile, width, y + m * N, N, acc);
   switch (M - m) {
-    case 3: micro_kernel<3, NB>(x + m * K, K, tile, K, y + m * N, N); break;
-    case 2: micro_kernel<2, NB>(x + m * K, K, tile, K, y + m * N, N); break;
-    case 1: micro_kernel<1, NB>(x + m * K, K, tile, K, y + m * N, N); break;
+    case 3: micro_kernel<3, NB>(x + m * ldx, ldx, tile, width, y + m * N, N, acc); break;
+    case 2: micro_kernel<2, NB>(x + m * ldx, ldx, tile, width, y + m * N, N, acc); break;
+    case 1: micro_kernel<1, NB>(x + m * ldx, ldx, tile, width, y + m * N, N, acc); break;
     default: break;
   }
 }
 
-void multiply_tile(const float* x, int64_t M, int64_t K, const float* tile, int64_t rows, float* y, int64_t N) {
+void multiply_tile(const float* x, int64_t ldx, int64_t M, int64_t width, const float* tile, int64_t rows, float* y,
+                   int64_t N, bool acc) {
   switch (rows) {
-    case 4: multiply_tile_rows<4>(x, M, K, tile, y, N); break;
-    case 3: multiply_tile_rows<3>(x, M, K, tile, y, N); break;
-    case 2: multiply_tile_rows<2>(x, M, K, tile, y, N); break;
-    case 1: multiply_tile_rows<1>(x, M, K, tile, y, N); break;
+    case 4: multiply_tile_rows<4>(x, ldx, M, width, tile, y, N, acc); break;
+    case 3: multiply_tile_rows<3>(x, ldx, M, width, tile, y, N, acc); break;
+    case 2: multiply_tile_rows<2>(x, ldx, M, width, tile, y, N, acc); break;
+    case 1: multiply_tile_rows<1>(x, ldx, M, width, tile, y, N, acc); break;
     default: break;
   }
 }
 static_assert(kTileN == 4, "multiply_tile handles up to 4 rows");
 
+// Row tiles x K blocks: the dequantized tile (kTileN x kBlockK floats) and
+// kBlockM activation rows of the block stay in L1 for the micro-kernel.
+constexpr int64_t kBlockK = 1024;
+
 template <typename Dequantize>
 void tiled_gemm(const float* x, int64_t M, int64_t K, int64_t N, float* y, int64_t n_begin, int64_t n_end,
                 const Dequantize& dequantize) {
-  std::vector<float> tile(static_cast<size_t>(kTileN * K));
+  const int64_t block = std::min(K, kBlockK);
+  std::vector<float> tile(static_cast<size_t>(kTileN * block));
   for (int64_t n = n_begin; n < n_end; n += kTileN) {
     const int64_t rows = std::min(kTileN, n_end - n);
-    dequantize(n, rows, tile.data());
-    multiply_tile(x, M, K, tile.data(), rows, y + n, N);
+    for (int64_t k0 = 0; k0 < K; k0 += block) {
+      const int64_t k1 = std::min(K, k0 + block);
+      dequantize(n, rows, k0, k1, tile.data());
+      multiply_tile(x + k0, K, M, k1 - k0, tile.data(), rows, y + n, N, k0 > 0);
+    }
   }
 }
 
 template <typename S, int64_t Bits>
 void affine_rows(const AffineMatmul& a, int64_t n_begin, int64_t n_end) {
-  if (a.M == 1) return affine_gemv<S, Bits>(a, n_begin, n_end);
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (Bits == 4) {
+    if (a.M == 1 && a.x_bf16 != nullptr) {
+      int64_t n = n_begin;
+      for (; n + 4 <= n_end; n += 4) int4_gemv_bf16<S, 4>(a, n);
+      for (; n < n_end; ++n) int4_gemv_bf16<S, 1>(a, n);
+      return;
+    }
+  }
+#endif
+  if (a.M == 1) {
+    int64_t n = n_begin;
+    for (; n + 4 <= n_end; n += 4) affine_gemv<S, Bits, 4>(a, n);
+    for (; n < n_end; ++n) affine_gemv<S, Bits, 1>(a, n);
+    return;
+  }
   tiled_gemm(a.x, a.M, a.K, a.N, a.y, n_begin, n_end,
-             [&](int64_t n, int64_t rows, float* tile) { dequantize_affine_rows<S, Bits>(a, n, rows, tile); });
+             [&](int64_t n, int64_t rows, int64_t k0, int64_t k1, float* tile) {
+               dequantize_affine_rows<S, Bits>(a, n, rows, k0, k1, tile);
+             });
 }
 
 template <typename S>
@@ -238,6 +317,22 @@ void reorder_for_int4(const float* x, float* dst, int64_t M, int64_t K) {
     }
 }
 
+bool bf16_dot_supported() {
+#if defined(CPU_CAPABILITY_AVX512)
+  return cpu_has_avx512_bf16();
+#else
+  return false;
+#endif
+}
+
+void reorder_bf16_for_int4(const c10::BFloat16* x, uint16_t* dst, int64_t K) {
+  for (int64_t b = 0; b < K; b += 64)
+    for (int64_t j = 0; j < 32; ++j) {
+      dst[b + j] = x[b + 2 * j].x;
+      dst[b + 32 + j] = x[b + 2 * j + 1].x;
+    }
+}
+
 void affine_matmul_rows(const AffineMatmul& a, int64_t n_begin, int64_t n_end) {
   switch (a.scale_dtype) {
     case c10::ScalarType::BFloat16: return affine_rows_bits<c10::BFloat16>(a, n_begin, n_end);
@@ -248,7 +343,9 @@ void affine_matmul_rows(const AffineMatmul& a, int64_t n_begin, int64_t n_end) {
 
 void lut_matmul_rows(const LutMatmul& a, int64_t n_begin, int64_t n_end) {
   tiled_gemm(a.x, a.M, a.K, a.N, a.y, n_begin, n_end,
-             [&](int64_t n, int64_t rows, float* tile) { dequantize_lut_rows(a, n, rows, tile); });
+             [&](int64_t n, int64_t rows, int64_t k0, int64_t k1, float* tile) {
+               dequantize_lut_rows(a, n, rows, k0, k1, tile);
+             });
 }
 
 }  // namespace mps_ext::ops::quantization::CPU_CAPABILITY

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <c10/core/ScalarType.h>
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
 
@@ -28,6 +29,11 @@ struct AffineMatmul {
   c10::ScalarType scale_dtype;
   int64_t bits, group_size;
   float* y;
+  // Optional (M == 1, int4, bfloat16 activations, where bf16_dot_supported()):
+  // x as bfloat16 bits in the bf16 layout (blocks of 64: even inputs, then
+  // odd), for the AVX512-BF16 dot-product GEMV; it is exact (bf16 x bf16
+  // products accumulate in fp32).
+  const uint16_t* x_bf16 = nullptr;
 };
 
 // LUT weights: indices [N, K * bits / 8] (4-bit: two per byte, low nibble
@@ -47,6 +53,10 @@ struct LutMatmul {
 MPS_EXT_DECLARE_CPU_KERNEL(int64_t, int4_block_size, ())
 // dst[M, K] = x reordered for int4 weights; K a multiple of int4_block_size().
 MPS_EXT_DECLARE_CPU_KERNEL(void, reorder_for_int4, (const float* x, float* dst, int64_t M, int64_t K))
+// Whether this capability and CPU run the bf16 GEMV (AVX512 with AVX512-BF16).
+MPS_EXT_DECLARE_CPU_KERNEL(bool, bf16_dot_supported, ())
+// dst[K] = x's bfloat16 bits in the bf16 layout; K a multiple of 64.
+MPS_EXT_DECLARE_CPU_KERNEL(void, reorder_bf16_for_int4, (const c10::BFloat16* x, uint16_t* dst, int64_t K))
 MPS_EXT_DECLARE_CPU_KERNEL(void, affine_matmul_rows, (const AffineMatmul& a, int64_t n_begin, int64_t n_end))
 MPS_EXT_DECLARE_CPU_KERNEL(void, lut_matmul_rows, (const LutMatmul& a, int64_t n_begin, int64_t n_end))
 
