@@ -19,6 +19,7 @@ weight) / time. JSON: benchmarks/results/quantized.json.
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,27 @@ def torch_int4(qweight, scales, zero_points, gs):
     return packed, scale_and_zero
 
 
+def cpu_time_1thread(fn, repeat=7, min_time=0.1) -> float:
+    """Best CPU seconds per call of the calling thread with torch on one thread:
+    unlike wall time, not inflated when a shared machine deschedules us."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fn()
+        start = time.thread_time()
+        fn()
+        number = max(1, int(min_time / repeat / max(time.thread_time() - start, 1e-6)))
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.thread_time()
+            for _ in range(number):
+                fn()
+            best = min(best, (time.thread_time() - start) / number)
+        return best
+    finally:
+        torch.set_num_threads(threads)
+
+
 def weight_traffic(qweight, scales, zero_points):
     return sum(t.numel() * t.element_size() for t in (qweight, scales, zero_points))
 
@@ -56,100 +78,98 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--no-large", action="store_true", help="skip the larger-than-LLC shape")
     args = parser.parse_args()
-    repeat = 5 if args.quick else 11
-    timer = dict(repeat=repeat, min_time=0.1 if args.quick else 0.25)
+    repeat = 5 if args.quick else 9
+    min_time = 0.1 if args.quick else 0.2
     torch.manual_seed(0)
     print(describe_machine())
     llc = last_level_cache_bytes()
     print(f"last-level cache: {llc / 2**20:.0f} MiB" if llc else "last-level cache: unknown")
-    print("ratio = other time / mps_ext time (> 1: mps_ext faster); GB/s = weight bytes read per call / time\n")
+    print("ratio = other time / mps_ext time (> 1: mps_ext faster); wall = best wall time on all threads, "
+          "cpu1 = best CPU time on one thread (robust on a loaded machine); GB/s = weight bytes per call / wall\n")
     rows = []
-    k = n = 4096
 
-    print(f"{'int4 (K=N=4096)':<36}{'ours ms':>10}{'GB/s':>8}  {'torch int4':>11}{'ratio':>8}{'fp32 lin':>11}{'ratio':>8}")
+    def measure(fn):
+        return time_call(fn, repeat=repeat, min_time=min_time), cpu_time_1thread(fn, repeat=repeat, min_time=min_time)
+
+    def report(case, ours, others, weight_bytes, **extra):
+        r = {"case": case, **extra, "mps_ext_wall_ms": ours[0] * 1e3, "mps_ext_cpu1_ms": ours[1] * 1e3,
+             "weight_bytes": weight_bytes, "mps_ext_GBps": weight_bytes / ours[0] / 1e9}
+        text = f"{case:<34}{ours[0] * 1e3:>8.3f}{ours[1] * 1e3:>8.3f}{r['mps_ext_GBps']:>7.1f}"
+        for name, t in others.items():
+            r.update({f"{name}_wall_ms": t[0] * 1e3, f"{name}_cpu1_ms": t[1] * 1e3,
+                      f"ratio_vs_{name}_wall": t[0] / ours[0], f"ratio_vs_{name}_cpu1": t[1] / ours[1]})
+            text += f" | {name} {t[0] * 1e3:7.3f} {t[1] * 1e3:7.3f} -> {t[0] / ours[0]:5.2f}x {t[1] / ours[1]:5.2f}x"
+        rows.append(r)
+        print(text)
+
+    header = f"{'case':<34}{'wall ms':>8}{'cpu1 ms':>8}{'GB/s':>7} | other: wall ms, cpu1 ms -> ratio wall, cpu1"
+    k = n = 4096
+    print(f"int4, K=N={k}: bf16 x vs torch int4 (bf16 is its fast path); fp32 x vs fp32 F.linear")
+    print(header)
     w_fp32 = torch.randn(n, k)
     for gs in (64, 128):
         q, s, z = random_groupwise(n, k, 4, gs, torch.float32)
         packed, sz = torch_int4(q, s, z, gs)
+        sb, zb = s.bfloat16(), z.bfloat16()
         for m in (1, 16):
             x = torch.randn(m, k)
-            xb, sb, zb = x.bfloat16(), s.bfloat16(), z.bfloat16()
-            # same math: check the two kernels agree before timing them
-            ref = ops.quantized_matmul(xb, q, sb, zb, 4, gs).float()
+            xb = x.bfloat16()
+            # same weights: the two kernels must agree before they are timed
+            ours_b = ops.quantized_matmul(xb, q, sb, zb, 4, gs).float()
             theirs = torch._weight_int4pack_mm_for_cpu(xb, packed, gs, sz).float()
-            assert (ref - theirs).abs().max() <= 0.02 * ref.abs().max() + 1e-3, "torch int4 format mismatch"
-            t_ours_bf16 = time_call(lambda: ops.quantized_matmul(xb, q, sb, zb, 4, gs), **timer)
-            t_ours_fp32 = time_call(lambda: ops.quantized_matmul(x, q, s, z, 4, gs), **timer)
-            t_torch = time_call(lambda: torch._weight_int4pack_mm_for_cpu(xb, packed, gs, sz), **timer)
-            t_linear = time_call(lambda: F.linear(x, w_fp32), **timer)
-            r = {"case": f"int4 gs={gs} M={m}", "K": k, "N": n, "M": m, "bits": 4, "group_size": gs,
-                 "mps_ext_bf16_ms": t_ours_bf16 * 1e3, "mps_ext_fp32_ms": t_ours_fp32 * 1e3,
-                 "torch_int4_bf16_ms": t_torch * 1e3, "fp32_linear_ms": t_linear * 1e3,
-                 "ratio_vs_torch_int4": t_torch / t_ours_bf16, "ratio_vs_fp32_linear": t_linear / t_ours_fp32,
-                 "mps_ext_bf16_GBps": weight_traffic(q, sb, zb) / t_ours_bf16 / 1e9,
-                 "mps_ext_fp32_GBps": weight_traffic(q, s, z) / t_ours_fp32 / 1e9,
-                 "fp32_linear_GBps": w_fp32.numel() * 4 / t_linear / 1e9}
-            rows.append(r)
-            print(f"{'int4 gs=%d M=%d  bf16 | fp32' % (gs, m):<36}{t_ours_bf16 * 1e3:>6.3f}|{t_ours_fp32 * 1e3:<6.3f}"
-                  f"{r['mps_ext_bf16_GBps']:>5.1f}  {t_torch * 1e3:>11.3f}{r['ratio_vs_torch_int4']:>7.2f}x"
-                  f"{t_linear * 1e3:>11.3f}{r['ratio_vs_fp32_linear']:>7.2f}x")
+            assert (ours_b - theirs).abs().max() <= 0.02 * ours_b.abs().max() + 1e-3, "torch int4 format mismatch"
+            shape = dict(K=k, N=n, M=m, bits=4, group_size=gs)
+            report(f"int4 gs={gs} M={m} bf16", measure(lambda: ops.quantized_matmul(xb, q, sb, zb, 4, gs)),
+                   {"torch_int4": measure(lambda: torch._weight_int4pack_mm_for_cpu(xb, packed, gs, sz))},
+                   weight_traffic(q, sb, zb), **shape)
+            report(f"int4 gs={gs} M={m} fp32", measure(lambda: ops.quantized_matmul(x, q, s, z, 4, gs)),
+                   {"fp32_linear": measure(lambda: F.linear(x, w_fp32))}, weight_traffic(q, s, z), **shape)
 
-    print(f"\n{'int8 (K=N=4096, fp32 x)':<36}{'ours ms':>10}{'GB/s':>8}  {'torch int8':>11}{'ratio':>8}")
+    print(f"\nint8, K=N={k}, fp32 x: vs torch._weight_int8pack_mm (per-channel = mps_ext group_size K)")
+    print(header)
     w8 = torch.randint(-127, 128, (n, k), dtype=torch.int8)
     scale8 = torch.rand(n) * 0.01 + 0.001
     for m in (1, 16):
         x = torch.randn(m, k)
-        t_torch = time_call(lambda: torch._weight_int8pack_mm(x, w8, scale8), **timer)
-        for gs in (k, 128):  # gs = K: one scale per output channel, torch's format
+        theirs = measure(lambda: torch._weight_int8pack_mm(x, w8, scale8))
+        for gs in (k, 128):
             q, s, z = random_groupwise(n, k, 8, gs, torch.float32)
-            t = time_call(lambda: ops.quantized_matmul(x, q, s, z, 8, gs), **timer)
-            r = {"case": f"int8 gs={gs} M={m}", "K": k, "N": n, "M": m, "bits": 8, "group_size": gs,
-                 "mps_ext_fp32_ms": t * 1e3, "torch_int8_ms": t_torch * 1e3, "ratio_vs_torch_int8": t_torch / t,
-                 "mps_ext_fp32_GBps": weight_traffic(q, s, z) / t / 1e9}
-            rows.append(r)
-            print(f"{r['case']:<36}{t * 1e3:>10.3f}{r['mps_ext_fp32_GBps']:>8.1f}  {t_torch * 1e3:>11.3f}"
-                  f"{r['ratio_vs_torch_int8']:>7.2f}x")
+            report(f"int8 gs={gs} M={m} fp32", measure(lambda: ops.quantized_matmul(x, q, s, z, 8, gs)),
+                   {"torch_int8": theirs}, weight_traffic(q, s, z), K=k, N=n, M=m, bits=8, group_size=gs)
 
     if not args.no_large:
         big = 12288
-        print(f"\nlarger than the LLC: K=N={big}, fp32 weight {big * big * 4 / 2**20:.0f} MiB"
+        print(f"\nlarger than the LLC: K=N={big}, M=1, int4 gs=128; fp32 weight {big * big * 4 / 2**20:.0f} MiB"
               + (f" vs LLC {llc / 2**20:.0f} MiB" if llc else ""))
-        print(f"{'case':<36}{'ours ms':>10}{'GB/s':>8}  {'other':>11}{'ratio':>8}")
+        print(header)
         w_big = torch.randn(big, big)
         x = torch.randn(1, big)
-        t_linear = time_call(lambda: F.linear(x, w_big), repeat=5, min_time=0.1)
+        linear = measure(lambda: F.linear(x, w_big))
+        print(f"  (fp32 F.linear: {big * big * 4 / linear[0] / 1e9:.1f} GB/s)")
         del w_big
         q, s, z = random_groupwise(big, big, 4, 128, torch.float32)
-        t = time_call(lambda: ops.quantized_matmul(x, q, s, z, 4, 128), **timer)
+        shape = dict(K=big, N=big, M=1, bits=4, group_size=128)
+        report(f"int4 gs=128 K=N={big} fp32", measure(lambda: ops.quantized_matmul(x, q, s, z, 4, 128)),
+               {"fp32_linear": linear}, weight_traffic(q, s, z), **shape)
         packed, sz = torch_int4(q, s, z, 128)
-        qb, sb, zb = q, s.bfloat16(), z.bfloat16()
-        xb = x.bfloat16()
-        t_b = time_call(lambda: ops.quantized_matmul(xb, qb, sb, zb, 4, 128), **timer)
-        t_torch = time_call(lambda: torch._weight_int4pack_mm_for_cpu(xb, packed, 128, sz), **timer)
-        r = {"case": f"int4 gs=128 M=1 K=N={big}", "K": big, "N": big, "M": 1, "bits": 4, "group_size": 128,
-             "mps_ext_fp32_ms": t * 1e3, "mps_ext_bf16_ms": t_b * 1e3, "fp32_linear_ms": t_linear * 1e3,
-             "torch_int4_bf16_ms": t_torch * 1e3, "ratio_vs_fp32_linear": t_linear / t,
-             "ratio_vs_torch_int4": t_torch / t_b, "mps_ext_fp32_GBps": weight_traffic(q, s, z) / t / 1e9,
-             "fp32_linear_GBps": big * big * 4 / t_linear / 1e9}
-        rows.append(r)
-        print(f"{'fp32 x: ours vs fp32 F.linear':<36}{t * 1e3:>10.3f}{r['mps_ext_fp32_GBps']:>8.1f}  "
-              f"{t_linear * 1e3:>11.3f}{r['ratio_vs_fp32_linear']:>7.2f}x  (F.linear {r['fp32_linear_GBps']:.1f} GB/s)")
-        print(f"{'bf16 x: ours vs torch int4':<36}{t_b * 1e3:>10.3f}{weight_traffic(qb, sb, zb) / t_b / 1e9:>8.1f}  "
-              f"{t_torch * 1e3:>11.3f}{r['ratio_vs_torch_int4']:>7.2f}x")
+        xb, sb, zb = x.bfloat16(), s.bfloat16(), z.bfloat16()
+        report(f"int4 gs=128 K=N={big} bf16", measure(lambda: ops.quantized_matmul(xb, q, sb, zb, 4, 128)),
+               {"torch_int4": measure(lambda: torch._weight_int4pack_mm_for_cpu(xb, packed, 128, sz))},
+               weight_traffic(q, sb, zb), **shape)
 
-    # Weight memory of a quantized model (a 4-layer 4096-wide MLP) vs fp32.
-    model = torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(4)])
+    # Weight memory of a quantized model vs fp32.
+    def mlp():
+        return torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(4)])
+
+    model = mlp()
     fp32_bytes = mps_ext.quantization.weight_bytes(model)
-    mps_ext.quantize_model(model, bits=4, group_size=64)
-    q_bytes = mps_ext.quantization.weight_bytes(model)
-    model_bf16 = mps_ext.quantize_model(torch.nn.Sequential(*[torch.nn.Linear(1024, 1024) for _ in range(4)])
-                                        .to(torch.bfloat16), bits=4, group_size=64)
-    memory = {"fp32_bytes": fp32_bytes, "int4_gs64_fp32_scales_bytes": q_bytes,
-              "int4_gs64_bf16_scales_bytes": mps_ext.quantization.weight_bytes(model_bf16)}
+    q_bytes = mps_ext.quantization.weight_bytes(mps_ext.quantize_model(model, bits=4, group_size=64))
+    bf16_bytes = mps_ext.quantization.weight_bytes(mps_ext.quantize_model(mlp().to(torch.bfloat16), bits=4,
+                                                                          group_size=64))
+    memory = {"fp32_bytes": fp32_bytes, "int4_gs64_fp32_scales_bytes": q_bytes, "int4_gs64_bf16_scales_bytes": bf16_bytes}
     print(f"\nweight memory, 4 x Linear(1024, 1024) with bias: fp32 {fp32_bytes / 2**20:.2f} MiB -> int4 gs=64 "
-          f"{q_bytes / 2**20:.2f} MiB (1/{fp32_bytes / q_bytes:.2f}; fp32 scales+zero points), "
-          f"{memory['int4_gs64_bf16_scales_bytes'] / 2**20:.2f} MiB with a bf16 model "
-          f"(1/{fp32_bytes / memory['int4_gs64_bf16_scales_bytes']:.2f} of fp32)")
+          f"{q_bytes / 2**20:.2f} MiB (1/{fp32_bytes / q_bytes:.2f}, fp32 scales + zero points); "
+          f"{bf16_bytes / 2**20:.2f} MiB for the bf16 model (1/{fp32_bytes / bf16_bytes:.2f} of fp32)")
     path = write_results("quantized", rows, {"memory": memory})
     print(f"\nwrote {path}")
 
