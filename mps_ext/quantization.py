@@ -108,20 +108,20 @@ def _demo(steps: int = 120) -> None:
     torch.manual_seed(0)
     dim, hidden, classes = 256, 1024, 10
     teacher = torch.randn(dim, classes)
-    x = torch.randn(2048, dim)
+    x = torch.randn(8192, dim)
     y = (x @ teacher).argmax(1)
     model = torch.nn.Sequential(torch.nn.Linear(dim, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden),
                                 torch.nn.GELU(), torch.nn.Linear(hidden, classes))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(steps):
-        idx = torch.randint(0, 1536, (256,))
+        idx = torch.randint(0, 7680, (256,))
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
         opt.step()
 
     def accuracy(m: torch.nn.Module) -> float:
         with torch.no_grad():
-            return (m(x[1536:]).argmax(1) == y[1536:]).float().mean().item()
+            return (m(x[7680:]).argmax(1) == y[7680:]).float().mean().item()
 
     quantized = quantize_model(copy.deepcopy(model), bits=4, group_size=64, skip=("4",))  # keep the 10-way head
     one = x[:1]
