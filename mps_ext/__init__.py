@@ -11,12 +11,14 @@ from . import device as _device
 
 _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
 
-from . import graph, nn
+from . import graph, nn, profiler
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 from . import quantization
 from .quantization import quantize_model
 
 __version__ = "0.1.0"
+
+profiler._start_from_environment()  # MPS_EXT_PROFILE / MPS_EXT_PROFILE_TRACE
 
 
 def runtime() -> str:
@@ -33,5 +35,5 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+__all__ = ["graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
            "overridden_aten_ops", "quantization", "quantize_model"]
