@@ -16,6 +16,8 @@ from . import autocast
 
 autocast.register()  # autocast rules for the mps_ext ops this build has
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
+from . import quantization
+from .quantization import quantize_model
 
 __version__ = "0.1.0"
 
@@ -37,4 +39,4 @@ def has_mpsgraph() -> bool:
 
 
 __all__ = ["autocast", "graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
-           "overridden_aten_ops"]
+           "overridden_aten_ops", "quantization", "quantize_model"]

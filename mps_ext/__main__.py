@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     graph = mps_ext.graph.dump(torch.ops.mps_ext.softshrink, torch.randn(4), 0.5)
     print(f"softshrink runs as graph '{graph['key']}' with {len(graph['nodes'])} nodes "
           f"(see mps_ext.graph.dump(..., format='dot'))")
+    mps_ext.quantization._demo()
     if not losses[-1] < losses[0]:
         print("warning: the loss did not decrease", file=sys.stderr)
         return 1
