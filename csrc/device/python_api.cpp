@@ -10,7 +10,6 @@
 namespace mps_ext::device {
 namespace {
 void op_synchronize() { synchronize(); }
-int64_t op_memory_allocated() { return memory_allocated(); }
 
 void op_manual_seed(int64_t seed) {
   at::Generator g = default_generator();
@@ -45,7 +44,6 @@ void op_set_rng_state(const at::Tensor& state) {
 
 TORCH_LIBRARY_FRAGMENT(mps_ext, m) {
   m.def("_device_synchronize() -> ()", &op_synchronize);
-  m.def("_device_memory_allocated() -> int", &op_memory_allocated);
   m.def("_device_manual_seed(int seed) -> ()", &op_manual_seed);
   m.def("_device_initial_seed() -> int", &op_initial_seed);
   m.def("_device_seed() -> int", &op_seed);
