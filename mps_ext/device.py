@@ -149,28 +149,38 @@ def mem_get_info(device=None) -> tuple[int, int]:
 # waits hold by construction; events on a Mac are MTLSharedEvents on PyTorch's
 # MPS stream, on the reference runtime host-clock stamps (ops are synchronous).
 
-class Stream(torch.Stream):
-    """A stream of the mpsgraph device (``torch.Stream`` for ``device="mpsgraph"``)."""
+class _OnDevice(type):
+    """isinstance(x, torch.mpsgraph.Stream/Event): a torch.Stream/Event of this
+    device. The classes build plain torch.Stream/torch.Event objects, which
+    torch's own methods (wait_stream, elapsed_time, ...) require exactly."""
 
-    def __new__(cls, device=None, priority: int = 0, **kwargs):
-        if kwargs:  # Stream(stream_id=..., device_index=..., device_type=...)
-            return super().__new__(cls, **kwargs)
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls._torch_type) and obj.device.type == NAME
+
+
+class Stream(metaclass=_OnDevice):
+    """A new stream of the mpsgraph device: ``torch.Stream(device="mpsgraph")``."""
+
+    _torch_type = torch.Stream
+
+    def __new__(cls, device=None, priority: int = 0) -> torch.Stream:
         _check_device(device)
-        return super().__new__(cls, device=torch.device(NAME, 0), priority=priority)
+        return torch.Stream(device=torch.device(NAME, 0), priority=priority)
 
 
-def _wrap_stream(s: torch.Stream) -> Stream:
-    return Stream(stream_id=s.stream_id, device_index=s.device_index, device_type=s.device_type)
+def _stream(stream_id: int) -> torch.Stream:
+    return torch.Stream(stream_id=stream_id, device_index=0,
+                        device_type=torch.accelerator.current_stream(0).device_type)
 
 
-def current_stream(device=None) -> Stream:
+def current_stream(device=None) -> torch.Stream:
     _check_device(device)
-    return _wrap_stream(torch.accelerator.current_stream(0))
+    return torch.accelerator.current_stream(0)
 
 
-def default_stream(device=None) -> Stream:
+def default_stream(device=None) -> torch.Stream:
     _check_device(device)
-    return Stream(stream_id=0, device_index=0, device_type=current_stream().device_type)
+    return _stream(0)
 
 
 def set_stream(stream: torch.Stream) -> None:
@@ -201,13 +211,15 @@ def stream(stream) -> StreamContext:
     return StreamContext(stream)
 
 
-class Event(torch.Event):
-    """An event of the mpsgraph device (``torch.Event`` for ``device="mpsgraph"``)."""
+class Event(metaclass=_OnDevice):
+    """An event of the mpsgraph device: ``torch.Event(device="mpsgraph", ...)``."""
 
-    def __new__(cls, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False):
+    _torch_type = torch.Event
+
+    def __new__(cls, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False) -> torch.Event:
         if interprocess:
             raise ValueError(f"{NAME}: interprocess events are not supported")
-        return super().__new__(cls, device=NAME, enable_timing=enable_timing, blocking=blocking)
+        return torch.Event(device=NAME, enable_timing=enable_timing, blocking=blocking)
 
 
 def manual_seed(seed: int) -> None:
@@ -228,7 +240,7 @@ def seed_all() -> None:
 
 
 def initial_seed() -> int:
-    return int(_ops()._device_initial_seed())
+    return int(_ops()._device_initial_seed()) & 0xFFFF_FFFF_FFFF_FFFF  # unsigned, like torch.initial_seed
 
 
 def get_rng_state(device=None) -> torch.Tensor:
