@@ -14,6 +14,7 @@ aten op runs on the CPU over the same bytes, with a once-per-op warning
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -46,12 +47,28 @@ def is_available() -> bool:
     return True
 
 
+_in_bad_fork = False
+
+
+def _after_fork_in_child() -> None:
+    # Metal objects (device, queues, buffers) do not survive fork(): a forked
+    # child of a process that loaded the Metal runtime must not touch them.
+    global _in_bad_fork
+    _in_bad_fork = True
+
+
+def _is_in_bad_fork() -> bool:
+    return _in_bad_fork
+
+
 def is_initialized() -> bool:
-    return True
+    return not _in_bad_fork
 
 
 def _lazy_init() -> None:
-    pass
+    if _in_bad_fork:
+        raise RuntimeError(f"Cannot re-initialize {NAME} in forked subprocess. To use {NAME} with multiprocessing, "
+                           "you must use the 'spawn' start method")
 
 
 def init() -> None:
@@ -270,10 +287,6 @@ def get_amp_supported_dtype() -> list[torch.dtype]:
     return [torch.float16, torch.bfloat16]
 
 
-def _is_in_bad_fork() -> bool:
-    return False
-
-
 def _no_tag(obj):
     return None  # torch's PrivateUse1 tagger already writes "mpsgraph:0"
 
@@ -343,6 +356,9 @@ def register() -> None:
         torch.utils.generate_methods_for_privateuse1_backend(for_tensor=True, for_module=True, for_storage=True)
     torch.serialization.register_package(15, _no_tag, _restore_location)  # before mps (21)
     _install_sharing_guard()
+    from . import _C
+    if _C._device_runtime() == "mpsgraph":  # the reference runtime's host memory survives fork
+        os.register_at_fork(after_in_child=_after_fork_in_child)
     _registered = True
 
 

@@ -23,8 +23,8 @@ thread_local c10::StreamId g_current_stream = 0;
 std::atomic<uint32_t> g_next_stream{0};
 
 void check_index(c10::DeviceIndex i) {
-  TORCH_CHECK(i >= -1 && i < kDeviceCount, "mpsgraph: invalid device index ", static_cast<int>(i),
-              " (there is ", static_cast<int>(kDeviceCount), " device)");
+  TORCH_CHECK(i >= -1 && i < kDeviceCount, "mpsgraph: The device index is out of range: got ", static_cast<int>(i),
+              ", but there is ", static_cast<int>(kDeviceCount), " device");
 }
 
 c10::Stream make_stream(c10::DeviceIndex index, c10::StreamId id) {
