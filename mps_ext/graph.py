@@ -5,8 +5,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from . import _C
 
@@ -15,10 +16,18 @@ class CacheInfo(NamedTuple):
     hits: int
     misses: int
     size: int
+    maxsize: int
+    evictions: int
 
 
 def cache_info() -> CacheInfo:
-    """Hit/miss counters and size of the process-wide compiled-graph cache."""
+    """Counters of the process-wide compiled-graph cache (LRU).
+
+    ``maxsize`` is ``MPS_EXT_GRAPH_CACHE_SIZE`` (default 1024 graphs); the least
+    recently used graph is evicted past it. The mpsgraph runtime keeps, per
+    graph, one compiled executable per concrete input-shape set, bounded the
+    same way.
+    """
     return CacheInfo(*_C._cache_info())
 
 
@@ -53,3 +62,22 @@ def dump(op: Callable[..., Any], *example_inputs: Any, format: str = "json", **k
     if format == "dot":
         return as_dot
     return {"key": key, **json.loads(as_json)}
+
+
+@contextlib.contextmanager
+def decompositions() -> Iterator[None]:
+    """Within the block, every kernel node runs its decomposition instead of its
+    hand-written kernel (process-wide). The decomposition is the kernel's test
+    oracle: ``op(x)`` inside and outside the block must agree.
+    """
+    previous = _C._use_kernels()
+    _C._set_use_kernels(False)
+    try:
+        yield
+    finally:
+        _C._set_use_kernels(previous)
+
+
+def kernels() -> list[str]:
+    """Names of the hand-written CPU kernels the reference runtime has."""
+    return list(_C._reference_kernels())

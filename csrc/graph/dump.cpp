@@ -45,7 +45,9 @@ std::string Graph::to_json() const {
       os << (first ? "" : ", ") << quoted(k) << ": " << attr_json(v);
       first = false;
     }
-    os << "}}";
+    os << "}";
+    if (n.kind == NodeKind::Kernel) os << ", \"decomposition\": " << decomposition(n).to_json();
+    os << "}";
   }
   os << "], \"outputs\": [";
   for (size_t i = 0; i < outputs_.size(); ++i) os << (i ? ", " : "") << outputs_[i];
@@ -53,9 +55,26 @@ std::string Graph::to_json() const {
   return os.str();
 }
 
+namespace {
+// A kernel node's decomposition, drawn as a dashed cluster of its own nodes
+// (ids prefixed with the kernel's) beside the kernel node.
+void dot_nodes(const Graph& g, const std::string& prefix, std::ostringstream& os);
+}  // namespace
+
 std::string Graph::to_dot() const {
   std::ostringstream os;
   os << "digraph mps_ext {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];\n";
+  dot_nodes(*this, "n", os);
+  for (size_t i = 0; i < outputs_.size(); ++i)
+    os << "  out" << i << " [label=\"output " << i << "\", shape=plaintext];\n  n" << outputs_[i]
+       << " -> out" << i << ";\n";
+  os << "}\n";
+  return os.str();
+}
+
+namespace {
+void dot_nodes(const Graph& g, const std::string& prefix, std::ostringstream& os) {
+  const auto& nodes_ = g.nodes();
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
     std::string label = std::string(kind_name(n.kind));
@@ -64,16 +83,20 @@ std::string Graph::to_dot() const {
     label += std::string("\\n") + dtype_name(n.type.dtype) + shape_str(n.type.shape);
     std::string escaped;
     for (char c : label) escaped += c == '"' ? std::string("\\\"") : std::string(1, c);
-    os << "  n" << i << " [label=\"" << escaped << "\"";
+    os << "  " << prefix << i << " [label=\"" << escaped << "\"";
     if (is_input(n.kind)) os << ", shape=ellipse";
     os << "];\n";
-    for (int in : n.inputs) os << "  n" << in << " -> n" << i << ";\n";
+    for (int in : n.inputs) os << "  " << prefix << in << " -> " << prefix << i << ";\n";
+    if (n.kind == NodeKind::Kernel) {
+      std::string sub = prefix + std::to_string(i) + "_";
+      os << "  subgraph cluster_" << sub << " {\n  label=\"decomposition of " << n.str_attr("kernel")
+         << "\"; style=dashed;\n";
+      dot_nodes(g.decomposition(n), sub, os);
+      os << "  }\n  " << sub << g.decomposition(n).outputs().at(0) << " -> " << prefix << i
+         << " [style=dashed];\n";
+    }
   }
-  for (size_t i = 0; i < outputs_.size(); ++i)
-    os << "  out" << i << " [label=\"output " << i << "\", shape=plaintext];\n  n" << outputs_[i]
-       << " -> out" << i << ";\n";
-  os << "}\n";
-  return os.str();
 }
+}  // namespace
 
 }  // namespace mps_ext::graph

@@ -265,6 +265,20 @@ Tensor Graph::slice_update(Tensor data, Tensor update, std::vector<int64_t> star
                   {{"starts", starts}, {"ends", ends}, {"strides", strides}});
 }
 
+Tensor Graph::slice_update_at(Tensor data, Tensor update, Tensor starts) {
+  const TensorType& t = checked(data, "slice_update_at").type;
+  const TensorType& u = checked(update, "slice_update_at").type;
+  const TensorType& st = checked(starts, "slice_update_at").type;
+  if (u.dtype != t.dtype) fail("slice_update_at: update dtype must match data dtype");
+  if (u.rank() != t.rank()) fail("slice_update_at: update must have data's rank " + std::to_string(t.rank()));
+  for (int64_t d = 0; d < t.rank(); ++d)
+    if (u.shape[d] != kDynamic && t.shape[d] != kDynamic && u.shape[d] > t.shape[d])
+      fail("slice_update_at: update " + shape_str(u.shape) + " does not fit in data " + shape_str(t.shape));
+  if (st.dtype != DType::Int64 || st.rank() != 1 || (st.shape[0] != kDynamic && st.shape[0] != t.rank()))
+    fail("slice_update_at: starts must be an int64 tensor of shape [" + std::to_string(t.rank()) + "]");
+  return add_node(NodeKind::SliceUpdate, {data.id, update.id, starts.id}, t);
+}
+
 Tensor Graph::concat(const std::vector<Tensor>& xs, int64_t axis) {
   if (xs.empty()) fail("concat: needs at least one tensor");
   TensorType out = checked(xs[0], "concat").type;
@@ -586,6 +600,67 @@ Tensor Graph::convolution_weight_gradient(Tensor grad_output, Tensor input, Shap
   return add_node(NodeKind::ConvolutionWeightGradient, {grad_output.id, input.id}, {tg.dtype, weight_shape}, attrs);
 }
 
+Tensor Graph::kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
+                     const Decomposition& decomposition) {
+  if (name.empty()) fail("kernel: needs a name");
+  auto sub = std::make_shared<Graph>();
+  std::vector<Tensor> sub_inputs;
+  std::vector<int> ids;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorType& t = checked(inputs[i], "kernel").type;
+    sub_inputs.push_back(sub->placeholder(t, "in" + std::to_string(i)));
+    ids.push_back(inputs[i].id);
+  }
+  Tensor result = decomposition(*sub, sub_inputs);
+  sub->output(result);
+  TensorType type = sub->type(result);
+  attrs["kernel"] = name;
+  attrs["decomposition"] = static_cast<int64_t>(subgraphs_.size());
+  subgraphs_.push_back(std::move(sub));
+  return add_node(NodeKind::Kernel, std::move(ids), std::move(type), std::move(attrs));
+}
+
+const Graph& Graph::decomposition(const Node& n) const {
+  if (n.kind != NodeKind::Kernel) fail("decomposition: not a kernel node");
+  return *subgraphs_.at(static_cast<size_t>(n.int_attr("decomposition")));
+}
+
+Graph Graph::inline_kernels(const std::function<bool(const std::string&)>& keep) const {
+  Graph g;
+  // Copies `src`'s nodes into g; `bound` gives the ids its inputs map to
+  // (empty: src's own inputs become g's inputs). Returns src's id map.
+  std::function<std::vector<int>(const Graph&, const std::vector<int>*)> copy =
+      [&](const Graph& src, const std::vector<int>* bound) {
+        std::vector<int> id(src.nodes_.size(), -1);
+        for (size_t i = 0; i < src.nodes_.size(); ++i) {
+          Node n = src.nodes_[i];
+          if (bound && is_input(n.kind)) {
+            id[i] = (*bound)[n.int_attr("index")];
+            continue;
+          }
+          for (int& in : n.inputs) in = id[in];
+          if (n.kind == NodeKind::Kernel) {
+            const Graph& sub = src.decomposition(n);
+            if (!keep(n.str_attr("kernel"))) {
+              std::vector<int> sub_id = copy(sub, &n.inputs);
+              id[i] = sub_id[sub.outputs_.at(0)];
+              continue;
+            }
+            n.attrs["decomposition"] = static_cast<int64_t>(g.subgraphs_.size());
+            g.subgraphs_.push_back(src.subgraphs_.at(static_cast<size_t>(src.nodes_[i].int_attr("decomposition"))));
+          }
+          bool input = is_input(n.kind);
+          g.nodes_.push_back(std::move(n));
+          id[i] = static_cast<int>(g.nodes_.size()) - 1;
+          if (input) g.inputs_.push_back(id[i]);
+        }
+        return id;
+      };
+  std::vector<int> id = copy(*this, nullptr);
+  for (int o : outputs_) g.outputs_.push_back(id[o]);
+  return g;
+}
+
 Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
   if (static_cast<int>(shapes.size()) != num_inputs())
     fail("with_input_shapes: the graph has " + std::to_string(num_inputs()) + " inputs, got " +
@@ -612,8 +687,21 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::Transpose: g.transpose(in(0), n.ints_attr("perm")); break;
       case NodeKind::Slice: g.slice(in(0), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides")); break;
       case NodeKind::SliceUpdate:
-        g.slice_update(in(0), in(1), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides"));
+        if (n.inputs.size() == 3) g.slice_update_at(in(0), in(1), in(2));
+        else g.slice_update(in(0), in(1), n.ints_attr("starts"), n.ints_attr("ends"), n.ints_attr("strides"));
         break;
+      case NodeKind::Kernel: {
+        // The decomposition, re-inferred for the new shapes, gives the type.
+        std::vector<Shape> sub_shapes;
+        for (int id : n.inputs) sub_shapes.push_back(g.nodes_[id].type.shape);
+        auto sub = std::make_shared<Graph>(decomposition(n).with_input_shapes(sub_shapes));
+        Attrs attrs = n.attrs;
+        attrs["decomposition"] = static_cast<int64_t>(g.subgraphs_.size());
+        TensorType type = sub->type(Tensor{sub->outputs_.at(0)});
+        g.subgraphs_.push_back(std::move(sub));
+        g.add_node(NodeKind::Kernel, n.inputs, std::move(type), std::move(attrs));
+        break;
+      }
       case NodeKind::Concat: {
         std::vector<Tensor> xs;
         for (size_t i = 0; i < n.inputs.size(); ++i) xs.push_back(in(i));

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -92,7 +94,11 @@ class Graph {
  public:
   // --- builder: vocabulary follows MPSGraph ---------------------------------
   Tensor placeholder(Shape shape, DType dtype, std::string name);
+  Tensor placeholder(const TensorType& t, std::string name) { return placeholder(t.shape, t.dtype, std::move(name)); }
+  // A variable is an input the graph mutates in place (a Tensor(a!) argument):
+  // assign() writes its new value into the caller's tensor.
   Tensor variable(Shape shape, DType dtype, std::string name);
+  Tensor variable(const TensorType& t, std::string name) { return variable(t.shape, t.dtype, std::move(name)); }
   Tensor constant(double value, DType dtype, Shape shape = {});
   Tensor assign(Tensor variable, Tensor value);
   Tensor cast(Tensor x, DType dtype);
@@ -102,6 +108,11 @@ class Graph {
                std::vector<int64_t> strides);
   Tensor slice_update(Tensor data, Tensor update, std::vector<int64_t> starts,
                       std::vector<int64_t> ends, std::vector<int64_t> strides);
+  // slice_update with unit strides at a start known only when the graph runs:
+  // `starts` is an int64 [rank] tensor, the region has update's shape. Lets
+  // one graph serve every position (a KV-cache row per decode step). A start
+  // that puts the region outside data is an error when the graph runs.
+  Tensor slice_update_at(Tensor data, Tensor update, Tensor starts);
   Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
   Tensor broadcast(Tensor x, Shape shape);
   Tensor unary(NodeKind kind, Tensor x);
@@ -151,6 +162,18 @@ class Graph {
   Tensor convolution(Tensor input, Tensor weight, const ConvParams& p);
   Tensor convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p);
   Tensor convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p);
+  // A named hand-written kernel (MLX's `fast` ops). `decomposition` builds the
+  // same computation from IR nodes over the given inputs (fresh placeholders
+  // of the same types, in order) and returns its result: a runtime without a
+  // kernel of this name runs it, and it is the kernel's test oracle. The
+  // node's type is the decomposition's result type; attrs reach the kernel.
+  using Decomposition = std::function<Tensor(Graph&, const std::vector<Tensor>&)>;
+  Tensor kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
+                const Decomposition& decomposition);
+  const Graph& decomposition(const Node& kernel_node) const;
+  // This graph with every kernel node whose name `keep` rejects replaced by its
+  // decomposition (recursively): what a runtime without those kernels runs.
+  Graph inline_kernels(const std::function<bool(const std::string&)>& keep) const;
 
   // Elementwise spellings used by op builders.
   Tensor abs(Tensor x) { return unary(NodeKind::Abs, x); }
@@ -195,6 +218,7 @@ class Graph {
   std::vector<Node> nodes_;
   std::vector<int> outputs_;
   std::vector<int> inputs_;
+  std::vector<std::shared_ptr<const Graph>> subgraphs_;  // kernel decompositions
 };
 
 // Broadcasts two shapes with numpy rules; dynamic dims broadcast against

@@ -9,19 +9,23 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "graph/cache_key.h"
 #include "graph/graph.h"
 
 namespace mps_ext::runtime {
 
-// Where a runtime may put a fresh result (sizes, dtype) instead of allocating
-// it itself: lets the reference runtime write straight into device memory.
-using OutputAllocator = std::function<at::Tensor(at::IntArrayRef sizes, at::ScalarType dtype)>;
+// Where a runtime puts graph output `index` (sizes, dtype known once the
+// graph runs) instead of allocating it itself: lets the reference runtime
+// write results straight into device memory or a caller's out= tensor. It may
+// return an undefined tensor: the runtime then allocates.
+using OutputAllocator =
+    std::function<at::Tensor(size_t index, at::IntArrayRef sizes, at::ScalarType dtype)>;
 
 // A graph compiled for one runtime. Inputs bind to placeholders/variables in
-// creation order; outputs come back in Graph::output() order.
+// creation order (a variable's tensor is updated in place); outputs come back
+// in Graph::output() order.
 class Executable {
  public:
   virtual ~Executable() = default;
@@ -39,19 +43,65 @@ Kind runtime_for(const c10::Device& device);
 Kind device_runtime();
 bool mpsgraph_built();  // compiled with the macOS lowering
 
-std::unique_ptr<Executable> compile(Kind kind, std::shared_ptr<const graph::Graph> graph);
+// use_kernels=false: every kernel node runs its decomposition (the oracle).
+std::unique_ptr<Executable> compile(Kind kind, std::shared_ptr<const graph::Graph> graph, bool use_kernels = true);
 
-// Looks up `key` in the process-wide cache of compiled graphs (per runtime),
-// builds and compiles on a miss, and runs it on `inputs`.
-using GraphBuilder = std::function<void(graph::Graph&)>;
-std::vector<at::Tensor> run_graph(const graph::CacheKey& key, const GraphBuilder& build,
-                                  const std::vector<at::Tensor>& inputs);
+// Everything an op's graph depends on: op name, declared input types and
+// attributes. The builder reads only this, and the cache key is its
+// serialization, so a key cannot omit what the graph was built from.
+class GraphSpec {
+ public:
+  explicit GraphSpec(std::string_view op) : key_(op) {}
+  // The next input's declared type: t's dtype and sizes, with the dims listed
+  // in `dynamic` left unknown (-1) so one graph serves all their sizes.
+  GraphSpec& input(const at::Tensor& t, std::initializer_list<int64_t> dynamic = {});
+  // The next input with every dim dynamic: one graph per rank (elementwise ops).
+  GraphSpec& input_dynamic(const at::Tensor& t);
+  GraphSpec& input(graph::DType dtype, graph::Shape shape);
+  GraphSpec& attr(std::string_view name, graph::Attr value);
+
+  const graph::TensorType& input(size_t i) const { return inputs_.at(i); }
+  size_t num_inputs() const { return inputs_.size(); }
+  int64_t int_attr(const std::string& name) const;
+  double float_attr(const std::string& name) const;
+  const std::string& str_attr(const std::string& name) const;
+  const std::vector<int64_t>& ints_attr(const std::string& name) const;
+  const graph::Attrs& attrs() const { return attrs_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+  std::vector<graph::TensorType> inputs_;
+  graph::Attrs attrs_;
+};
+
+// A plain function, not a closure: it cannot read live tensors behind the
+// spec's back. Captureless lambdas convert (`+[](Graph& g, const GraphSpec& s) {...}`).
+using GraphBuilder = void (*)(graph::Graph&, const GraphSpec&);
+
+// Looks up the graph for `spec` in the process-wide cache of compiled graphs
+// (per runtime, LRU), builds and compiles it on a miss, and runs it on
+// `inputs` (the runtime follows their device). Inputs bound to variables are
+// updated in place. MPS_EXT_CHECK_CACHE=1 rebuilds on every hit and fails if
+// the graph differs (a builder that reads something its spec does not record).
+std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs);
+// The same, writing output k into outputs[k] (out= tensors, already of the
+// result's sizes and dtype); returns `outputs`.
+std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+                                       const std::vector<at::Tensor>& outputs);
 
 struct CacheInfo {
-  int64_t hits = 0, misses = 0, size = 0;
+  int64_t hits = 0, misses = 0, size = 0, maxsize = 0, evictions = 0;
 };
 CacheInfo cache_info();
 void cache_clear();
+// MPS_EXT_GRAPH_CACHE_SIZE, default 1024 graphs per process.
+int64_t cache_maxsize();
+
+// Kernel nodes run their kernels (default) or, when false, their
+// decompositions: tests compare the two (mps_ext.graph.decompositions()).
+void set_use_kernels(bool use);
+bool use_kernels();
 
 // While capturing (thread-local), run_graph records every graph it runs, so
 // that mps_ext.graph.dump() can show what an op executes.

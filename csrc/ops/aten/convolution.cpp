@@ -16,6 +16,7 @@
 namespace mps_ext::ops {
 namespace {
 using graph::Graph;
+using runtime::GraphSpec;
 using GTensor = graph::Tensor;
 
 struct Conv {
@@ -74,17 +75,21 @@ std::vector<int64_t> transposed_output_shape(const at::Tensor& x, const at::Tens
   return out;
 }
 
-graph::CacheKey conv_key(const char* op, const Conv& c, const std::vector<at::Tensor>& ins) {
-  graph::CacheKey key(op);
-  for (const at::Tensor& t : ins) key.input(graph_dtype(t.scalar_type()), t.sizes().vec());
-  const auto& p = c.params;
-  for (size_t i = 0; i < p.stride.size(); ++i)
-    key.attr("s", p.stride[i]).attr("p", p.padding[i]).attr("d", p.dilation[i]).attr("op", c.output_padding[i]);
-  return key.attr("groups", p.groups).attr("transposed", c.transposed ? 1 : 0);
+// The spec: concrete inputs, the convolution's parameters (and, per op, the
+// output shape or gradient mask the builder needs).
+GraphSpec conv_spec(const char* op, const Conv& c, const std::vector<at::Tensor>& ins) {
+  GraphSpec spec(op);
+  for (const at::Tensor& t : ins) spec.input(t);
+  spec.attr("stride", c.params.stride)
+      .attr("padding", c.params.padding)
+      .attr("dilation", c.params.dilation)
+      .attr("groups", c.params.groups)
+      .attr("transposed", int64_t{c.transposed ? 1 : 0});
+  return spec;
 }
 
-GTensor placeholder(Graph& g, const at::Tensor& t, const char* name) {
-  return g.placeholder(t.sizes().vec(), graph_dtype(t.scalar_type()), name);
+graph::ConvParams spec_params(const GraphSpec& s) {
+  return {s.ints_attr("stride"), s.ints_attr("padding"), s.ints_attr("dilation"), s.int_attr("groups")};
 }
 
 // Bias [C] added along dim 1 of a rank-r result.
@@ -92,6 +97,15 @@ GTensor add_bias(Graph& g, GTensor y, GTensor bias, int64_t rank) {
   graph::Shape s(rank, 1);
   s[1] = g.type(bias).shape[0];
   return g.add(y, g.reshape(bias, s));
+}
+
+void build_convolution(Graph& g, const GraphSpec& s) {
+  graph::ConvParams p = spec_params(s);
+  GTensor x = g.placeholder(s.input(0), "input"), w = g.placeholder(s.input(1), "weight");
+  GTensor y = s.int_attr("transposed") ? g.convolution_data_gradient(x, w, s.ints_attr("output_shape"), p)
+                                       : g.convolution(x, w, p);
+  if (s.int_attr("has_bias")) y = add_bias(g, y, g.placeholder(s.input(2), "bias"), s.input(0).rank());
+  g.output(y);
 }
 
 at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias_,
@@ -129,14 +143,29 @@ at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, cons
     }
     return lower(out, c);
   }
-  auto build = [&](Graph& g) {
-    GTensor x = placeholder(g, input, "input"), w = placeholder(g, weight, "weight");
-    GTensor y = transposed ? g.convolution_data_gradient(x, w, out_shape, c.params) : g.convolution(x, w, c.params);
-    if (bias) y = add_bias(g, y, placeholder(g, *bias, "bias"), input.dim());
-    g.output(y);
-  };
-  at::Tensor out = runtime::run_graph(conv_key("aten::convolution_overrideable", c, ins), build, ins)[0];
+  auto spec = conv_spec("aten::convolution_overrideable", c, ins);
+  spec.attr("output_shape", out_shape).attr("has_bias", int64_t{bias ? 1 : 0});
+  at::Tensor out = runtime::run_graph(spec, build_convolution, ins)[0];
   return lower(out, c);
+}
+
+void build_convolution_backward(Graph& g, const GraphSpec& s) {
+  graph::ConvParams p = spec_params(s);
+  const bool transposed = s.int_attr("transposed") != 0;
+  const auto& mask = s.ints_attr("mask");
+  GTensor gy = g.placeholder(s.input(0), "grad_output"), x = g.placeholder(s.input(1), "input"),
+          w = g.placeholder(s.input(2), "weight");
+  const graph::Shape &x_shape = s.input(1).shape, &w_shape = s.input(2).shape;
+  if (mask[0])
+    g.output(transposed ? g.convolution(gy, w, p) : g.convolution_data_gradient(gy, w, x_shape, p));
+  if (mask[1])
+    g.output(transposed ? g.convolution_weight_gradient(x, gy, w_shape, p)
+                        : g.convolution_weight_gradient(gy, x, w_shape, p));
+  if (mask[2]) {
+    std::vector<int64_t> axes = {0};
+    for (int64_t d = 2; d < s.input(0).rank(); ++d) axes.push_back(d);
+    g.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, gy, axes), {s.input(0).shape[1]}));
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
@@ -148,31 +177,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
   TORCH_CHECK(grad.size(0) == input.size(0) && grad.dim() == input.dim(), "convolution_backward: grad_output ",
               grad_output_.sizes(), " does not match the input ", input_.sizes());
   if (!mask[0] && !mask[1] && !mask[2]) return {};
-  std::vector<int64_t> bias_axes = {0};
-  for (int64_t d = 2; d < grad.dim(); ++d) bias_axes.push_back(d);
   if (grad.numel() == 0 || input.numel() == 0) {
     return {mask[0] ? lower(at::zeros_like(input), c) : at::Tensor(),
             mask[1] ? lower(at::zeros_like(weight), c) : at::Tensor(),
             mask[2] ? at::zeros({grad.size(1)}, grad.options()) : at::Tensor()};
   }
   std::vector<at::Tensor> ins = {grad, input, weight};
-  auto key = conv_key("aten::convolution_backward_overrideable", c, ins)
-                 .attr("mask", (mask[0] ? 1 : 0) + (mask[1] ? 2 : 0) + (mask[2] ? 4 : 0));
-  auto build = [&](Graph& g) {
-    GTensor gy = placeholder(g, grad, "grad_output"), x = placeholder(g, input, "input"),
-            w = placeholder(g, weight, "weight");
-    if (mask[0])
-      g.output(transposed ? g.convolution(gy, w, c.params)
-                          : g.convolution_data_gradient(gy, w, input.sizes().vec(), c.params));
-    if (mask[1])
-      g.output(transposed ? g.convolution_weight_gradient(x, gy, weight.sizes().vec(), c.params)
-                          : g.convolution_weight_gradient(gy, x, weight.sizes().vec(), c.params));
-    if (mask[2]) {
-      GTensor summed = g.reduce(graph::NodeKind::ReduceSum, gy, bias_axes);
-      g.output(g.reshape(summed, {grad.size(1)}));
-    }
-  };
-  auto outs = runtime::run_graph(key, build, ins);
+  auto spec = conv_spec("aten::convolution_backward_overrideable", c, ins);
+  spec.attr("mask", std::vector<int64_t>{mask[0], mask[1], mask[2]});
+  auto outs = runtime::run_graph(spec, build_convolution_backward, ins);
   size_t i = 0;
   at::Tensor gi = mask[0] ? lower(outs[i++], c) : at::Tensor();
   at::Tensor gw = mask[1] ? lower(outs[i++], c) : at::Tensor();

@@ -15,8 +15,9 @@
 // that workspace; under create_graph they use ATen's differentiable
 // decompositions instead, which run through the CPU fallback.
 //
-// Graphs are built for static shapes: the slice bounds depend on H, and a
-// training loop repeats one batch size.
+// Graphs are built for concrete shapes (the slice bounds depend on H, and a
+// training loop repeats one batch size); flags say which optional inputs the
+// graph has.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -26,9 +27,8 @@ namespace mps_ext::ops {
 namespace {
 using graph::Graph;
 using graph::Shape;
+using runtime::GraphSpec;
 using GTensor = graph::Tensor;
-
-Shape shape_of(const at::Tensor& t) { return t.sizes().vec(); }
 
 // Columns [k*h, (k+1)*h) of a [B, n*h] tensor.
 GTensor chunk(Graph& g, GTensor x, int64_t k, int64_t h) {
@@ -65,21 +65,49 @@ std::optional<at::Tensor> defined(const std::optional<at::Tensor>& t) {
   return t && t->defined() ? t : std::nullopt;
 }
 
-// Placeholder in `dtype`, cast to the math dtype.
+// Placeholders for the spec's inputs in order, cast to the math dtype
+// (opmath: float32 for half types); outputs cast back.
 struct Inputs {
   Graph& g;
-  at::ScalarType dtype, math;
-  GTensor add(const at::Tensor& t, const char* name) {
-    GTensor x = g.placeholder(shape_of(t), graph_dtype(dtype), name);
-    return math == dtype ? x : g.cast(x, graph_dtype(math));
+  const GraphSpec& s;
+  graph::DType dtype, math;
+  size_t next = 0;
+  Inputs(Graph& g, const GraphSpec& s)
+      : g(g), s(s), dtype(s.input(0).dtype),
+        math(graph_dtype(opmath_type(runtime::to_scalar_type(s.input(0).dtype)))) {}
+  GTensor add(const char* name) {
+    GTensor x = g.placeholder(s.input(next++), name);
+    return math == dtype ? x : g.cast(x, math);
   }
-  void output(GTensor x) { g.output(math == dtype ? x : g.cast(x, graph_dtype(dtype))); }
+  void output(GTensor x) { g.output(math == dtype ? x : g.cast(x, dtype)); }
 };
 
-graph::CacheKey key_for(const char* op, const std::vector<at::Tensor>& ts) {
-  graph::CacheKey key(op);
-  for (const at::Tensor& t : ts) key.input(graph_dtype(t.scalar_type()), shape_of(t));
-  return key;
+GraphSpec spec_for(const char* op, const std::vector<at::Tensor>& ts) {
+  GraphSpec spec(op);
+  for (const at::Tensor& t : ts) spec.input(t);
+  return spec;
+}
+
+void build_lstm_cell(Graph& g, const GraphSpec& s) {
+  Inputs p(g, s);
+  const int64_t h = s.input(2).shape[1];
+  GTensor ig = p.add("input_gates"), hg = p.add("hidden_gates"), c = p.add("cx");
+  GTensor gates = g.add(ig, hg);
+  if (s.int_attr("has_bias")) {
+    GTensor b_ih = p.add("input_bias"), b_hh = p.add("hidden_bias");
+    gates = g.add(gates, g.add(b_ih, b_hh));
+  }
+  GTensor i = sigmoid(g, chunk(g, gates, 0, h));
+  GTensor f = sigmoid(g, chunk(g, gates, 1, h));
+  GTensor cand = tanh(g, chunk(g, gates, 2, h));
+  GTensor o = sigmoid(g, chunk(g, gates, 3, h));
+  GTensor kept = g.mul(f, c);
+  GTensor added = g.mul(i, cand);
+  GTensor cy = g.add(kept, added);
+  GTensor hy = g.mul(o, tanh(g, cy));
+  p.output(hy);
+  p.output(cy);
+  p.output(g.concat({i, f, cand, o}, 1));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& ig, const at::Tensor& hg,
@@ -92,29 +120,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell(const at::Tensor& ig, c
     return {at::empty_like(cx), at::empty_like(cx), at::empty_like(ig)};
   std::vector<at::Tensor> in = {ig, hg, cx};
   if (b_ih) in.insert(in.end(), {*b_ih, *b_hh});
-  const int64_t h = cx.size(1);
-  auto build = [&](Graph& g) {
-    Inputs p{g, ig.scalar_type(), opmath_type(ig.scalar_type())};
-    GTensor gates = g.add(p.add(ig, "input_gates"), p.add(hg, "hidden_gates"));
-    GTensor c = p.add(cx, "cx");
-    if (b_ih) {
-      GTensor b = g.add(p.add(*b_ih, "input_bias"), p.add(*b_hh, "hidden_bias"));
-      gates = g.add(gates, b);
-    }
-    GTensor i = sigmoid(g, chunk(g, gates, 0, h));
-    GTensor f = sigmoid(g, chunk(g, gates, 1, h));
-    GTensor cand = tanh(g, chunk(g, gates, 2, h));
-    GTensor o = sigmoid(g, chunk(g, gates, 3, h));
-    GTensor kept = g.mul(f, c);
-    GTensor added = g.mul(i, cand);
-    GTensor cy = g.add(kept, added);
-    GTensor hy = g.mul(o, tanh(g, cy));
-    p.output(hy);
-    p.output(cy);
-    p.output(g.concat({i, f, cand, o}, 1));
-  };
-  auto out = runtime::run_graph(key_for("aten::_thnn_fused_lstm_cell", in), build, in);
+  auto spec = spec_for("aten::_thnn_fused_lstm_cell", in);
+  spec.attr("has_bias", int64_t{b_ih ? 1 : 0});
+  auto out = runtime::run_graph(spec, build_lstm_cell, in);
   return {out[0], out[1], out[2]};
+}
+
+void build_lstm_cell_backward(Graph& g, const GraphSpec& s) {
+  Inputs p(g, s);
+  const int64_t h = s.input(0).shape[1];
+  GTensor c = p.add("cx"), c_new = p.add("cy"), ws = p.add("workspace");
+  GTensor i = chunk(g, ws, 0, h), f = chunk(g, ws, 1, h), cand = chunk(g, ws, 2, h), o = chunk(g, ws, 3, h);
+  GTensor tanh_cy = tanh(g, c_new);
+  // d(loss)/d(cy) through both outputs, and d/d(o) before o's sigmoid.
+  GTensor gcy, go;
+  if (s.int_attr("has_grad_hy")) {
+    GTensor ghy = p.add("grad_hy");
+    GTensor through_tanh = g.mul(g.mul(ghy, o), one_minus(g, g.mul(tanh_cy, tanh_cy)));
+    gcy = s.int_attr("has_grad_cy") ? g.add(through_tanh, p.add("grad_cy")) : through_tanh;
+    go = g.mul(g.mul(ghy, tanh_cy), g.mul(o, one_minus(g, o)));
+  } else {
+    gcy = p.add("grad_cy");
+    go = g.mul(o, g.constant(0.0, g.type(o).dtype));
+  }
+  GTensor gi = g.mul(g.mul(gcy, cand), g.mul(i, one_minus(g, i)));
+  GTensor gf = g.mul(g.mul(gcy, c), g.mul(f, one_minus(g, f)));
+  GTensor gg = g.mul(g.mul(gcy, i), one_minus(g, g.mul(cand, cand)));
+  GTensor grad_gates = g.concat({gi, gf, gg, go}, 1);
+  p.output(grad_gates);
+  p.output(g.mul(gcy, f));
+  if (s.int_attr("has_bias")) p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_gates, {0}), {4 * h}));
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_backward(const std::optional<at::Tensor>& grad_hy_,
@@ -131,36 +166,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cell_backward(const std::opt
     return {gg, at::zeros_like(cx), has_bias ? gg.sum(0) : at::Tensor()};
   }
   std::vector<at::Tensor> in = {cx, cy, workspace};
-  if (grad_hy) in.push_back(*grad_hy);
-  if (grad_cy) in.push_back(*grad_cy);
-  const int64_t h = cx.size(1);
-  auto key = key_for(op, in).attr("has_grad_hy", grad_hy ? 1 : 0).attr("has_bias", has_bias ? 1 : 0);
-  auto build = [&](Graph& g) {
-    Inputs p{g, cx.scalar_type(), opmath_type(cx.scalar_type())};
-    GTensor c = p.add(cx, "cx"), c_new = p.add(cy, "cy"), ws = p.add(workspace, "workspace");
-    GTensor i = chunk(g, ws, 0, h), f = chunk(g, ws, 1, h), cand = chunk(g, ws, 2, h), o = chunk(g, ws, 3, h);
-    GTensor tanh_cy = tanh(g, c_new);
-    // d(loss)/d(cy) through both outputs, and d/d(o) before o's sigmoid.
-    GTensor gcy, go;
-    if (grad_hy) {
-      GTensor ghy = p.add(*grad_hy, "grad_hy");
-      GTensor through_tanh = g.mul(g.mul(ghy, o), one_minus(g, g.mul(tanh_cy, tanh_cy)));
-      gcy = grad_cy ? g.add(through_tanh, p.add(*grad_cy, "grad_cy")) : through_tanh;
-      go = g.mul(g.mul(ghy, tanh_cy), g.mul(o, one_minus(g, o)));
-    } else {
-      gcy = p.add(*grad_cy, "grad_cy");
-      go = g.mul(o, g.constant(0.0, g.type(o).dtype));
-    }
-    GTensor gi = g.mul(g.mul(gcy, cand), g.mul(i, one_minus(g, i)));
-    GTensor gf = g.mul(g.mul(gcy, c), g.mul(f, one_minus(g, f)));
-    GTensor gg = g.mul(g.mul(gcy, i), one_minus(g, g.mul(cand, cand)));
-    GTensor grad_gates = g.concat({gi, gf, gg, go}, 1);
-    p.output(grad_gates);
-    p.output(g.mul(gcy, f));
-    if (has_bias) p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_gates, {0}), {4 * h}));
-  };
-  auto out = runtime::run_graph(key, build, in);
+  if (grad_hy) in.push_back(grad_hy->to(cx.scalar_type()));
+  if (grad_cy) in.push_back(grad_cy->to(cx.scalar_type()));
+  auto spec = spec_for(op, in);
+  spec.attr("has_grad_hy", int64_t{grad_hy ? 1 : 0})
+      .attr("has_grad_cy", int64_t{grad_cy ? 1 : 0})
+      .attr("has_bias", int64_t{has_bias ? 1 : 0});
+  auto out = runtime::run_graph(spec, build_lstm_cell_backward, in);
   return {out[0], out[1], has_bias ? out[2] : at::Tensor()};
+}
+
+void build_gru_cell(Graph& g, const GraphSpec& s) {
+  Inputs p(g, s);
+  const int64_t h = s.input(2).shape[1];
+  GTensor igs = p.add("input_gates"), hgs = p.add("hidden_gates"), x = p.add("hx");
+  if (s.int_attr("has_bias")) {
+    igs = g.add(igs, p.add("input_bias"));
+    hgs = g.add(hgs, p.add("hidden_bias"));
+  }
+  GTensor r = sigmoid(g, g.add(chunk(g, igs, 0, h), chunk(g, hgs, 0, h)));
+  GTensor z = sigmoid(g, g.add(chunk(g, igs, 1, h), chunk(g, hgs, 1, h)));
+  GTensor hn = chunk(g, hgs, 2, h);
+  GTensor n = tanh(g, g.add(chunk(g, igs, 2, h), g.mul(r, hn)));
+  GTensor hy = g.add(n, g.mul(z, g.sub(x, n)));
+  p.output(hy);
+  p.output(g.concat({r, z, n, x, hn}, 1));
 }
 
 std::tuple<at::Tensor, at::Tensor> gru_cell(const at::Tensor& ig, const at::Tensor& hg, const at::Tensor& hx,
@@ -172,23 +202,31 @@ std::tuple<at::Tensor, at::Tensor> gru_cell(const at::Tensor& ig, const at::Tens
   if (ig.numel() == 0) return {at::empty_like(hx), at::empty({hx.size(0), 5 * h}, hx.options())};
   std::vector<at::Tensor> in = {ig, hg, hx};
   if (b_ih) in.insert(in.end(), {*b_ih, *b_hh});
-  auto build = [&](Graph& g) {
-    Inputs p{g, ig.scalar_type(), opmath_type(ig.scalar_type())};
-    GTensor igs = p.add(ig, "input_gates"), hgs = p.add(hg, "hidden_gates"), x = p.add(hx, "hx");
-    if (b_ih) {
-      igs = g.add(igs, p.add(*b_ih, "input_bias"));
-      hgs = g.add(hgs, p.add(*b_hh, "hidden_bias"));
-    }
-    GTensor r = sigmoid(g, g.add(chunk(g, igs, 0, h), chunk(g, hgs, 0, h)));
-    GTensor z = sigmoid(g, g.add(chunk(g, igs, 1, h), chunk(g, hgs, 1, h)));
-    GTensor hn = chunk(g, hgs, 2, h);
-    GTensor n = tanh(g, g.add(chunk(g, igs, 2, h), g.mul(r, hn)));
-    GTensor hy = g.add(n, g.mul(z, g.sub(x, n)));
-    p.output(hy);
-    p.output(g.concat({r, z, n, x, hn}, 1));
-  };
-  auto out = runtime::run_graph(key_for("aten::_thnn_fused_gru_cell", in), build, in);
+  auto spec = spec_for("aten::_thnn_fused_gru_cell", in);
+  spec.attr("has_bias", int64_t{b_ih ? 1 : 0});
+  auto out = runtime::run_graph(spec, build_gru_cell, in);
   return {out[0], out[1]};
+}
+
+void build_gru_cell_backward(Graph& g, const GraphSpec& s) {
+  Inputs p(g, s);
+  const int64_t h = s.input(0).shape[1];
+  GTensor ghy = p.add("grad_hy"), ws = p.add("workspace");
+  GTensor r = chunk(g, ws, 0, h), z = chunk(g, ws, 1, h), n = chunk(g, ws, 2, h), x = chunk(g, ws, 3, h),
+          hn = chunk(g, ws, 4, h);
+  // d/d(in + r*hn), d/d(z before its sigmoid), d/d(r before its sigmoid).
+  GTensor gn = g.mul(g.mul(ghy, one_minus(g, z)), one_minus(g, g.mul(n, n)));
+  GTensor gz = g.mul(g.mul(ghy, g.sub(x, n)), g.mul(z, one_minus(g, z)));
+  GTensor gr = g.mul(g.mul(gn, hn), g.mul(r, one_minus(g, r)));
+  GTensor grad_input_gates = g.concat({gr, gz, gn}, 1);
+  GTensor grad_hidden_gates = g.concat({gr, gz, g.mul(gn, r)}, 1);
+  p.output(grad_input_gates);
+  p.output(grad_hidden_gates);
+  p.output(g.mul(ghy, z));
+  if (s.int_attr("has_bias")) {
+    p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_input_gates, {0}), {3 * h}));
+    p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_hidden_gates, {0}), {3 * h}));
+  }
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_cell_backward(
@@ -203,28 +241,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gru_cell_
     at::Tensor gb = has_bias ? gates.sum(0) : at::Tensor();
     return {gates, gates.clone(), at::zeros_like(grad_hy), gb, has_bias ? gb.clone() : at::Tensor()};
   }
-  std::vector<at::Tensor> in = {grad_hy, workspace};
-  auto key = key_for(op, in).attr("has_bias", has_bias ? 1 : 0);
-  auto build = [&](Graph& g) {
-    Inputs p{g, grad_hy.scalar_type(), opmath_type(grad_hy.scalar_type())};
-    GTensor ghy = p.add(grad_hy, "grad_hy"), ws = p.add(workspace, "workspace");
-    GTensor r = chunk(g, ws, 0, h), z = chunk(g, ws, 1, h), n = chunk(g, ws, 2, h), x = chunk(g, ws, 3, h),
-            hn = chunk(g, ws, 4, h);
-    // d/d(in + r*hn), d/d(z before its sigmoid), d/d(r before its sigmoid).
-    GTensor gn = g.mul(g.mul(ghy, one_minus(g, z)), one_minus(g, g.mul(n, n)));
-    GTensor gz = g.mul(g.mul(ghy, g.sub(x, n)), g.mul(z, one_minus(g, z)));
-    GTensor gr = g.mul(g.mul(gn, hn), g.mul(r, one_minus(g, r)));
-    GTensor grad_input_gates = g.concat({gr, gz, gn}, 1);
-    GTensor grad_hidden_gates = g.concat({gr, gz, g.mul(gn, r)}, 1);
-    p.output(grad_input_gates);
-    p.output(grad_hidden_gates);
-    p.output(g.mul(ghy, z));
-    if (has_bias) {
-      p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_input_gates, {0}), {3 * h}));
-      p.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, grad_hidden_gates, {0}), {3 * h}));
-    }
-  };
-  auto out = runtime::run_graph(key, build, in);
+  std::vector<at::Tensor> in = {grad_hy, workspace.to(grad_hy.scalar_type())};
+  auto spec = spec_for(op, in);
+  spec.attr("has_bias", int64_t{has_bias ? 1 : 0});
+  auto out = runtime::run_graph(spec, build_gru_cell_backward, in);
   if (!has_bias) return {out[0], out[1], out[2], at::Tensor(), at::Tensor()};
   return {out[0], out[1], out[2], out[3], out[4]};
 }

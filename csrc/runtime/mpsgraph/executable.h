@@ -13,7 +13,9 @@ namespace mps_ext::runtime::mpsgraph {
 // input shapes on first use and caches it. Inputs must live on one device:
 // `mps`, or the mpsgraph device (PrivateUse1) once it has registered a
 // buffer resolver below. 0-dim inputs on the CPU are moved to that device.
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph);
+// A graph that is one kernel node with a Metal kernel (metal_kernels.h) runs
+// as that kernel unless use_kernels is false.
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool use_kernels = true);
 
 // For PrivateUse1 storages: returns the id<MTLBuffer> (bridged to void*, not
 // retained) behind `data`, the storage's data pointer, and the byte offset of

@@ -10,12 +10,14 @@
 #import <ATen/mps/MPSDevice.h>
 #import <ATen/mps/MPSStream.h>
 #import "runtime/mpsgraph/lowering.h"
+#import "runtime/mpsgraph/metal_kernels.h"
 
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <atomic>
+#include <list>
 #include <map>
 #include <mutex>
 
@@ -40,17 +42,20 @@ id<MTLBuffer> mtl_buffer_of(const at::Tensor& t, size_t* offset) {
 }
 
 namespace {
+// One concrete input-shape set: the IR graph re-inferred for those shapes,
+// lowered (so every lowering choice that needs a size sees it: native SDPA's
+// head dim, blockwise dequantize, broadcasts, LUT) and compiled.
 struct Compiled {
+  Lowered lowered;
   MPSGraphExecutable* exe = nil;
   std::vector<Shape> target_shapes;  // per target, concrete
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index = nil;    // placeholder -> input index
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* target_index = nil;  // target -> index in target_ids_
 };
 
 class GraphExecutable final : public Executable {
  public:
   explicit GraphExecutable(std::shared_ptr<const graph::Graph> ir) : ir_(std::move(ir)) {
-    @autoreleasepool {
-      lowered_ = lower(*ir_);
-    }
     // Targets: each distinct output, then each Assign's value, which run()
     // writes back into its variable.
     auto add_target = [&](int id) {
@@ -59,10 +64,15 @@ class GraphExecutable final : public Executable {
     for (int id : ir_->outputs()) add_target(id);
     for (size_t id = 0; id < ir_->nodes().size(); ++id)
       if (ir_->nodes()[id].kind == NodeKind::Assign) add_target(static_cast<int>(id));
-    targets_ = [NSMutableArray arrayWithCapacity:target_ids_.size()];
-    for (int id : target_ids_) [targets_ addObject:lowered_.values.at(id)];
-    feed_index_ = [NSMutableDictionary dictionaryWithCapacity:lowered_.inputs.size()];
-    for (size_t i = 0; i < lowered_.inputs.size(); ++i) feed_index_[lowered_.inputs[i]] = @(i);
+    for (int id : target_ids_) {
+      // constantWithScalar:dataType: (a dynamic-shape constant) is rank 0 and
+      // only broadcasts inside the graph: it must not be a result.
+      const graph::Node& n = ir_->node(id);
+      const graph::Node& value = n.kind == NodeKind::Assign ? ir_->node(n.inputs[1]) : n;
+      bool dynamic = std::any_of(value.type.shape.begin(), value.type.shape.end(), [](int64_t d) { return d < 0; });
+      TORCH_CHECK(!(value.kind == NodeKind::Constant && dynamic),
+                  "mps_ext: a dynamic-shape constant cannot be a graph result on MPSGraph; broadcast it first");
+    }
     for (int id : ir_->inputs()) input_types_.push_back(ir_->node(id).type);
   }
 
@@ -73,40 +83,56 @@ class GraphExecutable final : public Executable {
   const Compiled& compiled_for(const std::vector<Shape>& shapes);
 
   std::shared_ptr<const graph::Graph> ir_;
-  Lowered lowered_;
   std::vector<graph::TensorType> input_types_;  // by input index
   std::vector<int> target_ids_;  // IR node id of each target tensor
-  NSMutableArray<MPSGraphTensor*>* targets_ = nil;
-  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index_ = nil;  // placeholder -> input index
   std::mutex mu_;
-  std::map<std::vector<Shape>, Compiled> cache_;
+  // One executable per concrete input-shape set, LRU-bounded by
+  // MPS_EXT_GRAPH_CACHE_SIZE like the graph cache (a decode loop whose
+  // length grows must not grow memory without bound).
+  std::list<std::vector<Shape>> lru_;  // front: most recent
+  std::map<std::vector<Shape>, std::pair<Compiled, std::list<std::vector<Shape>>::iterator>> cache_;
 };
 
 const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = cache_.find(shapes);
-  if (it != cache_.end()) return it->second;
+  if (it != cache_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second.second);
+    return it->second.first;
+  }
   Compiled c;
   graph::Graph concrete;
   try {
-    concrete = ir_->with_input_shapes(shapes);  // concrete output shapes
+    concrete = ir_->with_input_shapes(shapes);  // every node's type, concrete
   } catch (const graph::GraphError& e) {
     TORCH_CHECK(false, "mps_ext: ", e.what());
   }
   for (int id : target_ids_) c.target_shapes.push_back(concrete.node(id).type.shape);
   @autoreleasepool {
+    c.lowered = lower(concrete);
+    NSMutableArray<MPSGraphTensor*>* targets = [NSMutableArray arrayWithCapacity:target_ids_.size()];
+    for (int id : target_ids_) [targets addObject:c.lowered.values.at(id)];
+    c.feed_index = [NSMutableDictionary dictionaryWithCapacity:shapes.size()];
+    c.target_index = [NSMutableDictionary dictionaryWithCapacity:target_ids_.size()];
+    for (size_t k = 0; k < target_ids_.size(); ++k) c.target_index[targets[k]] = @(k);
     NSMutableDictionary<MPSGraphTensor*, MPSGraphShapedType*>* feeds =
         [NSMutableDictionary dictionaryWithCapacity:shapes.size()];
     for (size_t i = 0; i < shapes.size(); ++i) {
-      feeds[lowered_.inputs[i]] = [[MPSGraphShapedType alloc] initWithShape:mps_shape(shapes[i])
-                                                                   dataType:to_mps_dtype(input_types_[i].dtype)];
+      c.feed_index[c.lowered.inputs[i]] = @(i);
+      feeds[c.lowered.inputs[i]] = [[MPSGraphShapedType alloc] initWithShape:mps_shape(shapes[i])
+                                                                    dataType:to_mps_dtype(input_types_[i].dtype)];
     }
     MPSGraphDevice* device = [MPSGraphDevice deviceWithMTLDevice:at::mps::MPSDevice::getInstance()->device()];
-    c.exe = [lowered_.graph compileWithDevice:device feeds:feeds targetTensors:targets_ targetOperations:nil
-                        compilationDescriptor:nil];  // macOS 12.0
+    c.exe = [c.lowered.graph compileWithDevice:device feeds:feeds targetTensors:targets targetOperations:nil
+                         compilationDescriptor:nil];  // macOS 12.0
   }
   TORCH_CHECK(c.exe != nil, "mps_ext: MPSGraph failed to compile the graph");
-  return cache_.emplace(shapes, std::move(c)).first->second;
+  while (!lru_.empty() && static_cast<int64_t>(cache_.size()) >= cache_maxsize()) {
+    cache_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  lru_.push_front(shapes);
+  return cache_.emplace(shapes, std::make_pair(std::move(c), lru_.begin())).first->second.first;
 }
 
 std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) {
@@ -144,15 +170,18 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
     NSArray<MPSGraphTensor*>* feeds = exe.feedTensors;  // inputsArray must follow this order
     NSMutableArray<MPSGraphTensorData*>* in_data = [NSMutableArray arrayWithCapacity:feeds.count];
     for (NSUInteger f = 0; f < feeds.count; ++f) {
-      const at::Tensor& t = bound.at([feed_index_[feeds[f]] longLongValue]);
+      const at::Tensor& t = bound.at([c.feed_index[feeds[f]] longLongValue]);
       size_t offset = 0;
       id<MTLBuffer> buf = mtl_buffer_of(t, &offset);
       TORCH_CHECK(offset == 0, "mps_ext: MPSGraphTensorData needs buffers at offset 0");
       [in_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(t.sizes())
                                                               dataType:to_mps_dtype(to_graph_dtype(t.scalar_type()))]];
     }
+    // resultsArray must follow exe.targetTensors' order, as inputs follow feedTensors.
+    NSArray<MPSGraphTensor*>* targets = exe.targetTensors;  // macOS 12.0
     NSMutableArray<MPSGraphTensorData*>* out_data = [NSMutableArray arrayWithCapacity:results.size()];
-    for (size_t k = 0; k < results.size(); ++k) {
+    for (NSUInteger t = 0; t < targets.count; ++t) {
+      size_t k = static_cast<size_t>([c.target_index[targets[t]] longLongValue]);
       size_t offset = 0;
       id<MTLBuffer> buf = mtl_buffer_of(results[k], &offset);
       [out_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(results[k].sizes())
@@ -184,7 +213,36 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
 
 }  // namespace
 
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph) {
+namespace {
+// A graph that is exactly one kernel node over the graph's inputs, in order.
+const graph::Node* lone_kernel(const graph::Graph& g) {
+  if (g.outputs().size() != 1) return nullptr;
+  const graph::Node& n = g.node(g.outputs()[0]);
+  if (n.kind != NodeKind::Kernel || n.inputs != g.inputs()) return nullptr;
+  if (g.nodes().size() != g.inputs().size() + 1) return nullptr;
+  return &n;
+}
+
+class MetalKernelExecutable final : public Executable {
+ public:
+  MetalKernelExecutable(std::shared_ptr<const graph::Graph> g, const graph::Node& node, MetalKernel kernel)
+      : graph_(std::move(g)), node_(node), kernel_(kernel) {}
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override {
+    return {kernel_(node_, inputs)};
+  }
+
+ private:
+  std::shared_ptr<const graph::Graph> graph_;  // owns node_
+  const graph::Node& node_;
+  MetalKernel kernel_;
+};
+}  // namespace
+
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool use_kernels) {
+  if (use_kernels)
+    if (const graph::Node* n = lone_kernel(*graph))
+      if (MetalKernel kernel = find_metal_kernel(n->str_attr("kernel")))
+        return std::make_unique<MetalKernelExecutable>(graph, *n, kernel);
   return std::make_unique<GraphExecutable>(std::move(graph));
 }
 

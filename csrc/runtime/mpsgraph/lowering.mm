@@ -1,10 +1,12 @@
-// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector.
-// The trailing comment is the selector's minimum macOS (Apple docs); anything
-// newer than the project's macOS 14.0 floor is behind @available with a
-// decomposed fallback. docs/mpsgraph-lowering.md is the reviewed table and
-// tests/test_mpsgraph_lowering.py keeps the two in step: the first selector
-// sent in each lower_<Kind> is the one in the table.
+// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector,
+// registered with that selector and its minimum macOS in lowerings.def.
+// Comments give each call's minimum macOS (Apple docs); anything newer than
+// the project's macOS 14.0 floor is behind @available with a decomposed
+// fallback. docs/mpsgraph-lowering.md is the reviewed table;
+// tests/test_mpsgraph_lowering.py checks it, the registrations and the
+// selectors clang finds in each lower_<Kind> against each other.
 #import "runtime/mpsgraph/lowering.h"
+#include "runtime/mpsgraph/lowering_table.h"
 
 #include <c10/util/Exception.h>
 
@@ -16,6 +18,9 @@ using graph::kDynamic;
 using graph::Node;
 using graph::NodeKind;
 using graph::Shape;
+
+std::vector<MPSGraphTensor*> lower_values(MPSGraph* g, const graph::Graph& ir,
+                                          const std::vector<MPSGraphTensor*>* bound_inputs);
 
 struct LowerCtx {
   MPSGraph* g;
@@ -68,6 +73,19 @@ MPSGraphTensor* splice(MPSGraph* g, MPSGraphTensor* data, MPSGraphTensor* update
   return parts.count == 1 ? parts[0] : [g concatTensors:parts dimension:d name:nil];  // macOS 11.0
 }
 
+
+// slice_update_at: the start comes from a tensor (one graph for every
+// position); ends = starts + the update's shape.
+MPSGraphTensor* slice_update_at(const LowerCtx& c, const Node& n) {
+  if (@available(macOS 14.4, *)) {
+    MPSGraphTensor* starts = [c.g castTensor:c.in(n, 2) toType:MPSDataTypeInt32 name:nil];  // macOS 12.0
+    MPSGraphTensor* shape = [c.g shapeOfTensor:c.in(n, 1) name:nil];  // macOS 12.0; int32
+    MPSGraphTensor* ends = [c.g additionWithPrimaryTensor:starts secondaryTensor:shape name:nil];  // macOS 11.0
+    MPSGraphTensor* strides = [c.g constantWithScalar:1 shape:@[ @(n.type.rank()) ] dataType:MPSDataTypeInt32];  // macOS 11.0
+    return [c.g sliceUpdateDataTensor:c.in(n, 0) updateTensor:c.in(n, 1) startsTensor:starts endsTensor:ends stridesTensor:strides startMask:0 endMask:0 squeezeMask:0 name:nil];  // macOS 14.4
+  }
+  TORCH_CHECK(false, "mps_ext: slice_update_at (a slice update at a run-time start) needs macOS 14.4 or newer");
+}
 
 // Dequantize: the macOS 15 blockwise form takes int8/uint8 q with a zero
 // point of q's type, and scale/zero point shaped like q with the last dim
@@ -172,6 +190,7 @@ static MPSGraphTensor* lower_Slice(const LowerCtx& c, const Node& n) {
 }
 static MPSGraphTensor* lower_SliceUpdate(const LowerCtx& c, const Node& n) {
   const Shape& shape = c.in_shape(n, 0);
+  if (n.inputs.size() == 3) return slice_update_at(c, n);
   auto starts = clamped(n.ints_attr("starts"), shape), ends = clamped(n.ints_attr("ends"), shape);
   const auto& strides = n.ints_attr("strides");
   MPSGraphTensor* update = c.in(n, 1);
@@ -309,13 +328,37 @@ static MPSGraphTensor* lower_ConvolutionWeightGradient(const LowerCtx& c, const 
   return [c.g convolution3DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShapeTensor:shape_constant(c.g, w) forwardConvolutionDescriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
 }
 
-using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
-// Indexed by NodeKind; a kind without a lower_<Kind> does not compile.
-constexpr LowerFn kLowerings[] = {
-#define MPS_EXT_NODE(kind, name) &lower_##kind,
-#include "graph/node_kinds.def"
-};
+// Kernel nodes: hand-written kernels run only as whole graphs (executable.mm);
+// inside a graph, the node is its decomposition, lowered in place.
+static MPSGraphTensor* lower_Kernel(const LowerCtx& c, const Node& n) {
+  std::vector<MPSGraphTensor*> inputs;
+  for (size_t i = 0; i < n.inputs.size(); ++i) inputs.push_back(c.in(n, i));
+  const graph::Graph& sub = c.ir.decomposition(n);
+  return lower_values(c.g, sub, &inputs).at(sub.outputs().at(0));
+}
 
+using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
+// Indexed by NodeKind, from the registrations (lowerings.def, checked to list
+// every kind in order): a kind without a lower_<Kind> does not compile.
+constexpr LowerFn kLowerings[] = {
+#define MPS_EXT_LOWERING(kind, selector, macos) &lower_##kind,
+#include "runtime/mpsgraph/lowerings.def"
+};
+static_assert(graph::lowerings_cover_every_kind(), "lowerings.def must list every node kind once, in order");
+
+// Lowers every node of `ir`; its inputs are fresh placeholders, or the given
+// tensors (a decomposition lowered inside its parent graph).
+std::vector<MPSGraphTensor*> lower_values(MPSGraph* g, const graph::Graph& ir,
+                                          const std::vector<MPSGraphTensor*>* bound_inputs) {
+  std::vector<MPSGraphTensor*> values(ir.nodes().size());
+  LowerCtx ctx{g, ir, values};
+  for (size_t id = 0; id < ir.nodes().size(); ++id) {
+    const Node& n = ir.nodes()[id];
+    values[id] = bound_inputs && graph::is_input(n.kind) ? bound_inputs->at(n.int_attr("index"))
+                                                         : kLowerings[static_cast<size_t>(n.kind)](ctx, n);
+  }
+  return values;
+}
 }  // namespace
 
 MPSShape* mps_shape(c10::ArrayRef<int64_t> dims) { return ns_ints(dims.vec()); }
@@ -340,12 +383,7 @@ MPSDataType to_mps_dtype(graph::DType t) {
 Lowered lower(const graph::Graph& ir) {
   Lowered out;
   out.graph = [MPSGraph new];
-  std::vector<MPSGraphTensor*> values(ir.nodes().size());
-  LowerCtx ctx{out.graph, ir, values};
-  for (size_t id = 0; id < ir.nodes().size(); ++id) {
-    const Node& n = ir.nodes()[id];
-    values[id] = kLowerings[static_cast<size_t>(n.kind)](ctx, n);
-  }
+  std::vector<MPSGraphTensor*> values = lower_values(out.graph, ir, nullptr);
   for (int id : ir.inputs()) out.inputs.push_back(values[id]);
   for (int id : ir.outputs()) out.outputs.push_back(values.at(id));
   out.values = std::move(values);

@@ -2,11 +2,26 @@
 
 #include <ATen/ATen.h>
 
+#include <mutex>
+#include <unordered_map>
+
+#include "runtime/reference/cpu_dispatch.h"
 #include "runtime/reference/fusion.h"
+#include "runtime/reference/kernels.h"
+#include "runtime/reference/output_allocator.h"
 
 namespace mps_ext::runtime::reference {
 namespace {
 using graph::NodeKind;
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::unordered_map<std::string, CpuKernel>& registry() {
+  static auto* r = new std::unordered_map<std::string, CpuKernel>();
+  return *r;
+}
 
 Plan unfused_plan(const graph::Graph& g) {
   Plan plan;
@@ -16,10 +31,35 @@ Plan unfused_plan(const graph::Graph& g) {
   return plan;
 }
 
+// SliceUpdate nodes that may write into their data tensor directly: the data
+// is a variable (the caller's tensor) and the update's only use is assigning
+// it back to that variable, so the write costs O(update), not O(data).
+std::vector<bool> in_place_updates(const graph::Graph& g) {
+  std::vector<int> uses(g.nodes().size());
+  for (const auto& n : g.nodes())
+    for (int in : n.inputs) ++uses[in];
+  for (int o : g.outputs()) ++uses[o];
+  std::vector<bool> in_place(g.nodes().size());
+  for (const auto& n : g.nodes()) {
+    if (n.kind != NodeKind::Assign) continue;
+    const graph::Node& value = g.node(n.inputs[1]);
+    if (value.kind == NodeKind::SliceUpdate && value.inputs[0] == n.inputs[0] && uses[n.inputs[1]] == 1 &&
+        uses[n.inputs[0]] == 2)  // the variable feeds only this update and this assign
+      in_place[n.inputs[1]] = true;
+  }
+  return in_place;
+}
+
 class ReferenceExecutable final : public Executable {
  public:
-  ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse)
-      : graph_(std::move(g)), plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)) {}
+  ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse, bool use_kernels)
+      : graph_(std::make_shared<graph::Graph>(g->inline_kernels(
+            [use_kernels](const std::string& name) { return use_kernels && find_kernel(name) != nullptr; }))),
+        plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)),
+        in_place_(in_place_updates(*graph_)),
+        output_index_(graph_->nodes().size(), -1) {
+    for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
+  }
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
                               const OutputAllocator& allocate_output) override {
@@ -35,42 +75,96 @@ class ReferenceExecutable final : public Executable {
                             "input '", n.name, "' does not match its placeholder");
       env[graph_->inputs()[i]] = t;
     }
+    // Graph outputs go where the caller wants them; other values are fresh.
+    NodeOutput new_output = [&](int node, at::IntArrayRef sizes, at::ScalarType dtype) {
+      int k = output_index_[node];
+      at::Tensor t = k >= 0 && allocate_output ? allocate_output(static_cast<size_t>(k), sizes, dtype) : at::Tensor();
+      return t.defined() ? t : empty_output(sizes, dtype);
+    };
     for (const Step& s : plan_.steps) {
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
-        if (run_region(r, env, allocate_output)) continue;
-        for (int id : r.nodes) eval(id, env);  // shapes need broadcasting steps
+        if (run_region(r, env, new_output)) continue;
+        for (int id : r.nodes) eval(id, env, new_output);  // shapes need broadcasting steps
       } else {
-        eval(s.node, env);
+        eval(s.node, env, new_output);
       }
     }
     std::vector<at::Tensor> outs;
     for (int id : graph_->outputs()) {
       at::Tensor t = env[id];
-      // Results must not alias inputs or each other (custom-op contract).
-      bool aliased = std::any_of(inputs.begin(), inputs.end(), [&](const at::Tensor& in) { return t.is_alias_of(in); }) ||
-                     std::any_of(outs.begin(), outs.end(), [&](const at::Tensor& o) { return t.is_alias_of(o); });
-      outs.push_back(aliased ? t.clone() : t.contiguous());
+      // Results must not alias inputs or each other (custom-op contract);
+      // an Assign's result is its variable, returned as such.
+      bool assign = nodes[id].kind == NodeKind::Assign;
+      bool aliased = !assign && (std::any_of(inputs.begin(), inputs.end(), [&](const at::Tensor& in) { return t.is_alias_of(in); }) ||
+                                 std::any_of(outs.begin(), outs.end(), [&](const at::Tensor& o) { return t.is_alias_of(o); }));
+      outs.push_back(aliased ? t.clone() : assign ? t : t.contiguous());
     }
     return outs;
   }
 
  private:
-  void eval(int id, std::vector<at::Tensor>& env) const {
+  void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
     args.reserve(n.inputs.size());
     for (int in : n.inputs) args.push_back(env[in]);
-    env[id] = eval_node(n, args);
+    switch (n.kind) {
+      case NodeKind::Kernel:
+        env[id] = find_kernel(n.str_attr("kernel"))(
+            n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return new_output(id, sizes, dtype); });
+        return;
+      case NodeKind::SliceUpdate:
+        env[id] = slice_update(n, in_place_[id] ? args[0] : args[0].clone(), args);
+        return;
+      case NodeKind::Assign:
+        if (!args[1].is_same(args[0])) args[0].copy_(args[1]);
+        env[id] = args[0];
+        return;
+      default:
+        env[id] = eval_node(n, args);
+    }
   }
 
-  std::shared_ptr<const graph::Graph> graph_;
+  std::shared_ptr<const graph::Graph> graph_;  // kernels without a CPU kernel inlined
   Plan plan_;
+  std::vector<bool> in_place_;
+  std::vector<int> output_index_;  // node id -> graph output index, or -1
 };
 }  // namespace
 
-std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool fuse) {
-  return std::make_unique<ReferenceExecutable>(std::move(graph), fuse);
+CpuCapability cpu_capability() {
+  // ATen's own choice (honours ATEN_CPU_CAPABILITY), so we vectorize like it.
+  static const CpuCapability cap = [] {
+    const std::string name = at::get_cpu_capability();
+    if (name == "AVX512") return CpuCapability::AVX512;
+    if (name == "AVX2") return CpuCapability::AVX2;
+    return CpuCapability::Default;
+  }();
+  return cap;
+}
+
+bool register_kernel(const std::string& name, CpuKernel kernel) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  return registry().emplace(name, kernel).second;
+}
+
+CpuKernel find_kernel(const std::string& name) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto it = registry().find(name);
+  return it == registry().end() ? nullptr : it->second;
+}
+
+std::vector<std::string> kernel_names() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> names;
+  for (const auto& [name, fn] : registry()) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool fuse, bool use_kernels) {
+  return std::make_unique<ReferenceExecutable>(std::move(graph), fuse, use_kernels);
 }
 
 }  // namespace mps_ext::runtime::reference

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <set>
 
+#include "runtime/reference/cpu_dispatch.h"
 #include "runtime/reference/output_allocator.h"
 #include "runtime/runtime.h"
 
@@ -220,20 +221,10 @@ bool broadcast_into(at::DimVector& space, at::IntArrayRef s) {
 }
 
 using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
-KernelFn select_kernel() {
-  // ATen's own choice (honours ATEN_CPU_CAPABILITY), so we vectorize like it.
-  const std::string cap = at::get_cpu_capability();
-#ifdef MPS_EXT_HAVE_AVX512
-  if (cap == "AVX512") return &AVX512::run_fused;
-#endif
-#ifdef MPS_EXT_HAVE_AVX2
-  if (cap == "AVX2" || cap == "AVX512") return &AVX2::run_fused;
-#endif
-  return &DEFAULT::run_fused;
-}
+KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 }  // namespace
 
-bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const runtime::OutputAllocator& allocate_output) {
+bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOutput& new_output) {
   const FusedProgram& p = r.program;
   at::DimVector space;  // the iteration space: all inputs broadcast
   for (int v : r.inputs) {
@@ -251,7 +242,7 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const runtim
   std::vector<at::Tensor> outs(r.outputs.size());
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     at::ScalarType dtype = runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]);
-    outs[k] = allocate_output ? allocate_output(space, dtype) : empty_output(space, dtype);
+    outs[k] = new_output(r.outputs[k], space, dtype);
   }
   c10::SmallVector<double, 8> uniform_values(p.num_inputs);
   bool flat = true;  // every streamed input contiguous and full-size

@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "runtime/reference/executor.h"
 #include "runtime/reference/fused_elementwise.h"
 #include "runtime/runtime.h"
 
@@ -34,10 +35,9 @@ struct Plan {
 
 Plan plan_fusion(const graph::Graph& g);
 
-// Runs `region` reading and writing graph values in `env`, with results from
-// `allocate_output` when given. Returns false (having written nothing) when
-// the runtime shapes do not allow one pass.
-bool run_region(const FusedRegion& region, std::vector<at::Tensor>& env,
-                const runtime::OutputAllocator& allocate_output = {});
+// Runs `region` reading and writing graph values in `env`, its results in
+// tensors from `new_output`. Returns false (having written nothing) when the
+// runtime shapes do not allow one pass.
+bool run_region(const FusedRegion& region, std::vector<at::Tensor>& env, const NodeOutput& new_output);
 
 }  // namespace mps_ext::runtime::reference

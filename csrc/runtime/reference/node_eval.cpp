@@ -71,6 +71,29 @@ at::Tensor conv_weight_gradient(const graph::Node& n, const at::Tensor& grad, co
 }
 }  // namespace
 
+at::Tensor slice_update(const graph::Node& n, at::Tensor data, const std::vector<at::Tensor>& a) {
+  at::Tensor view = data;
+  if (a.size() == 3) {  // dynamic start: the region is the update's shape
+    TORCH_CHECK(a[2].is_cpu() && a[2].numel() == data.dim(), "slice_update_at: starts must be ", data.dim(),
+                " int64 values on the CPU");
+    at::Tensor starts_t = a[2].contiguous();
+    const int64_t* starts = starts_t.const_data_ptr<int64_t>();
+    for (int64_t d = 0; d < data.dim(); ++d) {
+      int64_t len = a[1].size(d);
+      TORCH_CHECK(starts[d] >= 0 && starts[d] + len <= data.size(d), "slice_update_at: an update of size ", len,
+                  " at ", starts[d], " does not fit in dim ", d, " of size ", data.size(d));
+      view = view.narrow(d, starts[d], len);
+    }
+  } else {
+    const auto& starts = n.ints_attr("starts");
+    const auto& ends = n.ints_attr("ends");
+    const auto& strides = n.ints_attr("strides");
+    for (int64_t d = 0; d < view.dim(); ++d) view = view.slice(d, starts[d], ends[d], strides[d]);
+  }
+  view.copy_(a[1]);
+  return data;
+}
+
 at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
   auto dtype = to_scalar_type(n.type.dtype);
   switch (n.kind) {
@@ -80,21 +103,19 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::Constant:
       return at::full(n.type.shape, n.float_attr("value"), at::TensorOptions().dtype(dtype));
     case NodeKind::Assign: return a[0].copy_(a[1]);
+    case NodeKind::Kernel: TORCH_INTERNAL_ASSERT(false, "kernel nodes run through the kernel registry");
     case NodeKind::Cast: return a[0].to(dtype);
     case NodeKind::Reshape: return a[0].reshape(n.ints_attr("shape"));
     case NodeKind::Transpose: return a[0].permute(n.ints_attr("perm"));
-    case NodeKind::Slice:
-    case NodeKind::SliceUpdate: {
+    case NodeKind::Slice: {
       const auto& starts = n.ints_attr("starts");
       const auto& ends = n.ints_attr("ends");
       const auto& strides = n.ints_attr("strides");
-      at::Tensor out = n.kind == NodeKind::Slice ? a[0] : a[0].clone();
-      at::Tensor view = out;
+      at::Tensor view = a[0];
       for (int64_t d = 0; d < view.dim(); ++d) view = view.slice(d, starts[d], ends[d], strides[d]);
-      if (n.kind == NodeKind::Slice) return view;
-      view.copy_(a[1]);
-      return out;
+      return view;
     }
+    case NodeKind::SliceUpdate: return slice_update(n, a[0].clone(), a);
     case NodeKind::Concat: return at::cat(a, n.int_attr("axis"));
     case NodeKind::Broadcast: return a[0].expand(n.ints_attr("shape"));
     case NodeKind::Identity: return a[0];

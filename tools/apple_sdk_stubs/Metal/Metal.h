@@ -24,16 +24,22 @@ typedef NS_OPTIONS(NSUInteger, MTLResourceOptions){
 @protocol MTLCommandBuffer;
 @protocol MTLComputeCommandEncoder;
 
+// Apple's docs give the enum itself no availability; its properties are 15.0.
 typedef NS_ENUM(NSInteger, MTLMathMode){
     MTLMathModeSafe = 0,
     MTLMathModeRelaxed = 1,
     MTLMathModeFast = 2,
-} API_AVAILABLE(macos(15.0));
+};
+typedef NS_ENUM(NSInteger, MTLMathFloatingPointFunctions){
+    MTLMathFloatingPointFunctionsFast = 0,
+    MTLMathFloatingPointFunctionsPrecise = 1,
+};
 
 API_AVAILABLE(macos(10.11))
 @interface MTLCompileOptions : NSObject <NSCopying>
 @property(readwrite, nonatomic) BOOL fastMathEnabled API_DEPRECATED("mathMode", macos(10.11, 15.0));
 @property(readwrite, nonatomic) MTLMathMode mathMode API_AVAILABLE(macos(15.0));
+@property(readwrite, nonatomic) MTLMathFloatingPointFunctions mathFloatingPointFunctions API_AVAILABLE(macos(15.0));
 @end
 
 API_AVAILABLE(macos(10.11))

@@ -21,7 +21,7 @@ API_AVAILABLE(macos(11.0))
 @end
 
 API_AVAILABLE(macos(11.0))
-@interface MPSGraphTensor : NSObject <NSCopying>
+@interface MPSGraphTensor : MPSGraphObject <NSCopying>
 @end
 
 API_AVAILABLE(macos(11.0))
@@ -53,6 +53,7 @@ API_AVAILABLE(macos(12.0))
 API_AVAILABLE(macos(12.0))
 @interface MPSGraphExecutable : MPSGraphObject
 @property(readonly, atomic, nullable) NSArray<MPSGraphTensor*>* feedTensors;
+@property(readonly, atomic, nullable) NSArray<MPSGraphTensor*>* targetTensors;
 - (NSArray<MPSGraphTensorData*>*)encodeToCommandBuffer:(MPSCommandBuffer*)commandBuffer
                                           inputsArray:(NSArray<MPSGraphTensorData*>*)inputsArray
                                          resultsArray:(NSArray<MPSGraphTensorData*>* _Nullable)resultsArray
@@ -136,6 +137,9 @@ API_AVAILABLE(macos(11.0))
 - (MPSGraphTensor*)sliceTensor:(MPSGraphTensor*)tensor starts:(NSArray<NSNumber*>*)starts ends:(NSArray<NSNumber*>*)ends strides:(NSArray<NSNumber*>*)strides name:(NSString* _Nullable)name;
 - (MPSGraphTensor*)sliceUpdateDataTensor:(MPSGraphTensor*)dataTensor updateTensor:(MPSGraphTensor*)updateTensor starts:(NSArray<NSNumber*>*)starts ends:(NSArray<NSNumber*>*)ends strides:(NSArray<NSNumber*>*)strides startMask:(uint32_t)startMask endMask:(uint32_t)endMask squeezeMask:(uint32_t)squeezeMask name:(NSString* _Nullable)name
     API_AVAILABLE(macos(14.4));
+- (MPSGraphTensor*)sliceUpdateDataTensor:(MPSGraphTensor*)dataTensor updateTensor:(MPSGraphTensor*)updateTensor startsTensor:(MPSGraphTensor*)startsTensor endsTensor:(MPSGraphTensor*)endsTensor stridesTensor:(MPSGraphTensor*)stridesTensor startMask:(uint32_t)startMask endMask:(uint32_t)endMask squeezeMask:(uint32_t)squeezeMask name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(14.4));
+- (MPSGraphTensor*)shapeOfTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
 - (MPSGraphTensor*)concatTensors:(NSArray<MPSGraphTensor*>*)tensors dimension:(NSInteger)dimensionIndex name:(NSString* _Nullable)name;
 - (MPSGraphTensor*)broadcastTensor:(MPSGraphTensor*)tensor toShape:(MPSShape*)shape name:(NSString* _Nullable)name
     API_AVAILABLE(macos(12.0));
