@@ -340,26 +340,6 @@ def _install_sharing_guard() -> None:
             ForkingPickler.register(cls, guarded)
 
 
-# --- interpreter exit -------------------------------------------------------------------
-# torch.autograd.backward stashes a Python object (a contextvars.Context) in
-# the thread-local state every GraphTask captures. The engine's thread for
-# this device can drop the last GraphTask of a script after Python began
-# finalizing; freeing that object then needs the GIL, and the thread aborts
-# the process ("terminate called without an active exception"). At exit we
-# send the device thread one more, Python-free graph task straight through the
-# engine: it finishes the previous task first, and the one it frees late
-# holds no Python objects.
-
-def _drain_autograd_device_thread() -> None:
-    try:
-        x = torch.zeros((), device=NAME, requires_grad=True)
-        y = x.mul(1.0)
-        torch.autograd.Variable._execution_engine.run_backward(
-            (y,), (torch.ones((), device=NAME),), False, False, (x,), False)
-    except Exception:  # never turn a clean exit into an error
-        pass
-
-
 def register() -> None:
     """Makes PrivateUse1 the ``mpsgraph`` device. Idempotent."""
     global _registered
@@ -376,8 +356,6 @@ def register() -> None:
         torch.utils.generate_methods_for_privateuse1_backend(for_tensor=True, for_module=True, for_storage=True)
     torch.serialization.register_package(15, _no_tag, _restore_location)  # before mps (21)
     _install_sharing_guard()
-    import atexit
-    atexit.register(_drain_autograd_device_thread)
     from . import _C
     if _C._device_runtime() == "mpsgraph":  # the reference runtime's host memory survives fork
         os.register_at_fork(after_in_child=_after_fork_in_child)
