@@ -124,3 +124,12 @@ def test_pin_memory_and_is_pinned():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(4, 2)), batch_size=2,
                                          pin_memory=True)
     assert all(b[0].is_pinned() for b in loader)
+
+
+def test_gpu_fence_reuses_freed_blocks_only_after_a_later_synchronize():
+    # The Metal build's policy (GPU work may still use a freed buffer), run on
+    # host memory: a freed block is not handed out again until a synchronize
+    # that began after the free has finished.
+    before, after, freed_during, pending_active = torch.ops.mps_ext._device_allocator_fence_check()
+    assert (before, after, freed_during) == (0, 1, 0)
+    assert pending_active == 1024  # the pending block still counts as active
