@@ -40,3 +40,11 @@ def has_mpsgraph() -> bool:
 
 __all__ = ["autocast", "graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
            "overridden_aten_ops", "quantization", "quantize_model"]
+
+
+def _autoload() -> None:
+    """The ``torch.backends`` entry point (pyproject.toml): ``import torch`` imports
+    mps_ext through it, so a process that never imports mps_ext itself (a spawned
+    DataLoader worker, a torch.multiprocessing child) still knows ``"mpsgraph"``.
+    Importing the package did the registration; nothing is left to do.
+    ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` turns autoloading off."""
