@@ -2,6 +2,7 @@
 import torch
 
 from . import functional
+from .kv_cache import KVCache
 
 
 class Softshrink(torch.nn.Module):
@@ -22,4 +23,4 @@ class Softshrink(torch.nn.Module):
         return str(self.lambd)
 
 
-__all__ = ["functional", "Softshrink"]
+__all__ = ["functional", "KVCache", "Softshrink"]

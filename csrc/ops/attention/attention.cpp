@@ -295,7 +295,7 @@ at::Tensor forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   check_rank4("_sdpa", q, k, v);
   const int64_t L = q.size(2), S = k.size(2);
   std::vector<int64_t> out_shape = {q.size(0), q.size(1), L, v.size(3)};
-  if (q.numel() == 0 || v.numel() == 0) return at::empty(out_shape, q.options());
+  if (q.numel() == 0 || v.size(3) == 0) return at::empty(out_shape, q.options());
   if (S == 0) return at::zeros(out_shape, q.options());
   bool has_mask = mask && mask->defined(), has_dropout = dropout_mask && dropout_mask->defined();
   bool decode = !has_dropout && L <= kMaxDecodeQueries;
@@ -376,16 +376,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sdpa_backward_kernel(
   return backward(grad_out, q, k, v, mask, dropout_mask, is_causal, scale, dropout_p, mask_grad);
 }
 
+// Meta kernels see symbolic sizes (torch.compile): sizes stay SymInts.
 at::Tensor sdpa_meta(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool, double, double) {
-  check_rank4("_sdpa", q, k, v);
-  return at::empty({q.size(0), q.size(1), q.size(2), v.size(3)}, q.options());
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "_sdpa: expects rank-4 query, key, value");
+  return at::empty_symint({q.sym_size(0), q.sym_size(1), q.sym_size(2), v.sym_size(3)}, q.options());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sdpa_backward_meta(
     const at::Tensor&, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>&, bool, double, double, bool mask_grad) {
-  check_rank4("_sdpa_backward", q, k, v);
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "_sdpa_backward: expects rank-4 query, key, value");
   bool want = mask_grad && mask && mask->defined() && mask->scalar_type() != at::kBool;
   return {at::empty_like(q), at::empty_like(k), at::empty_like(v),
           want ? at::empty_like(*mask) : at::empty({0}, q.options())};
@@ -419,7 +420,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> call_sdpa_backward(
 // Function::apply wants defined tensors: an absent mask travels as a 0-element
 // stand-in.
 std::optional<at::Tensor> opt(const at::Tensor& t) {
-  return t.defined() && t.numel() > 0 ? std::optional<at::Tensor>(t) : std::nullopt;
+  return t.defined() && t.sym_numel() != 0 ? std::optional<at::Tensor>(t) : std::nullopt;
 }
 at::Tensor or_empty(const std::optional<at::Tensor>& t, const at::Tensor& like) {
   return t && t->defined() ? *t : at::empty({0}, like.options());

@@ -51,8 +51,12 @@ at::Tensor& kv_cache_update_(at::Tensor& cache, const at::Tensor& update, int64_
   return cache;
 }
 
-at::Tensor& kv_cache_update_meta(at::Tensor& cache, const at::Tensor& update, int64_t start_pos) {
-  check_update(cache, update, start_pos);
+// Sizes may be symbolic here (torch.compile): the checks that need values run
+// in the real kernels.
+at::Tensor& kv_cache_update_meta(at::Tensor& cache, const at::Tensor& update, int64_t) {
+  TORCH_CHECK(cache.dim() == 4 && update.dim() == 4, "kv_cache_update_: expected rank-4 'cache' and 'new'");
+  TORCH_CHECK_TYPE(update.scalar_type() == cache.scalar_type(), "kv_cache_update_: 'new' has dtype ",
+                   update.scalar_type(), " but 'cache' has dtype ", cache.scalar_type());
   return cache;
 }
 }  // namespace
