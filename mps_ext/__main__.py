@@ -13,6 +13,7 @@ import time
 import torch
 
 import mps_ext
+import mps_ext.attention
 
 
 def pick_device() -> str:
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     graph = mps_ext.graph.dump(torch.ops.mps_ext.softshrink, torch.randn(4), 0.5)
     print(f"softshrink runs as graph '{graph['key']}' with {len(graph['nodes'])} nodes "
           f"(see mps_ext.graph.dump(..., format='dot'))")
-    if not losses[-1] < losses[0]:
+    attention_ok = mps_ext.attention._demo(device)
+    if not losses[-1] < losses[0] or not attention_ok:
         print("warning: the loss did not decrease", file=sys.stderr)
         return 1
     return 0

@@ -400,3 +400,9 @@ def test_override_aten_registers_sdpa_with_autograd_for_mps():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["['scaled_dot_product_attention']", "True"]
+
+
+def test_demo_trains_and_generates_through_the_kv_cache(device, capsys):
+    from mps_ext.attention import _demo
+    assert _demo(device, steps=15)
+    assert "matches recomputing the prefix: True" in capsys.readouterr().out
