@@ -258,6 +258,14 @@ def test_bad_inputs(device, args, kwargs, err, match):
         sdpa(q, k, v, **kwargs)
 
 
+def test_double_backward_is_an_error_not_a_silent_zero():
+    q = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(sdpa(q, q, q).sum(), q, create_graph=False)
+    assert g.grad_fn is None
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(sdpa(q, q, q).sum(), q, create_graph=True)
+
+
 def test_bad_dtypes():
     with pytest.raises(TypeError, match="same dtype"):
         sdpa(torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4).half(), torch.randn(1, 2, 3, 4))

@@ -463,11 +463,15 @@ at::Tensor sdpa_autograd(const at::Tensor& q, const at::Tensor& k, const at::Ten
   return SdpaFn::apply(q, k, v, or_empty(mask, q), or_empty(keep, q), is_causal, scale, dropout_p);
 }
 
-// The backward is not differentiated again (no double backward).
+// The backward has no derivative of its own: differentiating it (double
+// backward) is an error rather than a silently constant gradient.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sdpa_backward_autograd(
     const at::Tensor& go, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& keep, bool is_causal, double scale,
     double dropout_p, bool mask_grad) {
+  bool mask_needs = mask && mask->defined() && requires_grad(*mask);
+  TORCH_CHECK(!(requires_grad(go) || requires_grad(q) || requires_grad(k) || requires_grad(v) || mask_needs),
+              "mps_ext.scaled_dot_product_attention: double backward (create_graph=True) is not supported");
   at::AutoDispatchBelowADInplaceOrView guard;
   return call_sdpa_backward(go, q, k, v, mask, keep, is_causal, scale, dropout_p, mask_grad);
 }
