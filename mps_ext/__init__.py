@@ -11,10 +11,12 @@ from . import device as _device
 
 _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
 
-from . import graph, nn
+from . import graph, nn, profiler
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 
 __version__ = "0.1.0"
+
+profiler._start_from_environment()  # MPS_EXT_PROFILE / MPS_EXT_PROFILE_TRACE
 
 
 def runtime() -> str:
@@ -31,5 +33,5 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+__all__ = ["graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
            "overridden_aten_ops"]

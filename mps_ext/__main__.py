@@ -57,9 +57,13 @@ def train(device: str, steps: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mps_ext", description=__doc__)
     parser.add_argument("--steps", type=int, default=60, help="training steps (default: 60)")
+    parser.add_argument("--profile", metavar="TRACE.json",
+                        help="profile the run (mps_ext.profiler) and write a Chrome/Perfetto trace")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.profile:
+        mps_ext.profiler._demo(args.profile)
 
     device = pick_device()
     print(f"mps_ext {mps_ext.__version__} on torch {torch.__version__}")

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "device/device.h"
+#include "profiler/profiler.h"
 
 namespace mps_ext::device {
 
@@ -48,6 +49,7 @@ at::Tensor to_device(const at::Tensor& cpu) {
   auto options = cpu.options().device(c10::Device(kDeviceType, 0));
   at::Tensor out = cpu.is_non_overlapping_and_dense() ? at::empty_strided(cpu.sizes(), cpu.strides(), options)
                                                       : at::empty(cpu.sizes(), options);
+  profiler::CopyScope profile_copy(cpu, out);  // fallback and runtime results moving to the device
   if (cpu.numel() > 0) cpu_alias(out).copy_(cpu);
   return out;
 }
@@ -106,6 +108,7 @@ at::Tensor& set_tensor(at::Tensor& self, const at::Tensor& source) { return at::
 at::Tensor copy_from(const at::Tensor& self, const at::Tensor& dst, bool /*non_blocking*/) {
   TORCH_CHECK(self.device().type() == kDeviceType || self.is_cpu(), "mpsgraph: cannot copy from ", self.device());
   TORCH_CHECK(dst.device().type() == kDeviceType || dst.is_cpu(), "mpsgraph: cannot copy to ", dst.device());
+  profiler::CopyScope profile_copy(self, dst);
   synchronize();
   at::Tensor src_cpu = self.is_cpu() ? self : cpu_alias(self);
   at::Tensor dst_cpu = dst.is_cpu() ? dst : cpu_alias(dst);

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import _C
+
 
 def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
     r"""Soft shrinkage, like :func:`torch.nn.functional.softshrink`.
@@ -13,7 +15,9 @@ def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
 
     Differentiable; runs as one fused graph.
     """
-    return torch.ops.mps_ext.softshrink(input, lambd)
+    if torch.compiler.is_compiling():  # traceable form
+        return torch.ops.mps_ext.softshrink(input, lambd)
+    return _C._softshrink(input, lambd)  # eager: the same op, minus torch.ops' Python overhead
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

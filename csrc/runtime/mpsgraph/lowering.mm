@@ -1,10 +1,12 @@
-// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector.
-// The trailing comment is the selector's minimum macOS (Apple docs); anything
-// newer than the project's macOS 14.0 floor is behind @available with a
-// decomposed fallback. docs/mpsgraph-lowering.md is the reviewed table and
-// tests/test_mpsgraph_lowering.py keeps the two in step: the first selector
-// sent in each lower_<Kind> is the one in the table.
+// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector,
+// registered with that selector and its minimum macOS in lowerings.def.
+// Comments give each call's minimum macOS (Apple docs); anything newer than
+// the project's macOS 14.0 floor is behind @available with a decomposed
+// fallback. docs/mpsgraph-lowering.md is the reviewed table;
+// tests/test_mpsgraph_lowering.py checks it, the registrations and the
+// selectors clang finds in each lower_<Kind> against each other.
 #import "runtime/mpsgraph/lowering.h"
+#include "runtime/mpsgraph/lowering_table.h"
 
 #include <c10/util/Exception.h>
 
@@ -342,11 +344,13 @@ static MPSGraphTensor* lower_Kernel(const LowerCtx& c, const Node& n) {
 }
 
 using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
-// Indexed by NodeKind; a kind without a lower_<Kind> does not compile.
+// Indexed by NodeKind, from the registrations (lowerings.def, checked to list
+// every kind in order): a kind without a lower_<Kind> does not compile.
 constexpr LowerFn kLowerings[] = {
-#define MPS_EXT_NODE(kind, name) &lower_##kind,
-#include "graph/node_kinds.def"
+#define MPS_EXT_LOWERING(kind, selector, macos) &lower_##kind,
+#include "runtime/mpsgraph/lowerings.def"
 };
+static_assert(graph::lowerings_cover_every_kind(), "lowerings.def must list every node kind once, in order");
 
 // Lowers every node of `ir`; its inputs are fresh placeholders, or the given
 // tensors (a decomposition lowered inside its parent graph).

@@ -93,6 +93,9 @@ API_AVAILABLE(macos(10.11))
 - (nullable id<MTLComputeCommandEncoder>)computeCommandEncoder;
 - (void)commit;
 - (void)waitUntilCompleted;
+// Host times (seconds) of the GPU's execution; valid once the buffer completed.
+@property(readonly) CFTimeInterval GPUStartTime API_AVAILABLE(macos(10.15));
+@property(readonly) CFTimeInterval GPUEndTime API_AVAILABLE(macos(10.15));
 @end
 
 API_AVAILABLE(macos(10.11))
