@@ -146,11 +146,12 @@ PYBIND11_MODULE(_C, m) {
       .def("dequantize_lut", ([T](Graph& g, int indices, int lut) { return g.dequantize_lut(T(indices), T(lut)).id; }),
            py::arg("indices"), py::arg("lut"))
       .def("scaled_dot_product_attention",
-           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale) {
+           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale, bool is_causal) {
              std::optional<graph::Tensor> m;
              if (mask) m = T(*mask);
-             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale).id;
-           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none())
+             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale, is_causal).id;
+           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none(),
+           py::arg("is_causal") = false)
       .def("fft", ([T](Graph& g, int x, std::vector<int64_t> axes, bool inverse, std::string norm) {
              return g.fft(T(x), axes, inverse, norm).id;
            }), py::arg("x"), py::arg("axes"), py::arg("inverse") = false, py::arg("norm") = "backward")

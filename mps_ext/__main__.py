@@ -13,6 +13,7 @@ import time
 import torch
 
 import mps_ext
+import mps_ext.attention
 
 
 def pick_device() -> str:
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"softshrink runs as graph '{graph['key']}' with {len(graph['nodes'])} nodes "
           f"(see mps_ext.graph.dump(..., format='dot'))")
     mps_ext.quantization._demo()
-    if not losses[-1] < losses[0]:
+    attention_ok = mps_ext.attention._demo(device)
+    if not losses[-1] < losses[0] or not attention_ok:
         print("warning: the loss did not decrease", file=sys.stderr)
         return 1
     return 0

@@ -379,6 +379,9 @@ Tensor Graph::matmul(Tensor a, Tensor b) {
 namespace {
 // `s` broadcasts into `target` without expanding it (numpy rules; a dynamic
 // size matches anything).
+// SDPA nodes made before is_causal existed have no such attr.
+bool causal(const Node& n) { return n.attrs.count("is_causal") && n.int_attr("is_causal") != 0; }
+
 bool broadcasts_into(const Shape& s, const Shape& target) {
   if (s.size() > target.size()) return false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -442,7 +445,7 @@ Tensor Graph::dequantize_lut(Tensor indices, Tensor lut) {
 }
 
 Tensor Graph::scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::optional<Tensor> mask,
-                                           std::optional<double> scale) {
+                                           std::optional<double> scale, bool is_causal) {
   const char* what = "scaled_dot_product_attention";
   const TensorType& tq = checked(q, what).type;
   const TensorType& tk = checked(k, what).type;
@@ -458,10 +461,14 @@ Tensor Graph::scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::op
       fail(std::string(what) + ": " + msg + " (q " + shape_str(tq.shape) + ", k " + shape_str(tk.shape) +
            ", v " + shape_str(tv.shape) + ")");
   };
-  for (int d = 0; d < 2; ++d) {
-    dims_match("batch and head dims of q, k, v differ", tq.shape[d], tk.shape[d]);
-    dims_match("batch and head dims of q, k, v differ", tq.shape[d], tv.shape[d]);
-  }
+  dims_match("batch dims of q, k, v differ", tq.shape[0], tk.shape[0]);
+  dims_match("batch dims of q, k, v differ", tq.shape[0], tv.shape[0]);
+  dims_match("k and v differ in their head dim", tk.shape[1], tv.shape[1]);
+  // Grouped-query attention: k/v heads divide q heads.
+  int64_t hq = tq.shape[1], hkv = tk.shape[1];
+  if (hq != kDynamic && hkv != kDynamic && (hkv == 0 ? hq != 0 : hq % hkv != 0))
+    fail(std::string(what) + ": the number of k/v heads must divide the number of q heads (q " + shape_str(tq.shape) +
+         ", k " + shape_str(tk.shape) + ")");
   dims_match("q and k differ in their last (embedding) dim", tq.shape[3], tk.shape[3]);
   dims_match("k and v differ in their sequence dim", tk.shape[2], tv.shape[2]);
   Shape scores = {tq.shape[0], tq.shape[1], tq.shape[2], tk.shape[2]};
@@ -482,7 +489,7 @@ Tensor Graph::scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::op
   }
   Shape out = {tq.shape[0], tq.shape[1], tq.shape[2], tv.shape[3]};
   return add_node(NodeKind::ScaledDotProductAttention, std::move(inputs), {tq.dtype, out},
-                  {{"scale", *scale}, {"has_mask", int64_t{mask ? 1 : 0}}});
+                  {{"scale", *scale}, {"has_mask", int64_t{mask ? 1 : 0}}, {"is_causal", int64_t{is_causal ? 1 : 0}}});
 }
 
 Tensor Graph::fft(Tensor x, std::vector<int64_t> axes, bool inverse, const std::string& norm) {
@@ -717,7 +724,7 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::ScaledDotProductAttention:
         g.scaled_dot_product_attention(in(0), in(1), in(2),
                                        n.int_attr("has_mask") ? std::optional<Tensor>(in(3)) : std::nullopt,
-                                       n.float_attr("scale"));
+                                       n.float_attr("scale"), causal(n));
         break;
       case NodeKind::FFT: g.fft(in(0), n.ints_attr("axes"), n.int_attr("inverse") != 0, n.str_attr("norm")); break;
       case NodeKind::RFFT: g.rfft(in(0), n.ints_attr("axes"), n.str_attr("norm")); break;

@@ -137,12 +137,15 @@ class Graph {
   // S): indices [C, K/S, S] with lut [C, K/S, 1, N]. Result: lut's dtype,
   // indices' shape. Indices >= N are an error when the graph runs.
   Tensor dequantize_lut(Tensor indices, Tensor lut);
-  // softmax(q @ k^T * scale + mask) @ v. q [B, H, L, E], k [B, H, S, E],
-  // v [B, H, S, Ev] -> [B, H, L, Ev]; one floating dtype; mask (optional)
+  // softmax(q @ k^T * scale + mask) @ v. q [B, H, L, E], k [B, Hkv, S, E],
+  // v [B, Hkv, S, Ev] -> [B, H, L, Ev]; one floating dtype; mask (optional)
   // additive, broadcastable to [B, H, L, S]. scale defaults to 1/sqrt(E).
-  // attrs: scale, has_mask.
+  // Grouped-query attention when Hkv divides H (Hkv < H): query head h reads
+  // kv head h / (H / Hkv), K/V are never expanded. is_causal masks key j for
+  // query i when j > i (upper-left aligned, as torch), on top of the mask.
+  // attrs: scale, has_mask, is_causal.
   Tensor scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::optional<Tensor> mask,
-                                      std::optional<double> scale);
+                                      std::optional<double> scale, bool is_causal = false);
   // FFTs as torch.fft.fftn/ifftn/rfftn/irfftn over `axes` (unique, within
   // the last four dimensions: MPSGraph's limit) with norm "backward",
   // "forward" or "ortho". FFT: complex64 -> complex64. RFFT: float32 ->

@@ -2,6 +2,7 @@
 import torch
 
 from . import functional
+from .kv_cache import KVCache
 from .quantized import QuantizedLinear
 
 
@@ -23,4 +24,4 @@ class Softshrink(torch.nn.Module):
         return str(self.lambd)
 
 
-__all__ = ["functional", "Softshrink", "QuantizedLinear"]
+__all__ = ["functional", "KVCache", "Softshrink", "QuantizedLinear"]

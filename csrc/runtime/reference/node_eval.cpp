@@ -1,6 +1,8 @@
 // Node-by-node evaluation with ATen: the semantics every runtime must match.
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "runtime/reference/executor.h"
 
 namespace mps_ext::runtime::reference {
@@ -39,6 +41,23 @@ at::Tensor rank4(const at::Tensor& mask) {
   std::vector<int64_t> shape(4 - mask.dim(), 1);
   shape.insert(shape.end(), mask.sizes().begin(), mask.sizes().end());
   return mask.reshape(shape);
+}
+
+// ATen's SDPA (its CPU flash kernel where it applies). ATen takes either a
+// mask or is_causal: with both, the causal part joins the mask.
+at::Tensor sdpa(const graph::Node& n, const std::vector<at::Tensor>& a) {
+  bool is_causal = n.attrs.count("is_causal") && n.int_attr("is_causal") != 0;
+  std::optional<at::Tensor> mask;
+  if (n.int_attr("has_mask")) mask = rank4(a[3]);
+  if (mask && is_causal) {
+    int64_t l = a[0].size(2), s = a[1].size(2);
+    at::Tensor future = at::ones({l, s}, a[0].options().dtype(at::kBool)).triu(1);
+    mask = at::where(future, at::scalar_tensor(-std::numeric_limits<double>::infinity(), mask->options()), *mask);
+    is_causal = false;
+  }
+  bool gqa = a[1].size(1) != a[0].size(1);
+  return at::scaled_dot_product_attention(a[0], a[1], a[2], mask, /*dropout_p=*/0.0, is_causal, n.float_attr("scale"),
+                                          gqa);
 }
 
 // torch.fft.irfftn's `s`: the input's sizes on `axes`, last_dim_size last.
@@ -162,10 +181,7 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
     case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
     case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
-    case NodeKind::ScaledDotProductAttention:
-      return at::scaled_dot_product_attention(a[0], a[1], a[2],
-                                              n.int_attr("has_mask") ? std::optional<at::Tensor>(rank4(a[3])) : std::nullopt,
-                                              /*dropout_p=*/0.0, /*is_causal=*/false, n.float_attr("scale"));
+    case NodeKind::ScaledDotProductAttention: return sdpa(n, a);
     case NodeKind::FFT:
       return n.int_attr("inverse") ? at::fft_ifftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"))
                                    : at::fft_fftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));

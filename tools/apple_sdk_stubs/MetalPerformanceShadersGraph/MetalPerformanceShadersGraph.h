@@ -195,6 +195,10 @@ API_AVAILABLE(macos(11.0))
 - (MPSGraphTensor*)reductionMaximumPropagateNaNWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
 - (MPSGraphTensor*)reductionMinimumPropagateNaNWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>* _Nullable)axes name:(NSString* _Nullable)name;
 
+// MPSGraphLinearAlgebraOps (12.3)
+- (MPSGraphTensor*)bandPartWithTensor:(MPSGraphTensor*)inputTensor numLower:(NSInteger)numLower numUpper:(NSInteger)numUpper name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.3));
+
 // MPSGraphNormalizationOps (11.0)
 - (MPSGraphTensor*)meanOfTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes name:(NSString* _Nullable)name;
 
