@@ -146,11 +146,12 @@ PYBIND11_MODULE(_C, m) {
       .def("dequantize_lut", ([T](Graph& g, int indices, int lut) { return g.dequantize_lut(T(indices), T(lut)).id; }),
            py::arg("indices"), py::arg("lut"))
       .def("scaled_dot_product_attention",
-           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale) {
+           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale, bool is_causal) {
              std::optional<graph::Tensor> m;
              if (mask) m = T(*mask);
-             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale).id;
-           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none())
+             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale, is_causal).id;
+           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none(),
+           py::arg("is_causal") = false)
       .def("fft", ([T](Graph& g, int x, std::vector<int64_t> axes, bool inverse, std::string norm) {
              return g.fft(T(x), axes, inverse, norm).id;
            }), py::arg("x"), py::arg("axes"), py::arg("inverse") = false, py::arg("norm") = "backward")
@@ -160,6 +161,23 @@ PYBIND11_MODULE(_C, m) {
       .def("irfft", ([T](Graph& g, int x, std::vector<int64_t> axes, int64_t last_dim_size, std::string norm) {
              return g.irfft(T(x), axes, norm, last_dim_size).id;
            }), py::arg("x"), py::arg("axes"), py::arg("last_dim_size"), py::arg("norm") = "backward")
+      .def("convolution", ([T](Graph& g, int x, int w, graph::Shape stride, graph::Shape padding, graph::Shape dilation,
+                               int64_t groups) {
+             return g.convolution(T(x), T(w), {stride, padding, dilation, groups}).id;
+           }), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+           py::arg("groups") = 1)
+      .def("convolution_data_gradient",
+           ([T](Graph& g, int gy, int w, graph::Shape input_shape, graph::Shape stride, graph::Shape padding,
+                graph::Shape dilation, int64_t groups) {
+             return g.convolution_data_gradient(T(gy), T(w), input_shape, {stride, padding, dilation, groups}).id;
+           }), py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
+           py::arg("dilation"), py::arg("groups") = 1)
+      .def("convolution_weight_gradient",
+           ([T](Graph& g, int gy, int x, graph::Shape weight_shape, graph::Shape stride, graph::Shape padding,
+                graph::Shape dilation, int64_t groups) {
+             return g.convolution_weight_gradient(T(gy), T(x), weight_shape, {stride, padding, dilation, groups}).id;
+           }), py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+           py::arg("dilation"), py::arg("groups") = 1)
       .def("attrs", [T](const Graph& g, int x) {
         py::dict out;
         for (const auto& [k, v] : g.node(x).attrs) std::visit([&](const auto& val) { out[py::str(k)] = val; }, v);

@@ -12,9 +12,14 @@ from . import device as _device
 _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
 
 from . import graph, nn, profiler
+from . import autocast
+
+autocast.register()  # autocast rules for the mps_ext ops this build has
 from . import fft
 from .spectral import istft, stft
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
+from . import quantization
+from .quantization import quantize_model
 
 __version__ = "0.1.0"
 
@@ -35,6 +40,14 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "profiler", "fft", "stft", "istft", "runtime", "has_mpsgraph", "override_aten",
+__all__ = ["autocast", "graph", "nn", "profiler", "fft", "stft", "istft", "runtime", "has_mpsgraph", "override_aten",
            "overridable_aten_ops",
-           "overridden_aten_ops"]
+           "overridden_aten_ops", "quantization", "quantize_model"]
+
+
+def _autoload() -> None:
+    """The ``torch.backends`` entry point (pyproject.toml): ``import torch`` imports
+    mps_ext through it, so a process that never imports mps_ext itself (a spawned
+    DataLoader worker, a torch.multiprocessing child) still knows ``"mpsgraph"``.
+    Importing the package did the registration; nothing is left to do.
+    ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` turns autoloading off."""

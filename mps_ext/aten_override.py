@@ -20,9 +20,16 @@ _KERNELS: dict[str, Callable] = {
     "softshrink": lambda self, lambd=0.5: torch.ops.mps_ext.softshrink(self, lambd),
     "softshrink_backward": lambda grad_output, self, lambd: torch.ops.mps_ext.softshrink_backward(
         grad_output, self, lambd),
+    # Composite in aten (no autograd formula of its own): registered for
+    # AutogradMPS so the mps_ext op records its own backward.
+    "scaled_dot_product_attention": lambda query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+    scale=None, enable_gqa=False: torch.ops.mps_ext.scaled_dot_product_attention(
+        query, key, value, attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa),
 }
 # Overriding an op also overrides the ops its autograd formula calls.
 _IMPLIES = {"softshrink": ["softshrink_backward"]}
+# The dispatch key each override is registered for (default "MPS").
+_KEYS = {"scaled_dot_product_attention": "AutogradMPS"}
 
 _library: torch.library.Library | None = None
 _overridden: set[str] = set()
@@ -60,6 +67,6 @@ def override_aten(ops: Iterable[str]) -> list[str]:
         _library = torch.library.Library("aten", "IMPL")
     for name in wanted:
         if name not in _overridden:
-            _library.impl(name, _KERNELS[name], "MPS")
+            _library.impl(name, _KERNELS[name], _KEYS.get(name, "MPS"))
             _overridden.add(name)
     return overridden_aten_ops()

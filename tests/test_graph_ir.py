@@ -70,7 +70,13 @@ def test_placeholders_and_broadcast_inference():
          "sequence dim"),
         (lambda g, x: g.scaled_dot_product_attention(
             g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 3, 5, 8], f32), g.placeholder([1, 3, 5, 8], f32)),
-         "batch and head dims"),
+         "k/v heads must divide"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([1, 4, 3, 8], f32), g.placeholder([1, 2, 5, 8], f32), g.placeholder([1, 1, 5, 8], f32)),
+         "k and v differ in their head dim"),
+        (lambda g, x: g.scaled_dot_product_attention(
+            g.placeholder([2, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], f32), g.placeholder([1, 2, 5, 8], f32)),
+         "batch dims"),
         (lambda g, x: g.scaled_dot_product_attention(
             g.placeholder([1, 2, 3, 8], f32), g.placeholder([1, 2, 5, 8], torch.float16),
             g.placeholder([1, 2, 5, 8], f32)), "dtypes differ"),
@@ -216,9 +222,9 @@ def test_shape_inference_of_quantization_attention_and_fft_nodes():
     v = g.placeholder([2, 4, 7, 24], f32)
     a = g.scaled_dot_product_attention(qq, k, v)
     assert g.type(a) == ("float32", [2, 4, 5, 24])
-    assert g.attrs(a) == {"scale": 0.25, "has_mask": 0}
+    assert g.attrs(a) == {"scale": 0.25, "has_mask": 0, "is_causal": 0}
     m = g.scaled_dot_product_attention(qq, k, v, mask=g.placeholder([5, 7], f32), scale=0.5)
-    assert g.attrs(m) == {"scale": 0.5, "has_mask": 1}
+    assert g.attrs(m) == {"scale": 0.5, "has_mask": 1, "is_causal": 0}
 
     x = g.placeholder([3, 10, 15], c64)
     f = g.fft(x, [-1, 1], inverse=True, norm="ortho")

@@ -73,6 +73,13 @@ struct Node {
 enum class FFTScaling { None, Size, Unitary };  // 1, 1/n, 1/sqrt(n)
 FFTScaling fft_scaling(const std::string& norm, bool inverse);
 
+// A convolution over the 2 or 3 trailing (spatial) dims: stride, symmetric
+// zero padding and dilation per spatial dim, as torch.nn.functional.conv2d/3d.
+struct ConvParams {
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+};
+
 // Thrown for malformed graphs (shape/dtype mismatches); ops surface it as a
 // RuntimeError naming the op.
 struct GraphError : std::runtime_error {
@@ -131,12 +138,15 @@ class Graph {
   // S): indices [C, K/S, S] with lut [C, K/S, 1, N]. Result: lut's dtype,
   // indices' shape. Indices >= N are an error when the graph runs.
   Tensor dequantize_lut(Tensor indices, Tensor lut);
-  // softmax(q @ k^T * scale + mask) @ v. q [B, H, L, E], k [B, H, S, E],
-  // v [B, H, S, Ev] -> [B, H, L, Ev]; one floating dtype; mask (optional)
+  // softmax(q @ k^T * scale + mask) @ v. q [B, H, L, E], k [B, Hkv, S, E],
+  // v [B, Hkv, S, Ev] -> [B, H, L, Ev]; one floating dtype; mask (optional)
   // additive, broadcastable to [B, H, L, S]. scale defaults to 1/sqrt(E).
-  // attrs: scale, has_mask.
+  // Grouped-query attention when Hkv divides H (Hkv < H): query head h reads
+  // kv head h / (H / Hkv), K/V are never expanded. is_causal masks key j for
+  // query i when j > i (upper-left aligned, as torch), on top of the mask.
+  // attrs: scale, has_mask, is_causal.
   Tensor scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::optional<Tensor> mask,
-                                      std::optional<double> scale);
+                                      std::optional<double> scale, bool is_causal = false);
   // FFTs as torch.fft.fftn/ifftn/rfftn/irfftn over `axes` (unique, within
   // the last four dimensions: MPSGraph's limit) with norm "backward",
   // "forward" or "ortho". FFT: complex64 -> complex64. RFFT: float32 ->
@@ -151,6 +161,14 @@ class Graph {
   Tensor rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm);
   Tensor irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size);
 
+  // Convolutions, PyTorch's layouts: data [N, C, (D,) H, W], weight
+  // [C_out, C_in / groups, (kD,) kH, kW]; static shapes; one floating dtype.
+  // convolution_data_gradient is d(conv)/d(input) for an input of
+  // `input_shape` (a transposed convolution); convolution_weight_gradient is
+  // d(conv)/d(weight) for a weight of `weight_shape`.
+  Tensor convolution(Tensor input, Tensor weight, const ConvParams& p);
+  Tensor convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p);
+  Tensor convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p);
   // A named hand-written kernel (MLX's `fast` ops). `decomposition` builds the
   // same computation from IR nodes over the given inputs (fresh placeholders
   // of the same types, in order) and returns its result: a runtime without a
@@ -213,5 +231,8 @@ class Graph {
 // Broadcasts two shapes with numpy rules; dynamic dims broadcast against
 // anything but a static size > 1. Throws GraphError on mismatch.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// A convolution node's parameters (attrs stride, padding, dilation, groups).
+ConvParams conv_params(const Node& n);
 
 }  // namespace mps_ext::graph

@@ -2,6 +2,8 @@
 import torch
 
 from . import functional
+from .kv_cache import KVCache
+from .quantized import QuantizedLinear
 from .spectral import ISTFT, STFT
 
 
@@ -23,4 +25,4 @@ class Softshrink(torch.nn.Module):
         return str(self.lambd)
 
 
-__all__ = ["functional", "Softshrink", "STFT", "ISTFT"]
+__all__ = ["functional", "KVCache", "Softshrink", "QuantizedLinear", "STFT", "ISTFT"]

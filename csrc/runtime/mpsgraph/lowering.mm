@@ -150,6 +150,71 @@ MPSGraphFFTDescriptor* fft_descriptor(const Node& n) {
   return d;
 }
 
+// Convolution descriptors in PyTorch's layouts with its symmetric explicit
+// padding; x is the last spatial dim (width), z the first of three (depth).
+MPSGraphConvolution2DOpDescriptor* conv2d_descriptor(const graph::ConvParams& p) {
+  return [MPSGraphConvolution2DOpDescriptor descriptorWithStrideInX:p.stride[1] strideInY:p.stride[0] dilationRateInX:p.dilation[1] dilationRateInY:p.dilation[0] groups:p.groups paddingLeft:p.padding[1] paddingRight:p.padding[1] paddingTop:p.padding[0] paddingBottom:p.padding[0] paddingStyle:MPSGraphPaddingStyleExplicit dataLayout:MPSGraphTensorNamedDataLayoutNCHW weightsLayout:MPSGraphTensorNamedDataLayoutOIHW];  // macOS 11.0
+}
+
+MPSGraphConvolution3DOpDescriptor* conv3d_descriptor(const graph::ConvParams& p) {
+  return [MPSGraphConvolution3DOpDescriptor descriptorWithStrideInX:p.stride[2] strideInY:p.stride[1] strideInZ:p.stride[0] dilationRateInX:p.dilation[2] dilationRateInY:p.dilation[1] dilationRateInZ:p.dilation[0] groups:p.groups paddingLeft:p.padding[2] paddingRight:p.padding[2] paddingTop:p.padding[1] paddingBottom:p.padding[1] paddingFront:p.padding[0] paddingBack:p.padding[0] paddingStyle:MPSGraphPaddingStyleExplicit dataLayout:MPSGraphTensorNamedDataLayoutNCDHW weightsLayout:MPSGraphTensorNamedDataLayoutOIDHW];  // macOS 13.2
+}
+
+// A rank-1 int32 constant holding `shape` (the 3-D weights gradient takes its
+// output shape as a tensor).
+MPSGraphTensor* shape_constant(MPSGraph* g, const Shape& shape) {
+  NSMutableArray<MPSGraphTensor*>* dims = [NSMutableArray arrayWithCapacity:shape.size()];
+  for (int64_t d : shape) [dims addObject:[g constantWithScalar:static_cast<double>(d) shape:@[ @1 ] dataType:MPSDataTypeInt32]];  // macOS 11.0
+  return [g concatTensors:dims dimension:0 name:nil];  // macOS 11.0
+}
+// is_causal as an additive [L, S] mask built in the graph (never fed):
+// bandPart keeps j <= i of a ones matrix (upper-left aligned, as torch), select
+// turns the rest into -inf. Added to the caller's mask when there is one.
+MPSGraphTensor* causal_additive_mask(const LowerCtx& c, const Node& n, MPSGraphTensor* mask) {
+  int64_t l = c.in_shape(n, 0)[2], s = c.in_shape(n, 1)[2];
+  MPSDataType dtype = to_mps_dtype(n.type.dtype);
+  MPSGraphTensor* ones = [c.g constantWithScalar:1 shape:mps_shape({l, s}) dataType:dtype];  // macOS 11.0
+  MPSGraphTensor* lower = [c.g bandPartWithTensor:ones numLower:-1 numUpper:0 name:nil];  // macOS 12.3
+  MPSGraphTensor* keep = [c.g castTensor:lower toType:MPSDataTypeBool name:nil];  // macOS 12.0
+  MPSGraphTensor* zero = [c.g constantWithScalar:0 dataType:dtype];  // macOS 11.0
+  MPSGraphTensor* ninf = [c.g constantWithScalar:-INFINITY dataType:dtype];  // macOS 11.0
+  MPSGraphTensor* causal = [c.g selectWithPredicateTensor:keep truePredicateTensor:zero falsePredicateTensor:ninf name:nil];  // macOS 11.0
+  return mask ? [c.g additionWithPrimaryTensor:mask secondaryTensor:causal name:nil] : causal;  // macOS 11.0
+}
+
+// softmax(q k^T * scale + mask) v as matmuls. Grouped-query attention views q
+// as [B, Hkv, G, L, E] against k/v as [B, Hkv, 1, S, E]: matmul broadcasts the
+// group dim, so K/V are never expanded.
+MPSGraphTensor* sdpa_chain(const LowerCtx& c, const Node& n, MPSGraphTensor* mask) {
+  MPSGraphTensor *q = c.in(n, 0), *k = c.in(n, 1), *v = c.in(n, 2);
+  const Shape &sq = c.in_shape(n, 0), &sk = c.in_shape(n, 1), &sv = c.in_shape(n, 2);
+  bool gqa = sq[1] != sk[1];
+  if (gqa) {
+    int64_t groups = sq[1] / sk[1];
+    q = [c.g reshapeTensor:q withShape:mps_shape({sq[0], sk[1], groups, sq[2], sq[3]}) name:nil];  // macOS 11.0
+    k = [c.g reshapeTensor:k withShape:mps_shape({sk[0], sk[1], 1, sk[2], sk[3]}) name:nil];  // macOS 11.0
+    v = [c.g reshapeTensor:v withShape:mps_shape({sv[0], sv[1], 1, sv[2], sv[3]}) name:nil];  // macOS 11.0
+    if (mask) {  // [B|1, H|1, L|1, S|1] -> [B|1, Hkv|1, G|1, L|1, S|1]
+      Shape sm = n.int_attr("has_mask") ? c.in_shape(n, 3) : Shape{};
+      if (!n.int_attr("has_mask")) sm = {sq[2], sk[2]};  // the causal mask alone
+      while (sm.size() < 4) sm.insert(sm.begin(), 1);
+      bool per_head = sm[1] != 1;
+      Shape s5 = {sm[0], per_head ? sk[1] : 1, per_head ? groups : 1, sm[2], sm[3]};
+      mask = [c.g reshapeTensor:mask withShape:mps_shape(s5) name:nil];  // macOS 11.0
+    }
+  }
+  int64_t r = gqa ? 5 : 4;
+  NSArray<NSNumber*>* perm = gqa ? @[ @0, @1, @2, @4, @3 ] : @[ @0, @1, @3, @2 ];
+  MPSGraphTensor* kt = [c.g transposeTensor:k permutation:perm name:nil];  // macOS 13.0
+  MPSGraphTensor* scores = [c.g matrixMultiplicationWithPrimaryTensor:q secondaryTensor:kt name:nil];  // macOS 11.0
+  scores = [c.g multiplicationWithPrimaryTensor:scores secondaryTensor:[c.g constantWithScalar:n.float_attr("scale") dataType:to_mps_dtype(n.type.dtype)] name:nil];  // macOS 11.0
+  if (mask) scores = [c.g additionWithPrimaryTensor:scores secondaryTensor:mask name:nil];  // macOS 11.0
+  MPSGraphTensor* weights = [c.g softMaxWithTensor:scores axis:r - 1 name:nil];  // macOS 11.0
+  MPSGraphTensor* out = [c.g matrixMultiplicationWithPrimaryTensor:weights secondaryTensor:v name:nil];  // macOS 11.0
+  if (gqa) out = [c.g reshapeTensor:out withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
+  return out;
+}
+
 
 // --- one function per IR node kind --------------------------------------------------
 
@@ -270,21 +335,16 @@ static MPSGraphTensor* lower_DequantizeLUT(const LowerCtx& c, const Node& n) {
 static MPSGraphTensor* lower_ScaledDotProductAttention(const LowerCtx& c, const Node& n) {
   MPSGraphTensor *q = c.in(n, 0), *k = c.in(n, 1), *v = c.in(n, 2);
   MPSGraphTensor* mask = n.int_attr("has_mask") ? c.in(n, 3) : nil;
-  double scale = n.float_attr("scale");
-  // Apple documents V as [B, Hv, Nkv, F] with the query's F: a different
-  // value width takes the decomposition.
+  if (n.attrs.count("is_causal") && n.int_attr("is_causal")) mask = causal_additive_mask(c, n, mask);
+  // Apple documents V as [B, Hv, Nkv, F] with the query's F and heads equal
+  // (no grouped-query broadcast documented): anything else takes the chain.
   int64_t e = c.in_shape(n, 0)[3];
-  bool same_width = e != kDynamic && e == c.in_shape(n, 2)[3];
+  bool native_fits = e != kDynamic && e == c.in_shape(n, 2)[3] && c.in_shape(n, 0)[1] == c.in_shape(n, 1)[1];
   if (@available(macOS 15.0, *)) {
-    if (same_width && mask) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v maskTensor:mask scale:static_cast<float>(scale) name:nil];  // macOS 15.0
-    if (same_width) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v scale:static_cast<float>(scale) name:nil];  // macOS 15.0
+    if (native_fits && mask) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v maskTensor:mask scale:static_cast<float>(n.float_attr("scale")) name:nil];  // macOS 15.0
+    if (native_fits) return [c.g scaledDotProductAttentionWithQueryTensor:q keyTensor:k valueTensor:v scale:static_cast<float>(n.float_attr("scale")) name:nil];  // macOS 15.0
   }
-  MPSGraphTensor* kt = [c.g transposeTensor:k permutation:@[ @0, @1, @3, @2 ] name:nil];  // macOS 13.0
-  MPSGraphTensor* scores = [c.g matrixMultiplicationWithPrimaryTensor:q secondaryTensor:kt name:nil];  // macOS 11.0
-  scores = [c.g multiplicationWithPrimaryTensor:scores secondaryTensor:[c.g constantWithScalar:scale dataType:to_mps_dtype(n.type.dtype)] name:nil];  // macOS 11.0
-  if (mask) scores = [c.g additionWithPrimaryTensor:scores secondaryTensor:mask name:nil];  // macOS 11.0
-  MPSGraphTensor* weights = [c.g softMaxWithTensor:scores axis:3 name:nil];  // macOS 11.0
-  return [c.g matrixMultiplicationWithPrimaryTensor:weights secondaryTensor:v name:nil];  // macOS 11.0
+  return sdpa_chain(c, n, mask);
 }
 static MPSGraphTensor* lower_FFT(const LowerCtx& c, const Node& n) { return [c.g fastFourierTransformWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n) name:nil]; }  // macOS 14.0
 static MPSGraphTensor* lower_RFFT(const LowerCtx& c, const Node& n) { return [c.g realToHermiteanFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n) name:nil]; }  // macOS 14.0
@@ -292,6 +352,26 @@ static MPSGraphTensor* lower_IRFFT(const LowerCtx& c, const Node& n) {
   MPSGraphFFTDescriptor* d = fft_descriptor(n);
   d.roundToOddHermitean = n.int_attr("round_to_odd") != 0;  // odd real size: (n-1)*2+1, else (n-1)*2
   return [c.g HermiteanToRealFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:d name:nil];  // macOS 14.0
+}
+// Convolutions: rank 4 -> the 2-D ops (11.0), rank 5 -> the 3-D ops (13.2).
+static MPSGraphTensor* lower_Convolution(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  if (n.type.rank() == 4) return [c.g convolution2DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+  return [c.g convolution3DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+}
+static MPSGraphTensor* lower_ConvolutionDataGradient(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  // The 3-D data gradient's selector is not among those verified against
+  // Apple's documentation yet (docs/mpsgraph-lowering.md): refuse, don't guess.
+  TORCH_CHECK(n.type.rank() == 4, "mps_ext: the input gradient of a 3-D convolution (and ConvTranspose3d) is not "
+              "lowered to MPSGraph yet; run it with MPS_EXT_RUNTIME=reference");
+  return [c.g convolution2DDataGradientWithIncomingGradientTensor:c.in(n, 0) weightsTensor:c.in(n, 1) outputShape:mps_shape(n.ints_attr("input_shape")) forwardConvolutionDescriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_ConvolutionWeightGradient(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  const Shape& w = n.ints_attr("weight_shape");
+  if (n.type.rank() == 4) return [c.g convolution2DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShape:mps_shape(w) forwardConvolutionDescriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+  return [c.g convolution3DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShapeTensor:shape_constant(c.g, w) forwardConvolutionDescriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
 }
 
 // Kernel nodes: hand-written kernels run only as whole graphs (executable.mm);

@@ -1,6 +1,8 @@
 // Node-by-node evaluation with ATen: the semantics every runtime must match.
 #include <ATen/ATen.h>
 
+#include <limits>
+
 #include "runtime/reference/executor.h"
 
 namespace mps_ext::runtime::reference {
@@ -41,12 +43,50 @@ at::Tensor rank4(const at::Tensor& mask) {
   return mask.reshape(shape);
 }
 
+// ATen's SDPA (its CPU flash kernel where it applies). ATen takes either a
+// mask or is_causal: with both, the causal part joins the mask.
+at::Tensor sdpa(const graph::Node& n, const std::vector<at::Tensor>& a) {
+  bool is_causal = n.attrs.count("is_causal") && n.int_attr("is_causal") != 0;
+  std::optional<at::Tensor> mask;
+  if (n.int_attr("has_mask")) mask = rank4(a[3]);
+  if (mask && is_causal) {
+    int64_t l = a[0].size(2), s = a[1].size(2);
+    at::Tensor future = at::ones({l, s}, a[0].options().dtype(at::kBool)).triu(1);
+    mask = at::where(future, at::scalar_tensor(-std::numeric_limits<double>::infinity(), mask->options()), *mask);
+    is_causal = false;
+  }
+  bool gqa = a[1].size(1) != a[0].size(1);
+  return at::scaled_dot_product_attention(a[0], a[1], a[2], mask, /*dropout_p=*/0.0, is_causal, n.float_attr("scale"),
+                                          gqa);
+}
+
 // torch.fft.irfftn's `s`: the input's sizes on `axes`, last_dim_size last.
 std::vector<int64_t> irfft_sizes(const graph::Node& n, const at::Tensor& x) {
   std::vector<int64_t> s;
   for (int64_t a : n.ints_attr("axes")) s.push_back(x.size(a));
   s.back() = n.int_attr("last_dim_size");
   return s;
+}
+// The transposed convolution that is the data gradient: its output_padding
+// restores the sizes a strided forward convolution rounded away.
+at::Tensor conv_data_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& weight) {
+  graph::ConvParams p = graph::conv_params(n);
+  const auto& in = n.ints_attr("input_shape");
+  std::vector<int64_t> output_padding;
+  for (size_t i = 0; i < p.stride.size(); ++i) {
+    int64_t covered = (grad.size(i + 2) - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (weight.size(i + 2) - 1) + 1;
+    output_padding.push_back(in[i + 2] - covered);
+  }
+  return at::convolution(grad, weight, std::nullopt, p.stride, p.padding, p.dilation, /*transposed=*/true,
+                         output_padding, p.groups);
+}
+
+at::Tensor conv_weight_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& input) {
+  graph::ConvParams p = graph::conv_params(n);
+  at::Tensor weight = at::empty(n.ints_attr("weight_shape"), input.options());  // only its shape is read
+  std::vector<int64_t> no_padding(p.stride.size(), 0);
+  return std::get<1>(at::convolution_backward(grad, input, weight, std::nullopt, p.stride, p.padding, p.dilation,
+                                              /*transposed=*/false, no_padding, p.groups, {false, true, false}));
 }
 }  // namespace
 
@@ -141,16 +181,20 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
     case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
     case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
-    case NodeKind::ScaledDotProductAttention:
-      return at::scaled_dot_product_attention(a[0], a[1], a[2],
-                                              n.int_attr("has_mask") ? std::optional<at::Tensor>(rank4(a[3])) : std::nullopt,
-                                              /*dropout_p=*/0.0, /*is_causal=*/false, n.float_attr("scale"));
+    case NodeKind::ScaledDotProductAttention: return sdpa(n, a);
     case NodeKind::FFT:
       return n.int_attr("inverse") ? at::fft_ifftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"))
                                    : at::fft_fftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));
     case NodeKind::RFFT: return at::fft_rfftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));
     case NodeKind::IRFFT:
       return at::fft_irfftn(a[0], irfft_sizes(n, a[0]), n.ints_attr("axes"), n.str_attr("norm"));
+    case NodeKind::Convolution: {
+      graph::ConvParams p = graph::conv_params(n);
+      return at::convolution(a[0], a[1], std::nullopt, p.stride, p.padding, p.dilation, /*transposed=*/false,
+                             std::vector<int64_t>(p.stride.size(), 0), p.groups);
+    }
+    case NodeKind::ConvolutionDataGradient: return conv_data_gradient(n, a[0], a[1]);
+    case NodeKind::ConvolutionWeightGradient: return conv_weight_gradient(n, a[0], a[1]);
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled node kind ", graph::kind_name(n.kind));
 }
