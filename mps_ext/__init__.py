@@ -15,6 +15,8 @@ from . import graph, nn, profiler
 from . import autocast
 
 autocast.register()  # autocast rules for the mps_ext ops this build has
+from . import fft
+from .spectral import istft, stft
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
 from . import quantization
 from .quantization import quantize_model
@@ -38,7 +40,8 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["autocast", "graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+__all__ = ["autocast", "graph", "nn", "profiler", "fft", "stft", "istft", "runtime", "has_mpsgraph", "override_aten",
+           "overridable_aten_ops",
            "overridden_aten_ops", "quantization", "quantize_model"]
 
 

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"softshrink runs as graph '{graph['key']}' with {len(graph['nodes'])} nodes "
           f"(see mps_ext.graph.dump(..., format='dot'))")
     mps_ext.quantization._demo()
+    print("\nDenoising audio through mps_ext.stft/istft (mps_ext.spectral._demo):"); mps_ext.spectral._demo(device)
     attention_ok = mps_ext.attention._demo(device)
     if not losses[-1] < losses[0] or not attention_ok:
         print("warning: the loss did not decrease", file=sys.stderr)

@@ -229,7 +229,8 @@ def test_shape_inference_of_quantization_attention_and_fft_nodes():
     x = g.placeholder([3, 10, 15], c64)
     f = g.fft(x, [-1, 1], inverse=True, norm="ortho")
     assert g.type(f) == ("complex64", [3, 10, 15])
-    assert g.attrs(f) == {"axes": [2, 1], "inverse": 1, "norm": "ortho"}
+    # FFT nodes carry the MPSGraphFFTDescriptor fields they lower to
+    assert g.attrs(f) == {"axes": [2, 1], "inverse": 1, "norm": "ortho", "scaling": "unitary"}
     r = g.placeholder([3, 10, 15], f32)
     assert g.type(g.rfft(r, [1, 2])) == ("complex64", [3, 10, 8])
     assert g.type(g.rfft(r, [2, 1])) == ("complex64", [3, 6, 15])  # the last listed axis is halved
@@ -237,7 +238,11 @@ def test_shape_inference_of_quantization_attention_and_fft_nodes():
     assert g.type(g.irfft(h, [1, 2], 15)) == ("float32", [3, 10, 15])
     assert g.type(g.irfft(h, [1, 2], 14, norm="forward")) == ("float32", [3, 10, 14])
     assert g.type(g.irfft(g.placeholder([3, -1], c64), [1], 9)) == ("float32", [3, 9])
-    assert g.attrs(g.irfft(h, [2], 15)) == {"axes": [2], "norm": "backward", "last_dim_size": 15}
+    assert g.attrs(g.irfft(h, [2], 15)) == {"axes": [2], "norm": "backward", "last_dim_size": 15, "inverse": 1,
+                                            "scaling": "size", "round_to_odd": 1}
+    assert g.attrs(g.rfft(r, [2], norm="forward")) == {"axes": [2], "norm": "forward", "inverse": 0, "scaling": "size"}
+    assert g.type(g.rfft(g.placeholder([4, 6], torch.float64), [1])) == ("complex128", [4, 4])
+    assert g.type(g.irfft(g.placeholder([4, 4], torch.complex128), [1], 7)) == ("float64", [4, 7])
 
 
 def test_with_input_shapes_rebuilds_the_new_nodes():
@@ -267,4 +272,5 @@ def test_with_input_shapes_rebuilds_the_new_nodes():
                              [2, 12]])
     doc = json.loads(g.to_json())
     assert doc["nodes"][outs[0]]["attrs"] == {"dtype": "float16"}
-    assert doc["nodes"][outs[5]]["attrs"] == {"axes": [1], "last_dim_size": 13, "norm": "ortho"}
+    assert doc["nodes"][outs[5]]["attrs"] == {"axes": [1], "last_dim_size": 13, "norm": "ortho", "inverse": 1,
+                                              "round_to_odd": 1, "scaling": "unitary"}

@@ -18,6 +18,7 @@ const char* dtype_name(DType t) {
     case DType::Float32: return "float32";
     case DType::Float64: return "float64";
     case DType::Complex64: return "complex64";
+    case DType::Complex128: return "complex128";
   }
   return "?";
 }
@@ -29,7 +30,7 @@ bool is_floating(DType t) {
 
 DType dtype_from_name(const std::string& name) {
   for (DType t : {DType::Bool, DType::UInt8, DType::Int8, DType::Int32, DType::Int64, DType::Float16,
-                  DType::BFloat16, DType::Float32, DType::Float64, DType::Complex64})
+                  DType::BFloat16, DType::Float32, DType::Float64, DType::Complex64, DType::Complex128})
     if (name == dtype_name(t)) return t;
   throw GraphError("unknown dtype '" + name + "'");
 }
@@ -492,31 +493,42 @@ Tensor Graph::scaled_dot_product_attention(Tensor q, Tensor k, Tensor v, std::op
                   {{"scale", *scale}, {"has_mask", int64_t{mask ? 1 : 0}}, {"is_causal", int64_t{is_causal ? 1 : 0}}});
 }
 
+namespace {
+const char* scaling_name(FFTScaling s) {
+  return s == FFTScaling::None ? "none" : s == FFTScaling::Size ? "size" : "unitary";
+}
+bool is_complex(DType t) { return t == DType::Complex64 || t == DType::Complex128; }
+}  // namespace
+
 Tensor Graph::fft(Tensor x, std::vector<int64_t> axes, bool inverse, const std::string& norm) {
   const TensorType& t = checked(x, "fft").type;
-  if (t.dtype != DType::Complex64) fail(std::string("fft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
+  if (!is_complex(t.dtype)) fail(std::string("fft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
   axes = fft_axes(std::move(axes), t.rank(), "fft");
-  fft_scaling(norm, inverse);  // validates norm
+  FFTScaling scaling = fft_scaling(norm, inverse);  // validates norm
   return add_node(NodeKind::FFT, {x.id}, t,
-                  {{"axes", axes}, {"inverse", int64_t{inverse ? 1 : 0}}, {"norm", norm}});
+                  {{"axes", axes}, {"inverse", int64_t{inverse ? 1 : 0}}, {"norm", norm},
+                   {"scaling", std::string(scaling_name(scaling))}});
 }
 
 Tensor Graph::rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm) {
   TensorType t = checked(x, "rfft").type;
-  if (t.dtype != DType::Float32) fail(std::string("rfft: expects a float32 tensor, got ") + dtype_name(t.dtype));
+  if (t.dtype != DType::Float32 && t.dtype != DType::Float64)
+    fail(std::string("rfft: expects a float32 tensor, got ") + dtype_name(t.dtype));
   axes = fft_axes(std::move(axes), t.rank(), "rfft");
-  fft_scaling(norm, false);
+  FFTScaling scaling = fft_scaling(norm, false);
   int64_t& last = t.shape[axes.back()];
   if (last != kDynamic) last = last / 2 + 1;
-  t.dtype = DType::Complex64;
-  return add_node(NodeKind::RFFT, {x.id}, std::move(t), {{"axes", axes}, {"norm", norm}});
+  t.dtype = t.dtype == DType::Float64 ? DType::Complex128 : DType::Complex64;
+  return add_node(NodeKind::RFFT, {x.id}, std::move(t),
+                  {{"axes", axes}, {"norm", norm}, {"inverse", int64_t{0}},
+                   {"scaling", std::string(scaling_name(scaling))}});
 }
 
 Tensor Graph::irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size) {
   TensorType t = checked(x, "irfft").type;
-  if (t.dtype != DType::Complex64) fail(std::string("irfft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
+  if (!is_complex(t.dtype)) fail(std::string("irfft: expects a complex64 tensor, got ") + dtype_name(t.dtype));
   axes = fft_axes(std::move(axes), t.rank(), "irfft");
-  fft_scaling(norm, true);
+  FFTScaling scaling = fft_scaling(norm, true);
   if (last_dim_size < 1) fail("irfft: last_dim_size must be positive, got " + std::to_string(last_dim_size));
   int64_t& last = t.shape[axes.back()];
   if (last != kDynamic && last != last_dim_size / 2 + 1)
@@ -524,9 +536,11 @@ Tensor Graph::irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm
          std::to_string(axes.back()) + " needs " + std::to_string(last_dim_size / 2 + 1) +
          " Hermitean inputs there, got " + std::to_string(last));
   last = last_dim_size;
-  t.dtype = DType::Float32;
+  t.dtype = t.dtype == DType::Complex128 ? DType::Float64 : DType::Float32;
   return add_node(NodeKind::IRFFT, {x.id}, std::move(t),
-                  {{"axes", axes}, {"norm", norm}, {"last_dim_size", last_dim_size}});
+                  {{"axes", axes}, {"norm", norm}, {"last_dim_size", last_dim_size}, {"inverse", int64_t{1}},
+                   {"scaling", std::string(scaling_name(scaling))},
+                   {"round_to_odd", int64_t{last_dim_size % 2}}});
 }
 
 ConvParams conv_params(const Node& n) {

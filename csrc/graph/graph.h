@@ -16,6 +16,7 @@ namespace mps_ext::graph {
 
 enum class DType : int8_t {
   Bool, UInt8, Int8, Int32, Int64, Float16, BFloat16, Float32, Float64, Complex64,
+  Complex128,  // reference runtime only (MPSGraph has no double precision)
 };
 const char* dtype_name(DType t);
 bool is_floating(DType t);  // Float16, BFloat16, Float32, Float64
@@ -152,7 +153,10 @@ class Graph {
   // complex64, the last entry of `axes` shrinks to n/2+1. IRFFT: complex64
   // -> float32, the last entry of `axes` grows to last_dim_size, whose
   // Hermitean half (last_dim_size/2+1) must be the input's size there (odd
-  // sizes work); other axes keep their size.
+  // sizes work); other axes keep their size. (complex128/float64 likewise,
+  // reference runtime only.) Nodes also carry the MPSGraphFFTDescriptor
+  // fields they lower to: inverse, scaling ("none", "size", "unitary") and,
+  // for IRFFT, round_to_odd.
   Tensor fft(Tensor x, std::vector<int64_t> axes, bool inverse, const std::string& norm);
   Tensor rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm);
   Tensor irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size);

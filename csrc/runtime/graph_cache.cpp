@@ -362,6 +362,7 @@ graph::DType to_graph_dtype(at::ScalarType t) {
     case at::kFloat: return DType::Float32;
     case at::kDouble: return DType::Float64;
     case at::kComplexFloat: return DType::Complex64;
+    case at::kComplexDouble: return DType::Complex128;
     default: TORCH_CHECK_TYPE(false, "mps_ext graphs do not support dtype ", t);
   }
 }
@@ -379,6 +380,7 @@ at::ScalarType to_scalar_type(graph::DType t) {
     case DType::Float32: return at::kFloat;
     case DType::Float64: return at::kDouble;
     case DType::Complex64: return at::kComplexFloat;
+    case DType::Complex128: return at::kComplexDouble;
   }
   TORCH_INTERNAL_ASSERT(false, "unknown graph dtype");
 }

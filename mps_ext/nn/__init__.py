@@ -4,6 +4,7 @@ import torch
 from . import functional
 from .kv_cache import KVCache
 from .quantized import QuantizedLinear
+from .spectral import ISTFT, STFT
 
 
 class Softshrink(torch.nn.Module):
@@ -24,4 +25,4 @@ class Softshrink(torch.nn.Module):
         return str(self.lambd)
 
 
-__all__ = ["functional", "KVCache", "Softshrink", "QuantizedLinear"]
+__all__ = ["functional", "KVCache", "Softshrink", "QuantizedLinear", "STFT", "ISTFT"]

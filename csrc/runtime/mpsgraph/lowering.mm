@@ -140,14 +140,13 @@ MPSGraphTensor* lut_gather(const LowerCtx& c, const Node& n) {
   return [c.g gatherWithUpdatesTensor:table indicesTensor:indices axis:batch batchDimensions:batch name:nil];  // macOS 11.0
 }
 
-MPSGraphFFTDescriptor* fft_descriptor(const Node& n, bool inverse) {
+// The node carries the descriptor's fields (graph.cpp derives them from norm).
+MPSGraphFFTDescriptor* fft_descriptor(const Node& n) {
   MPSGraphFFTDescriptor* d = [MPSGraphFFTDescriptor descriptor];  // macOS 14.0
-  d.inverse = inverse;
-  switch (graph::fft_scaling(n.str_attr("norm"), inverse)) {
-    case graph::FFTScaling::None: d.scalingMode = MPSGraphFFTScalingModeNone; break;
-    case graph::FFTScaling::Size: d.scalingMode = MPSGraphFFTScalingModeSize; break;
-    case graph::FFTScaling::Unitary: d.scalingMode = MPSGraphFFTScalingModeUnitary; break;
-  }
+  d.inverse = n.int_attr("inverse") != 0;
+  const std::string& scaling = n.str_attr("scaling");
+  d.scalingMode = scaling == "none" ? MPSGraphFFTScalingModeNone
+                  : scaling == "size" ? MPSGraphFFTScalingModeSize : MPSGraphFFTScalingModeUnitary;
   return d;
 }
 
@@ -223,6 +222,10 @@ MPSGraphTensor* sdpa_chain(const LowerCtx& c, const Node& n, MPSGraphTensor* mas
 // the executable writes Assign's value back into them after the graph ran.
 static MPSGraphTensor* lower_Placeholder(const LowerCtx& c, const Node& n) { return [c.g placeholderWithShape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Constant(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Complex64) {  // complex zeros of FFT padding: a complex scalar, broadcast
+    MPSGraphTensor* z = [c.g constantWithRealPart:n.float_attr("value") imaginaryPart:0 dataType:MPSDataTypeComplexFloat32];  // macOS 14.0
+    return is_static(n.type.shape) ? [c.g broadcastTensor:z toShape:mps_shape(n.type.shape) name:nil] : z;  // macOS 12.0
+  }
   if (is_static(n.type.shape)) return [c.g constantWithScalar:n.float_attr("value") shape:mps_shape(n.type.shape) dataType:to_mps_dtype(n.type.dtype)];  // macOS 11.0
   return [c.g constantWithScalar:n.float_attr("value") dataType:to_mps_dtype(n.type.dtype)];  // rank-0; consumers broadcast it
 }
@@ -343,11 +346,11 @@ static MPSGraphTensor* lower_ScaledDotProductAttention(const LowerCtx& c, const 
   }
   return sdpa_chain(c, n, mask);
 }
-static MPSGraphTensor* lower_FFT(const LowerCtx& c, const Node& n) { return [c.g fastFourierTransformWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n, n.int_attr("inverse") != 0) name:nil]; }  // macOS 14.0
-static MPSGraphTensor* lower_RFFT(const LowerCtx& c, const Node& n) { return [c.g realToHermiteanFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n, false) name:nil]; }  // macOS 14.0
+static MPSGraphTensor* lower_FFT(const LowerCtx& c, const Node& n) { return [c.g fastFourierTransformWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n) name:nil]; }  // macOS 14.0
+static MPSGraphTensor* lower_RFFT(const LowerCtx& c, const Node& n) { return [c.g realToHermiteanFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:fft_descriptor(n) name:nil]; }  // macOS 14.0
 static MPSGraphTensor* lower_IRFFT(const LowerCtx& c, const Node& n) {
-  MPSGraphFFTDescriptor* d = fft_descriptor(n, true);
-  d.roundToOddHermitean = n.int_attr("last_dim_size") % 2 == 1;  // odd real size: (n-1)*2+1, else (n-1)*2
+  MPSGraphFFTDescriptor* d = fft_descriptor(n);
+  d.roundToOddHermitean = n.int_attr("round_to_odd") != 0;  // odd real size: (n-1)*2+1, else (n-1)*2
   return [c.g HermiteanToRealFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:d name:nil];  // macOS 14.0
 }
 // Convolutions: rank 4 -> the 2-D ops (11.0), rank 5 -> the 3-D ops (13.2).
@@ -417,7 +420,8 @@ MPSDataType to_mps_dtype(graph::DType t) {
     case graph::DType::BFloat16: return MPSDataTypeBFloat16;  // macOS 14.0
     case graph::DType::Float32: return MPSDataTypeFloat32;
     case graph::DType::Complex64: return MPSDataTypeComplexFloat32;  // macOS 13.0
-    case graph::DType::Float64: break;
+    case graph::DType::Float64:
+    case graph::DType::Complex128: break;
   }
   TORCH_CHECK(false, "mps_ext: MPSGraph has no ", graph::dtype_name(t),
               " type; use float32 (or the 'reference' runtime) for this op");

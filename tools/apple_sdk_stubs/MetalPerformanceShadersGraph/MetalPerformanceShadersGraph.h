@@ -126,6 +126,7 @@ API_AVAILABLE(macos(11.0))
 - (MPSGraphTensor*)placeholderWithShape:(MPSShape* _Nullable)shape dataType:(MPSDataType)dataType name:(NSString* _Nullable)name;
 - (MPSGraphTensor*)constantWithScalar:(double)scalar dataType:(MPSDataType)dataType;
 - (MPSGraphTensor*)constantWithScalar:(double)scalar shape:(MPSShape*)shape dataType:(MPSDataType)dataType;
+- (MPSGraphTensor*)constantWithRealPart:(double)realPart imaginaryPart:(double)imaginaryPart dataType:(MPSDataType)dataType API_AVAILABLE(macos(14.0));
 
 // MPSGraphTensorShapeOps
 - (MPSGraphTensor*)castTensor:(MPSGraphTensor*)tensor toType:(MPSDataType)type name:(NSString* _Nullable)name
