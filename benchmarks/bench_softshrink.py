@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import mps_ext
-from common import describe_machine, time_call, write_results
+from common import describe_machine, time_call, time_pair, write_results
 
 SIZES = {"1M": 1 << 20, "4M": 1 << 22, "16M": 1 << 24}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -36,7 +36,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", nargs="+", default=["1M", "4M"], choices=list(SIZES))
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; 1 gives steadier numbers on a shared machine)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = args.device
     ours, ref = mps_ext.nn.functional.softshrink, F.softshrink
     rows = []
@@ -65,8 +69,7 @@ def main() -> None:
                 print(f"{'copy floor ' + label:<30}{t_copy * 1e3:>10.3f}{'':>12}{'':>8}"
                       f"{2 * size * n / t_copy / 1e9:>8.1f}")
             for case, (f_ref, f_ours, nbytes) in cases.items():
-                t_ref = time_call(f_ref, device=dev)
-                t_ours = time_call(f_ours, device=dev)
+                t_ref, t_ours = time_pair(f_ref, f_ours, device=dev)
                 row = {"case": case, "numel": n, "dtype": dname, "device": dev,
                        "torch_s": t_ref, "mps_ext_s": t_ours, "ratio": t_ref / t_ours,
                        "mps_ext_GBps": nbytes / t_ours / 1e9, "torch_GBps": nbytes / t_ref / 1e9}
@@ -78,10 +81,9 @@ def main() -> None:
     x1 = torch.randn(1, device=dev)
     ours(x1, 0.5)  # compile once
     before = mps_ext.graph.cache_info()
-    t_ref = time_call(lambda: ref(x1, 0.5), device=dev, repeat=25)
-    t_wrapper = time_call(lambda: ours(x1, 0.5), device=dev, repeat=25)
-    t_ops = time_call(lambda: torch.ops.mps_ext.softshrink(x1, 0.5), device=dev, repeat=25)
-    t_aten_ops = time_call(lambda: torch.ops.aten.softshrink(x1, 0.5), device=dev, repeat=25)
+    t_ref, t_wrapper = time_pair(lambda: ref(x1, 0.5), lambda: ours(x1, 0.5), device=dev, rounds=9)
+    t_aten_ops, t_ops = time_pair(lambda: torch.ops.aten.softshrink(x1, 0.5),
+                                  lambda: torch.ops.mps_ext.softshrink(x1, 0.5), device=dev, rounds=9)
     after = mps_ext.graph.cache_info()
     assert after.misses == before.misses, "the 1-element calls must all be cache hits"
     overhead = {"torch_F_us": t_ref * 1e6, "mps_ext_wrapper_us": t_wrapper * 1e6,

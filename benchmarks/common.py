@@ -78,6 +78,21 @@ def time_call(fn, *, device="cpu", warmup=3, repeat=15, min_time=0.2) -> float:
     return min(samples)
 
 
+def time_pair(fn_a, fn_b, *, device="cpu", rounds=7, **kwargs) -> tuple[float, float]:
+    """Best seconds per call of two functions measured in alternating rounds
+    (a, b, b, a, ...), so drifting load on a shared machine hits both alike."""
+    best_a = best_b = float("inf")
+    for r in range(rounds):
+        order = [(0, fn_a), (1, fn_b)] if r % 2 == 0 else [(1, fn_b), (0, fn_a)]
+        for which, fn in order:
+            t = time_call(fn, device=device, repeat=3, **kwargs)
+            if which == 0:
+                best_a = min(best_a, t)
+            else:
+                best_b = min(best_b, t)
+    return best_a, best_b
+
+
 def environment() -> dict:
     return {
         "torch": torch.__version__,
