@@ -116,6 +116,7 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::Round: return at::round(a[0]);
     case NodeKind::LogicalNot: return at::logical_not(a[0]);
     case NodeKind::IsNaN: return at::isnan(a[0]);
+    case NodeKind::Erf: return at::erf(a[0]);
     case NodeKind::Add: return at::add(a[0], a[1]);
     case NodeKind::Subtract: return at::sub(a[0], a[1]);
     case NodeKind::Multiply: return at::mul(a[0], a[1]);
@@ -139,6 +140,13 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::ReduceMean: return reduce(n.kind, a[0], n.ints_attr("axes"));
     case NodeKind::Softmax: return at::softmax(a[0], n.int_attr("axis"));
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
+    case NodeKind::Iota: {
+      const auto& shape = n.ints_attr("shape");
+      int64_t axis = n.int_attr("axis");
+      std::vector<int64_t> along(shape.size(), 1);
+      along[axis] = shape[axis];
+      return at::arange(shape[axis], at::TensorOptions().dtype(dtype)).reshape(along).expand(shape).contiguous();
+    }
     case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
     case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
     case NodeKind::ScaledDotProductAttention:
