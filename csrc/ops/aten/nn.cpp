@@ -172,6 +172,13 @@ at::Tensor all_dims(const at::Tensor& self, at::OptionalIntArrayRef dim, bool ke
   return run_reduce("all", self, dim, keepdim, self.scalar_type(), at::kBool);
 }
 
+at::Tensor any_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return run_reduce("any", self, at::IntArrayRef{dim}, keepdim, self.scalar_type(), at::kBool);
+}
+at::Tensor all_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return run_reduce("all", self, at::IntArrayRef{dim}, keepdim, self.scalar_type(), at::kBool);
+}
+
 at::Tensor var_correction(const at::Tensor& self, at::OptionalIntArrayRef dim, const std::optional<at::Scalar>& correction,
                           bool keepdim) {
   require(at::isFloatingType(self.scalar_type()));
@@ -812,8 +819,10 @@ void build_tri(Graph& g, const GraphSpec& s) {
   int64_t rank = static_cast<int64_t>(shape.size());
   std::vector<int64_t> mshape{shape[rank - 2], shape[rank - 1]};
   G row = g.iota(mshape, 0, DType::Int64), col = g.iota(mshape, 1, DType::Int64);
-  G diff = g.sub(col, row);  // j - i
-  G kk = g.constant(static_cast<double>(s.int_attr("diagonal")), DType::Int64);
+  // j - i compared in float32 (exact for any realistic size): the compare
+  // then fuses into the select.
+  G diff = g.cast(g.sub(col, row), DType::Float32);
+  G kk = g.constant(static_cast<double>(s.int_attr("diagonal")), DType::Float32);
   G keep = s.int_attr("upper") ? g.ge(diff, kk) : g.le(diff, kk);
   g.output(g.select(keep, x, g.constant(0, g.type(x).dtype)));
 }
@@ -829,6 +838,20 @@ at::Tensor tril(const at::Tensor& self, int64_t diagonal) { return run_tri(self,
 at::Tensor triu(const at::Tensor& self, int64_t diagonal) { return run_tri(self, diagonal, true); }
 at::Tensor& tril_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, false)); }
 at::Tensor& triu_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, true)); }
+
+// --- softshrink: mps_ext's own graph (csrc/ops/softshrink/) -----------------------------
+at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
+  require(graph_dtype_ok(self.scalar_type()));
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mps_ext::softshrink", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Scalar&)>();
+  return op.call(self, lambd);
+}
+at::Tensor softshrink_backward(const at::Tensor& grad, const at::Tensor& self, const at::Scalar& lambd) {
+  require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(grad.scalar_type()));
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mps_ext::softshrink_backward", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Scalar&)>();
+  return op.call(grad, self, lambd);
+}
 
 // --- registration --------------------------------------------------------------------
 // Each typed kernel runs boxed through this wrapper: when it meets an input it
@@ -871,6 +894,8 @@ const std::vector<Row>& rows() {
       ROW("any", any_all),
       ROW("all", all_all),
       ROW("any.dims", any_dims),
+      ROW("any.dim", any_dim),
+      ROW("all.dim", all_dim),
       ROW("all.dims", all_dims),
       ROW("var.correction", var_correction),
       ROW("std.correction", std_correction),
@@ -902,6 +927,8 @@ const std::vector<Row>& rows() {
       ROW("triu", triu),
       ROW("tril_", tril_),
       ROW("triu_", triu_),
+      ROW("softshrink", softshrink),
+      ROW("softshrink_backward", softshrink_backward),
   };
   return r;
 }
