@@ -340,6 +340,8 @@ TRAIN = textwrap.dedent("""
         x, y = torch.randn(5, 4, 6), torch.randn(4, 3)
         loss_fn = lambda m, x, y: F.mse_loss(m(x), y)
     ref = make(); dev = make(); dev.load_state_dict(ref.state_dict()); dev.to("mpsgraph")
+    if kind == "gpt":  # Module.to() unties shared parameters on PrivateUse1 devices (torch's
+        dev.head.weight = dev.tok.weight  # _has_compatible_shallow_copy_type lists no PrivateUse1): tie again
     opt_r = torch.optim.AdamW(ref.parameters(), lr=1e-2); opt_d = torch.optim.AdamW(dev.parameters(), lr=1e-2)
     for step in range(int(sys.argv[2])):
         out = []
