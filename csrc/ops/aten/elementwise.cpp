@@ -46,7 +46,6 @@ struct Entry {
 };
 
 bool has(G t) { return t.id >= 0; }
-G k(Graph& g, double v, G like) { return g.constant(v, g.type(like).dtype); }
 G mul(Graph& g, G a, G b) { return g.mul(a, b); }
 G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
 G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }

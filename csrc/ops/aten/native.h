@@ -11,7 +11,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/boxing/impl/make_boxed_from_unboxed_functor.h>
 #include <torch/library.h>
+
+#include <stdexcept>
 
 #include <string>
 #include <vector>
@@ -55,5 +58,44 @@ bool graph_dtype_ok(at::ScalarType t);
 // The result written where the variant wants it: functional -> returned,
 // in-place -> into self, out= -> into out (resized like ATen's resize_output).
 at::Tensor write_result(const at::Tensor& result, const at::Tensor& dest);
+
+// --- helpers for the typed families (nn.cpp, norms.cpp, ...) ---------------------------
+// "No graph for this input": thrown before anything is written; guarded()
+// turns it into the CPU fallback with the arguments still on the stack.
+inline void require(bool ok) {
+  if (!ok) throw std::domain_error("fallback");
+}
+
+// Each typed kernel runs boxed through this wrapper: when it meets an input it
+// has no graph for (require() throws before anything is written), the
+// arguments are still on the stack and the call goes to the CPU fallback.
+template <class FuncType, FuncType* func>
+inline void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
+  static Functor functor;
+  try {
+    c10::impl::make_boxed_from_unboxed_functor<Functor, false>::call(&functor, op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), stack);
+  } catch (const std::domain_error&) {
+    fallback(op, stack);
+  }
+}
+
+struct Row {
+  const char* op;
+  BoxedKernel kernel;
+};
+#define MPS_EXT_ATEN_ROW(name, fn) ::mps_ext::ops::aten::Row{name, &::mps_ext::ops::aten::guarded<decltype(fn), fn>}
+
+inline at::TensorOptions device_options(const at::Tensor& like, at::ScalarType dtype) {
+  return at::TensorOptions().device(like.device()).dtype(dtype);
+}
+inline graph::Tensor k(graph::Graph& g, double v, graph::Tensor like) { return g.constant(v, g.type(like).dtype); }
+inline graph::Tensor cast_to(graph::Graph& g, graph::Tensor x, graph::DType t) {
+  return g.type(x).dtype == t ? x : g.cast(x, t);
+}
+inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
+inline graph::DType attr_dtype(const runtime::GraphSpec& s, const char* name) {
+  return graph::dtype_from_name(s.str_attr(name));
+}
 
 }  // namespace mps_ext::ops::aten

@@ -20,21 +20,7 @@ using graph::NodeKind;
 using runtime::GraphSpec;
 using G = graph::Tensor;
 
-at::TensorOptions device_options(const at::Tensor& like, at::ScalarType dtype) {
-  return at::TensorOptions().device(like.device()).dtype(dtype);
-}
-G k(Graph& g, double v, G like) { return g.constant(v, g.type(like).dtype); }
-G cast_to(Graph& g, G x, DType t) { return g.type(x).dtype == t ? x : g.cast(x, t); }
-DType dt(at::ScalarType t) { return graph_dtype(t); }
-std::string dname(at::ScalarType t) { return graph::dtype_name(dt(t)); }
-DType attr_dtype(const GraphSpec& s, const char* name) { return graph::dtype_from_name(s.str_attr(name)); }
 
-// Fails over to the CPU fallback for dtypes the device runtime lacks: the
-// typed kernels below are registered through this table, so a kernel that
-// returns std::nullopt means "not here".
-void require(bool ok) {
-  if (!ok) throw std::domain_error("fallback");
-}
 
 // --- fill_ / zero_ -----------------------------------------------------------------
 void build_fill(Graph& g, const GraphSpec& s) {
@@ -256,11 +242,11 @@ at::Tensor argmin(const at::Tensor& self, std::optional<int64_t> dim, bool keepd
 // MatMul with an upper-triangular ones matrix along the scanned dim.
 G cumsum_decomposition(Graph& d, const std::vector<G>& in) {
   const graph::TensorType& t = d.type(in[0]);
-  int64_t rank = t.rank(), n = t.shape.back();
+  int64_t n = t.shape.back();
   G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
   G tri = d.cast(d.le(row, col), t.dtype);
-  (void)rank;
-  return d.matmul(in[0], tri);
+  if (t.rank() >= 2) return d.matmul(in[0], tri);
+  return d.reshape(d.matmul(d.reshape(in[0], {1, n}), tri), {n});  // MatMul wants rank >= 2
 }
 at::Tensor cumsum_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
   at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
@@ -854,85 +840,65 @@ at::Tensor softshrink_backward(const at::Tensor& grad, const at::Tensor& self, c
 }
 
 // --- registration --------------------------------------------------------------------
-// Each typed kernel runs boxed through this wrapper: when it meets an input it
-// has no graph for (require() throws before anything is written), the
-// arguments are still on the stack and the call goes to the CPU fallback.
-template <class FuncType, FuncType* func>
-void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
-  static Functor functor;
-  try {
-    c10::impl::make_boxed_from_unboxed_functor<Functor, false>::call(&functor, op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), stack);
-  } catch (const std::domain_error&) {
-    fallback(op, stack);
-  }
-}
-
-struct Row {
-  const char* op;
-  BoxedKernel kernel;
-};
-#define ROW(name, fn) Row{name, &guarded<decltype(fn), fn>}
 
 const std::vector<Row>& rows() {
   static const std::vector<Row> r = {
-      ROW("fill_.Scalar", fill_scalar),
-      ROW("fill_.Tensor", fill_tensor),
-      ROW("zero_", zero_),
-      ROW("sum.dim_IntList", sum_dim),
-      ROW("sum", sum_all),
-      ROW("mean.dim", mean_dim),
-      ROW("mean", mean_all),
-      ROW("amax", amax),
-      ROW("amin", amin),
-      ROW("max", max_all),
-      ROW("min", min_all),
-      ROW("max.dim", max_dim),
-      ROW("min.dim", min_dim),
-      ROW("argmax", argmax),
-      ROW("argmin", argmin),
-      ROW("any", any_all),
-      ROW("all", all_all),
-      ROW("any.dims", any_dims),
-      ROW("any.dim", any_dim),
-      ROW("all.dim", all_dim),
-      ROW("all.dims", all_dims),
-      ROW("var.correction", var_correction),
-      ROW("std.correction", std_correction),
-      ROW("linalg_vector_norm", vector_norm),
-      ROW("_foreach_norm.Scalar", foreach_norm),
-      ROW("cumsum", cumsum),
-      ROW("mm", mm),
-      ROW("bmm", bmm),
-      ROW("addmm", addmm),
-      ROW("baddbmm", baddbmm),
-      ROW("dot", dot),
-      ROW("mv", mv),
-      ROW("addmv", addmv),
-      ROW("_softmax", softmax),
-      ROW("_log_softmax", log_softmax),
-      ROW("_softmax_backward_data", softmax_backward),
-      ROW("_log_softmax_backward_data", log_softmax_backward),
-      ROW("native_layer_norm", native_layer_norm),
-      ROW("native_layer_norm_backward", native_layer_norm_backward),
-      ROW("mse_loss", mse_loss),
-      ROW("mse_loss_backward", mse_loss_backward),
-      ROW("nll_loss_forward", nll_loss_forward),
-      ROW("nll_loss_backward", nll_loss_backward),
-      ROW("index_select", index_select),
-      ROW("embedding_dense_backward", embedding_dense_backward),
-      ROW("arange.start_out", arange_out),
-      ROW("cat", cat),
-      ROW("tril", tril),
-      ROW("triu", triu),
-      ROW("tril_", tril_),
-      ROW("triu_", triu_),
-      ROW("softshrink", softshrink),
-      ROW("softshrink_backward", softshrink_backward),
+      MPS_EXT_ATEN_ROW("fill_.Scalar", fill_scalar),
+      MPS_EXT_ATEN_ROW("fill_.Tensor", fill_tensor),
+      MPS_EXT_ATEN_ROW("zero_", zero_),
+      MPS_EXT_ATEN_ROW("sum.dim_IntList", sum_dim),
+      MPS_EXT_ATEN_ROW("sum", sum_all),
+      MPS_EXT_ATEN_ROW("mean.dim", mean_dim),
+      MPS_EXT_ATEN_ROW("mean", mean_all),
+      MPS_EXT_ATEN_ROW("amax", amax),
+      MPS_EXT_ATEN_ROW("amin", amin),
+      MPS_EXT_ATEN_ROW("max", max_all),
+      MPS_EXT_ATEN_ROW("min", min_all),
+      MPS_EXT_ATEN_ROW("max.dim", max_dim),
+      MPS_EXT_ATEN_ROW("min.dim", min_dim),
+      MPS_EXT_ATEN_ROW("argmax", argmax),
+      MPS_EXT_ATEN_ROW("argmin", argmin),
+      MPS_EXT_ATEN_ROW("any", any_all),
+      MPS_EXT_ATEN_ROW("all", all_all),
+      MPS_EXT_ATEN_ROW("any.dims", any_dims),
+      MPS_EXT_ATEN_ROW("any.dim", any_dim),
+      MPS_EXT_ATEN_ROW("all.dim", all_dim),
+      MPS_EXT_ATEN_ROW("all.dims", all_dims),
+      MPS_EXT_ATEN_ROW("var.correction", var_correction),
+      MPS_EXT_ATEN_ROW("std.correction", std_correction),
+      MPS_EXT_ATEN_ROW("linalg_vector_norm", vector_norm),
+      MPS_EXT_ATEN_ROW("_foreach_norm.Scalar", foreach_norm),
+      MPS_EXT_ATEN_ROW("cumsum", cumsum),
+      MPS_EXT_ATEN_ROW("mm", mm),
+      MPS_EXT_ATEN_ROW("bmm", bmm),
+      MPS_EXT_ATEN_ROW("addmm", addmm),
+      MPS_EXT_ATEN_ROW("baddbmm", baddbmm),
+      MPS_EXT_ATEN_ROW("dot", dot),
+      MPS_EXT_ATEN_ROW("mv", mv),
+      MPS_EXT_ATEN_ROW("addmv", addmv),
+      MPS_EXT_ATEN_ROW("_softmax", softmax),
+      MPS_EXT_ATEN_ROW("_log_softmax", log_softmax),
+      MPS_EXT_ATEN_ROW("_softmax_backward_data", softmax_backward),
+      MPS_EXT_ATEN_ROW("_log_softmax_backward_data", log_softmax_backward),
+      MPS_EXT_ATEN_ROW("native_layer_norm", native_layer_norm),
+      MPS_EXT_ATEN_ROW("native_layer_norm_backward", native_layer_norm_backward),
+      MPS_EXT_ATEN_ROW("mse_loss", mse_loss),
+      MPS_EXT_ATEN_ROW("mse_loss_backward", mse_loss_backward),
+      MPS_EXT_ATEN_ROW("nll_loss_forward", nll_loss_forward),
+      MPS_EXT_ATEN_ROW("nll_loss_backward", nll_loss_backward),
+      MPS_EXT_ATEN_ROW("index_select", index_select),
+      MPS_EXT_ATEN_ROW("embedding_dense_backward", embedding_dense_backward),
+      MPS_EXT_ATEN_ROW("arange.start_out", arange_out),
+      MPS_EXT_ATEN_ROW("cat", cat),
+      MPS_EXT_ATEN_ROW("tril", tril),
+      MPS_EXT_ATEN_ROW("triu", triu),
+      MPS_EXT_ATEN_ROW("tril_", tril_),
+      MPS_EXT_ATEN_ROW("triu_", triu_),
+      MPS_EXT_ATEN_ROW("softshrink", softshrink),
+      MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),
   };
   return r;
 }
-#undef ROW
 }  // namespace
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
