@@ -252,6 +252,9 @@ const std::vector<Entry>& table() {
       {"bitwise_not", 1, {0}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
                                                           return un(g, NodeKind::LogicalNot, x[0]);)},
       {"where", 3, {1, 2}, Result::Promoted, {0}, {}, E(return sel(g, x[0], x[1], x[2]);)},
+      {"native_dropout_backward", 2, {0}, Result::Promoted, {1}, {"scale"},  // (grad_output, mask); grad * mask * scale
+       E(G scale = g.constant(std::get<double>(s.attrs().at("scale")), g.type(x[0]).dtype);
+         return sel(g, x[1], mul(g, x[0], scale), k(g, 0, x[0]));)},
       {"masked_fill", 3, {0}, Result::First, {1}, {}, E(return sel(g, x[1], x[2], x[0]);)},
   };
   return t;

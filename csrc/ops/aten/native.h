@@ -73,9 +73,13 @@ template <class FuncType, FuncType* func>
 inline void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
   static Functor functor;
+  // Unboxing moves arguments out of the stack: keep a copy for the fallback.
+  const size_t n = op.schema().arguments().size();
+  std::vector<c10::IValue> args(stack->end() - n, stack->end());
   try {
     c10::impl::make_boxed_from_unboxed_functor<Functor, false>::call(&functor, op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), stack);
   } catch (const std::domain_error&) {
+    std::copy(args.begin(), args.end(), stack->end() - n);
     fallback(op, stack);
   }
 }

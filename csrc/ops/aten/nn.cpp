@@ -241,7 +241,7 @@ at::Tensor argmin(const at::Tensor& self, std::optional<int64_t> dim, bool keepd
 // cumsum: a kernel node (ATen's scan on the CPU) whose decomposition is a
 // MatMul with an upper-triangular ones matrix along the scanned dim.
 G cumsum_decomposition(Graph& d, const std::vector<G>& in) {
-  const graph::TensorType& t = d.type(in[0]);
+  const graph::TensorType t = d.type(in[0]);
   int64_t n = t.shape.back();
   G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
   G tri = d.cast(d.le(row, col), t.dtype);
@@ -645,7 +645,7 @@ at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
 // --- gathers: index_select (embedding) and embedding_dense_backward ------------------
 // Decomposition: one-hot rows (Iota == index) @ table.
 G index_select_decomposition(Graph& d, const std::vector<G>& in) {
-  const graph::TensorType& w = d.type(in[0]);
+  const graph::TensorType w = d.type(in[0]);
   int64_t n = d.type(in[1]).shape[0], v = w.shape[0];
   G onehot = d.binary(NodeKind::Equal, d.iota({n, v}, 1, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {n, 1}));
   return d.matmul(d.cast(onehot, w.dtype), in[0]);
@@ -691,7 +691,7 @@ at::Tensor index_select(const at::Tensor& self, int64_t dim, const at::Tensor& i
 
 // grad_weight[v] = sum of grad rows whose index is v: one-hot^T @ grad.
 G embedding_backward_decomposition(Graph& d, const std::vector<G>& in) {
-  const graph::TensorType& gt = d.type(in[0]);
+  const graph::TensorType gt = d.type(in[0]);
   int64_t n = gt.shape[0];
   int64_t v = d.type(in[2]).shape[0];
   G onehot = d.binary(NodeKind::Equal, d.iota({v, n}, 0, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {1, n}));

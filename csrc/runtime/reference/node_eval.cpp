@@ -1,5 +1,6 @@
 // Node-by-node evaluation with ATen: the semantics every runtime must match.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "runtime/reference/executor.h"
 
@@ -140,6 +141,16 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::ReduceMean: return reduce(n.kind, a[0], n.ints_attr("axes"));
     case NodeKind::Softmax: return at::softmax(a[0], n.int_attr("axis"));
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
+    case NodeKind::RandomUniform: {
+      // A stream determined by the state (the reference runtime's stand-in
+      // for Philox; RNG ops run CPU kernels on the device generator instead).
+      at::Tensor st = a[0].contiguous();
+      const int32_t* s = st.const_data_ptr<int32_t>();
+      uint64_t seed = 0;
+      for (int i = 0; i < 7; ++i) seed = seed * 1000003u + static_cast<uint32_t>(s[i]);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+      return at::rand(n.ints_attr("shape"), gen, at::TensorOptions().dtype(at::kFloat));
+    }
     case NodeKind::Iota: {
       const auto& shape = n.ints_attr("shape");
       int64_t axis = n.int_attr("axis");
