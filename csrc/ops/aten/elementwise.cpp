@@ -101,6 +101,7 @@ const std::vector<Entry>& table() {
       {"abs", 1, {0}, Result::Promoted, {}, {}, U(Abs)},
       {"neg", 1, {0}, Result::Promoted, {}, {}, U(Negative)},
       {"sign", 1, {0}, Result::Promoted, {}, {}, U(Sign)},
+      {"sgn", 1, {0}, Result::Promoted, {}, {}, U(Sign)},  // real tensors (complex ones fall back)
       {"floor", 1, {0}, Result::Promoted, {}, {}, U(Floor)},
       {"ceil", 1, {0}, Result::Promoted, {}, {}, U(Ceil)},
       {"round", 1, {0}, Result::Promoted, {}, {}, U(Round)},

@@ -825,6 +825,38 @@ at::Tensor triu(const at::Tensor& self, int64_t diagonal) { return run_tri(self,
 at::Tensor& tril_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, false)); }
 at::Tensor& triu_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, true)); }
 
+// --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
+// forward: min(x, 0) - log1p(exp(-|x|)); the CPU's buffer output is not needed
+// by the device backward (grad * sigmoid(-x)), so it is empty.
+void build_log_sigmoid(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "self");
+  G x = cast_to(g, x0, compute);
+  G y;
+  if (s.int_attr("backward")) {
+    G dy = cast_to(g, g.placeholder(s.input(1), "grad_output"), compute);
+    y = g.mul(dy, g.unary(NodeKind::Sigmoid, g.neg(x)));
+  } else {
+    G e = g.unary(NodeKind::Exp, g.neg(g.abs(x)));
+    y = g.sub(g.minimum(x, k(g, 0, x)), g.unary(NodeKind::Log, g.add(k(g, 1, e), e)));
+  }
+  g.output(cast_to(g, y, g.type(x0).dtype));
+}
+std::tuple<at::Tensor, at::Tensor> log_sigmoid_forward(const at::Tensor& self) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0);
+  GraphSpec spec("aten::log_sigmoid");
+  spec.input_dynamic(self).attr("backward", int64_t{0}).attr("compute", dname(opmath_type(self.scalar_type())));
+  return {runtime::run_graph(spec, build_log_sigmoid, {self})[0], at::empty({0}, self.options())};
+}
+at::Tensor log_sigmoid_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& buffer) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
+          grad_output.sizes() == self.sizes() && grad_output.scalar_type() == self.scalar_type());
+  GraphSpec spec("aten::log_sigmoid_backward");
+  spec.input_dynamic(self).input_dynamic(grad_output).attr("backward", int64_t{1})
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return runtime::run_graph(spec, build_log_sigmoid, {self, grad_output})[0];
+}
+
 // --- softshrink: mps_ext's own graph (csrc/ops/softshrink/) -----------------------------
 at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
   require(graph_dtype_ok(self.scalar_type()));
@@ -895,6 +927,8 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("tril_", tril_),
       MPS_EXT_ATEN_ROW("triu_", triu_),
       MPS_EXT_ATEN_ROW("softshrink", softshrink),
+      MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
+      MPS_EXT_ATEN_ROW("log_sigmoid_backward", log_sigmoid_backward),
       MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),
   };
   return r;

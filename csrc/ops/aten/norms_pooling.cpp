@@ -325,7 +325,7 @@ void build_pool(Graph& g, const GraphSpec& s) {
     return;
   }
   G dy = g.placeholder(s.input(0), "grad_output");
-  const graph::Shape& shape = s.input(1).shape;  // self's shape
+  const graph::Shape& shape = s.ints_attr("shape");  // self's shape
   graph::Shape wshape{shape[0], shape[1], shape[2] / kh, shape[3] / kw, 1};
   G dyw = g.reshape(dy, wshape);
   G grad_win;
@@ -333,7 +333,7 @@ void build_pool(Graph& g, const GraphSpec& s) {
     grad_win = g.broadcast(g.div(dyw, k(g, static_cast<double>(kh * kw), dyw)),
                            {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw});
   } else {
-    G idx = g.reshape(g.placeholder(s.input(2), "indices"), wshape);
+    G idx = g.reshape(g.placeholder(s.input(1), "indices"), wshape);
     G flat = window_flat_index(g, shape, kh, kw);
     grad_win = g.select(g.binary(NodeKind::Equal, flat, idx), g.broadcast(dyw, {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw}),
                         g.constant(0, g.type(dy).dtype));
@@ -346,7 +346,7 @@ bool simple_windows(const at::Tensor& self, at::IntArrayRef kernel, at::IntArray
                     at::IntArrayRef dilation) {
   if (self.dim() != 4 || kernel.empty() || self.numel() == 0) return false;
   int64_t kh = kernel[0], kw = kernel.size() > 1 ? kernel[1] : kernel[0];
-  int64_t sh = stride.empty() ? kh : stride[0], sw = stride.size() > 1 ? stride[1] : sh;
+  int64_t sh = stride.empty() ? kh : stride[0], sw = stride.empty() ? kw : stride.size() > 1 ? stride[1] : sh;
   bool no_pad = std::all_of(padding.begin(), padding.end(), [](int64_t p) { return p == 0; });
   bool no_dil = std::all_of(dilation.begin(), dilation.end(), [](int64_t d) { return d == 1; });
   return sh == kh && sw == kw && no_pad && no_dil && self.size(2) % kh == 0 && self.size(3) % kw == 0;
@@ -370,9 +370,9 @@ at::Tensor max_pool2d_with_indices_backward(const at::Tensor& grad_output, const
           grad_output.scalar_type() == self.scalar_type());
   int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
   GraphSpec spec("aten::pool2d_backward");
-  spec.input(grad_output).input(self).input(indices)
+  spec.input(grad_output).input(indices).attr("shape", self.sizes().vec())
       .attr("kind", std::string("max_backward")).attr("kh", kh).attr("kw", kw);
-  return runtime::run_graph(spec, build_pool, {grad_output, self, indices})[0];
+  return runtime::run_graph(spec, build_pool, {grad_output, indices})[0];
 }
 
 at::Tensor avg_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
@@ -392,8 +392,9 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
           grad_output.scalar_type() == self.scalar_type());
   int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
   GraphSpec spec("aten::pool2d_backward");
-  spec.input(grad_output).input(self).attr("kind", std::string("avg_backward")).attr("kh", kh).attr("kw", kw);
-  return runtime::run_graph(spec, build_pool, {grad_output, self})[0];
+  spec.input(grad_output).attr("shape", self.sizes().vec()).attr("kind", std::string("avg_backward"))
+      .attr("kh", kh).attr("kw", kw);
+  return runtime::run_graph(spec, build_pool, {grad_output})[0];
 }
 
 at::Tensor adaptive_avg_pool2d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
