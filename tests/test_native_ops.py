@@ -269,6 +269,10 @@ def test_embedding_index_select_cat_tril():
     check(lambda a, b: torch.cat([a, b], 1), rnd(2, 3), rnd(2, 1))
     check(lambda a, b: torch.stack([a, b]), rnd(2, 3), rnd(2, 3))
     check(lambda a: torch.tril(a, -1), rnd(2, 4, 4))
+    check(lambda a: torch.roll(a, (1, -2), (0, 1)), rnd(3, 5))
+    check(lambda a: torch.flip(a, (0, 2)), rnd(3, 2, 4))
+    check(lambda a, i: torch.gather(a, 1, i), rnd(3, 5), torch.tensor([[0, 4], [1, 1], [3, 2]]))
+    check(lambda a, i: torch.gather(a, 0, i), rnd(3, 2), torch.tensor([[2, 0], [1, 1]]).expand(2, 2).contiguous()[:, :].t().contiguous()[:2])
     check(lambda a: torch.triu(a, 1), rnd(3, 5))
     with pytest.raises(IndexError, match="index out of range"):
         rnd(3, 2).to(DEV).index_select(0, torch.tensor([5], device=DEV))
@@ -496,3 +500,19 @@ def test_readme_lists_native_ops():
     from mps_ext import ops
     readme = (ROOT / "README.md").read_text()
     assert ops.readme_section() in readme, "README's native op list is stale: run `python -m mps_ext.ops --update-readme`"
+
+
+def test_kernel_nodes_match_their_decompositions():
+    """The gathers and scans run ATen's CPU op as a kernel node; the mpsgraph
+    runtime runs their decompositions (Iota one-hots, MatMul): same results."""
+    x = rnd(3, 5).to(DEV)
+    idx = torch.tensor([4, 0, 0, 2], device=DEV)
+    cases = [lambda: x.cumsum(1), lambda: x.cumsum(0), lambda: x.index_select(1, idx), lambda: x.index_select(0, idx[1:]),
+             lambda: torch.flip(x, (0, 1)), lambda: torch.gather(x, 1, torch.tensor([[0, 4], [1, 1], [3, 2]], device=DEV)),
+             lambda: torch.ops.aten.embedding_dense_backward(g, idx, 6, -1, False)]
+    g = rnd(4, 5).to(DEV)
+    for fn in cases:
+        expected = fn()
+        with mps_ext.graph.decompositions():
+            got = fn()
+        torch.testing.assert_close(got.cpu(), expected.cpu())

@@ -825,6 +825,133 @@ at::Tensor triu(const at::Tensor& self, int64_t diagonal) { return run_tri(self,
 at::Tensor& tril_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, false)); }
 at::Tensor& triu_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, true)); }
 
+// --- roll (slices + concat), flip and gather (kernel nodes) ---------------------------------
+void build_roll(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  const auto& shifts = s.ints_attr("shifts");
+  const auto& dims = s.ints_attr("dims");
+  graph::Shape shape = s.input(0).shape;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    int64_t d = dims[i], n = shape[d], sh = ((shifts[i] % n) + n) % n;
+    if (sh == 0) continue;
+    std::vector<int64_t> st(shape.size(), 0), en = shape, one(shape.size(), 1);
+    st[d] = n - sh;
+    G tail = g.slice(x, st, en, one);
+    st[d] = 0;
+    en[d] = n - sh;
+    G head = g.slice(x, st, en, one);
+    x = g.concat({tail, head}, d);
+  }
+  g.output(x);
+}
+
+at::Tensor roll(const at::Tensor& self, c10::SymIntArrayRef shifts, at::IntArrayRef dims) {
+  require(graph_dtype_ok(self.scalar_type()) && self.numel() > 0 && !dims.empty() && shifts.size() == dims.size());
+  std::vector<int64_t> sh, ds;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    sh.push_back(shifts[i].expect_int());
+    ds.push_back(c10::maybe_wrap_dim(dims[i], self.dim()));
+  }
+  GraphSpec spec("aten::roll");
+  spec.input(self).attr("shifts", sh).attr("dims", ds);
+  return runtime::run_graph(spec, build_roll, {self})[0];
+}
+
+// Reverses the last dim: CPU at::flip; decomposition x @ J (J the anti-identity).
+G flip_last_decomposition(Graph& d, const std::vector<G>& in) {
+  graph::TensorType t = d.type(in[0]);
+  int64_t n = t.shape.back();
+  G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
+  G j = d.cast(d.binary(NodeKind::Equal, d.add(row, col), d.constant(static_cast<double>(n - 1), DType::Int32)), t.dtype);
+  return d.matmul(in[0], j);
+}
+at::Tensor flip_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
+  out.copy_(in[0].flip(-1));
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.flip_last", flip_last_cpu);
+
+void build_flip(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  int64_t rank = s.input(0).rank();
+  for (int64_t d : s.ints_attr("dims")) {
+    std::vector<int64_t> perm(rank);
+    for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+    std::swap(perm[d], perm[rank - 1]);
+    G t = d == rank - 1 ? x : g.transpose(x, perm);
+    if (rank == 1) t = g.reshape(t, {1, s.input(0).shape[0]});
+    G f = g.kernel("aten.flip_last", {t}, {}, flip_last_decomposition);
+    if (rank == 1) f = g.reshape(f, {s.input(0).shape[0]});
+    x = d == rank - 1 ? f : g.transpose(f, perm);
+  }
+  g.output(x);
+}
+
+at::Tensor flip(const at::Tensor& self, at::IntArrayRef dims) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 && self.dim() > 0);
+  std::vector<int64_t> ds;
+  for (int64_t d : dims) ds.push_back(c10::maybe_wrap_dim(d, self.dim()));
+  if (ds.empty()) return self.clone();
+  GraphSpec spec("aten::flip");
+  spec.input(self).attr("dims", ds);
+  return runtime::run_graph(spec, build_flip, {self})[0];
+}
+
+// gather along the last dim: CPU at::gather; decomposition: one-hot of the
+// index against an Iota over the source dim, multiplied and summed.
+G gather_last_decomposition(Graph& d, const std::vector<G>& in) {
+  graph::TensorType xt = d.type(in[0]), it = d.type(in[1]);
+  int64_t n = xt.shape.back();
+  graph::Shape ishape = it.shape;
+  ishape.push_back(1);
+  graph::Shape oh = it.shape;
+  oh.push_back(n);
+  G idx = d.reshape(d.cast(in[1], DType::Int64), ishape);                  // [..., m, 1]
+  G hot = d.binary(NodeKind::Equal, idx, d.iota(oh, static_cast<int64_t>(oh.size()) - 1, DType::Int64));  // [..., m, n]
+  graph::Shape xs = xt.shape;
+  xs.insert(xs.end() - 1, 1);                                                  // [..., 1, n]
+  G picked = d.select(hot, d.reshape(in[0], xs), d.constant(0, xt.dtype));
+  return d.reshape(d.reduce(NodeKind::ReduceSum, picked, {static_cast<int64_t>(oh.size()) - 1}), it.shape);
+}
+at::Tensor gather_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[1].sizes(), in[0].scalar_type());
+  at::gather_out(out, in[0], -1, in[1]);
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.gather_last", gather_last_cpu);
+
+void build_gather(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  G idx = g.placeholder(s.input(1), "index");
+  int64_t dim = s.int_attr("dim"), rank = s.input(0).rank();
+  std::vector<int64_t> perm(rank);
+  for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+  std::swap(perm[dim], perm[rank - 1]);
+  if (dim != rank - 1) {
+    x = g.transpose(x, perm);
+    idx = g.transpose(idx, perm);
+  }
+  G r = g.kernel("aten.gather_last", {x, idx}, {}, gather_last_decomposition);
+  g.output(dim == rank - 1 ? r : g.transpose(r, perm));
+}
+
+at::Tensor gather(const at::Tensor& self, int64_t dim, const at::Tensor& index, bool sparse_grad) {
+  require(graph_dtype_ok(self.scalar_type()) && self.dim() > 0 && self.dim() == index.dim() && index.numel() > 0 &&
+          self.numel() > 0 && index.is_privateuseone());
+  TORCH_CHECK_TYPE(index.scalar_type() == at::kLong, "gather(): Expected dtype int64 for index");
+  dim = c10::maybe_wrap_dim(dim, self.dim());
+  for (int64_t d = 0; d < self.dim(); ++d)
+    require(d == dim || index.size(d) == self.size(d));  // the common, unsliced case
+  at::Tensor cpu_idx = device::cpu_alias(index);
+  device::synchronize();
+  TORCH_CHECK_INDEX(cpu_idx.min().item<int64_t>() >= 0 && cpu_idx.max().item<int64_t>() < self.size(dim),
+                    "index out of bounds in gather");
+  GraphSpec spec("aten::gather");
+  spec.input(self).input(index).attr("dim", dim);
+  return runtime::run_graph(spec, build_gather, {self, index})[0];
+}
+
 // --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
 // forward: min(x, 0) - log1p(exp(-|x|)); the CPU's buffer output is not needed
 // by the device backward (grad * sigmoid(-x)), so it is empty.
@@ -927,6 +1054,9 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("tril_", tril_),
       MPS_EXT_ATEN_ROW("triu_", triu_),
       MPS_EXT_ATEN_ROW("softshrink", softshrink),
+      MPS_EXT_ATEN_ROW("roll", roll),
+      MPS_EXT_ATEN_ROW("flip", flip),
+      MPS_EXT_ATEN_ROW("gather", gather),
       MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
       MPS_EXT_ATEN_ROW("log_sigmoid_backward", log_sigmoid_backward),
       MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),
