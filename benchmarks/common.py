@@ -14,8 +14,47 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def sync(device: str) -> None:
-    if device == "mps":
+    """Waits for queued device work before the clock is read (GPU devices run async)."""
+    kind = torch.device(device).type
+    if kind == "mps":
         torch.mps.synchronize()
+    elif kind == "mpsgraph":
+        torch.mpsgraph.synchronize()
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def last_level_cache_bytes() -> int | None:
+    """Size of the largest CPU cache (sysfs), or None where it cannot be read."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes) if sizes else None
+
+
+def describe_machine() -> str:
+    """One line naming the CPU, the ISA torch vectorizes for, threads and LLC: print it in every benchmark."""
+    llc = last_level_cache_bytes()
+    llc_text = f"{llc / (1 << 20):.0f} MiB LLC" if llc else "LLC unknown"
+    return (f"CPU: {cpu_model()} | {platform.machine()} | ISA {torch.backends.cpu.get_cpu_capability()} | "
+            f"{torch.get_num_threads()} threads | {llc_text} | torch {torch.__version__}")
 
 
 def time_call(fn, *, device="cpu", warmup=3, repeat=15, min_time=0.2) -> float:
@@ -46,6 +85,8 @@ def environment() -> dict:
         "system": platform.system(),
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cpu_model(),
+        "llc_bytes": last_level_cache_bytes(),
     }
 
 

@@ -11,10 +11,17 @@ from . import device as _device
 
 _device.register()  # PrivateUse1 becomes the "mpsgraph" device, before any device call
 
-from . import graph, nn
+from . import graph, nn, profiler
+from . import autocast
+
+autocast.register()  # autocast rules for the mps_ext ops this build has
 from .aten_override import override_aten, overridable_aten_ops, overridden_aten_ops
+from . import quantization
+from .quantization import quantize_model
 
 __version__ = "0.1.0"
+
+profiler._start_from_environment()  # MPS_EXT_PROFILE / MPS_EXT_PROFILE_TRACE
 
 
 def runtime() -> str:
@@ -31,5 +38,13 @@ def has_mpsgraph() -> bool:
     return _C._mpsgraph_built()
 
 
-__all__ = ["graph", "nn", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
-           "overridden_aten_ops"]
+__all__ = ["autocast", "graph", "nn", "profiler", "runtime", "has_mpsgraph", "override_aten", "overridable_aten_ops",
+           "overridden_aten_ops", "quantization", "quantize_model"]
+
+
+def _autoload() -> None:
+    """The ``torch.backends`` entry point (pyproject.toml): ``import torch`` imports
+    mps_ext through it, so a process that never imports mps_ext itself (a spawned
+    DataLoader worker, a torch.multiprocessing child) still knows ``"mpsgraph"``.
+    Importing the package did the registration; nothing is left to do.
+    ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` turns autoloading off."""

@@ -30,7 +30,7 @@ def progress(step: int, total: int, loss: float, width: int = 30) -> None:
         print(line, flush=True)
 
 
-def train(device: str, steps: int) -> list[float]:
+def train(device: str, steps: int, amp_dtype: torch.dtype | None = None) -> list[float]:
     """Fits a sparse linear target with a Softshrink MLP (the WWDC23 example)."""
     torch.manual_seed(0)
     x = torch.randn(512, 32, device=device)
@@ -45,7 +45,8 @@ def train(device: str, steps: int) -> list[float]:
     losses = []
     for step in range(1, steps + 1):
         opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(model(x), y)
+        with torch.autocast(device, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -56,9 +57,13 @@ def train(device: str, steps: int) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mps_ext", description=__doc__)
     parser.add_argument("--steps", type=int, default=60, help="training steps (default: 60)")
+    parser.add_argument("--profile", metavar="TRACE.json",
+                        help="profile the run (mps_ext.profiler) and write a Chrome/Perfetto trace")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.profile:
+        mps_ext.profiler._demo(args.profile)
 
     device = pick_device()
     print(f"mps_ext {mps_ext.__version__} on torch {torch.__version__}")
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nTraining a Softshrink MLP for {args.steps} steps:")
     start = time.perf_counter()
-    losses = train(device, args.steps)
+    losses = train(device, args.steps, mps_ext.autocast._demo(device))
     elapsed = time.perf_counter() - start
     k = max(1, len(losses) // 4)
     print(f"loss: first {losses[0]:.4f} -> last {losses[-1]:.4f} "
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     graph = mps_ext.graph.dump(torch.ops.mps_ext.softshrink, torch.randn(4), 0.5)
     print(f"softshrink runs as graph '{graph['key']}' with {len(graph['nodes'])} nodes "
           f"(see mps_ext.graph.dump(..., format='dot'))")
+    mps_ext.quantization._demo()
     if not losses[-1] < losses[0]:
         print("warning: the loss did not decrease", file=sys.stderr)
         return 1

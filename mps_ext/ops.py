@@ -46,7 +46,7 @@ def update_readme(path=None):
         start, end = text.index(BEGIN), text.index(END) + len(END)
         text = text[:start] + section + text[end:]
     else:
-        at = text.index("## Layout")
+        at = text.index("## Profiling")
         text = text[:at] + "### Native ops on the mpsgraph device\n\n" + section + "\n\n" + text[at:]
     path.write_text(text)
 

@@ -5,10 +5,16 @@ reference runtime on Linux, MPSGraph on a Mac); `mps` on macOS when
 torch.backends.mps is available (mpsgraph runtime). Cases that need a Mac are
 skipped with that reason, never silently dropped.
 """
-import pytest
-import torch
+import os
 
-import mps_ext  # noqa: F401  (registers torch.ops.mps_ext)
+# Every graph-cache hit rebuilds its graph from the spec and compares: a
+# builder that reads something its cache key omits fails loudly here.
+os.environ.setdefault("MPS_EXT_CHECK_CACHE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import mps_ext  # noqa: E402,F401  (registers torch.ops.mps_ext)
 
 MPS_AVAILABLE = torch.backends.mps.is_available() and mps_ext.has_mpsgraph()
 NEEDS_MAC = "needs macOS with an Apple GPU (torch.backends.mps) and the mpsgraph build"

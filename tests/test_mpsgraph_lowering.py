@@ -1,13 +1,22 @@
-"""Linux checks of the macOS MPSGraph runtime: file checks plus clang.
+"""Linux checks of the macOS MPSGraph runtime: the lowering's registrations,
+clang's view of the Objective-C++ code, the SDK stubs and the docs table.
 
-Needs no built extension. The clang check skips only when clang++ is absent
-(apt-get install -y clang); CI installs it.
+The registrations (csrc/runtime/mpsgraph/lowerings.def, read back through
+mps_ext._C._lowerings()) say which MPSGraph selector each IR node kind lowers
+to; clang's AST of lowering.mm says which selectors each lower_<Kind> really
+sends. Nothing here depends on how the source is formatted. The clang checks
+skip only when clang++ is absent (apt-get install -y clang); CI installs it.
 """
+import functools
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import mps_ext
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -15,89 +24,103 @@ import check_objc  # noqa: E402
 
 LOWERING = ROOT / "csrc" / "runtime" / "mpsgraph" / "lowering.mm"
 TABLE = ROOT / "docs" / "mpsgraph-lowering.md"
+COMPOSITE = {"Kernel"}  # lowers as its decomposition: no selector of its own
+
+needs_clang = pytest.mark.skipif(check_objc.find_clang() is None, reason="needs clang++ (apt-get install -y clang)")
+
+
+def registrations():
+    """[(kind, selector, minimum macOS)] in node-kind order."""
+    return [tuple(r) for r in mps_ext._C._lowerings()]
 
 
 def node_kinds():
-    src = (ROOT / "csrc" / "graph" / "node_kinds.def").read_text()
-    return re.findall(r"^MPS_EXT_(?:NODE|UNARY|BINARY|COMPARE|REDUCE)\((\w+),", src, re.M)
+    """The C++ identifiers of every IR node kind (node_kinds.def, via the build)."""
+    return [k for k, _, _ in registrations()]
 
 
-def lowering_bodies():
-    """{kind: [source of each lower_<kind> definition]}"""
-    src = LOWERING.read_text()
-    starts = [(m.group(1), m.start()) for m in
-              re.finditer(r"^static MPSGraphTensor\* lower_(\w+)\(const LowerCtx&", src, re.M)]
-    end = src.index("using LowerFn")
-    bodies = {}
-    for i, (kind, pos) in enumerate(starts):
-        stop = starts[i + 1][1] if i + 1 < len(starts) else end
-        bodies.setdefault(kind, []).append(src[pos:stop])
-    return bodies
+@functools.lru_cache(maxsize=None)
+def sent_selectors():
+    """{function name: [selectors of every message send in it]} from clang's AST of lowering.mm."""
+    cmd = check_objc.clang_command(check_objc.find_clang(), LOWERING)
+    cmd = cmd[:-1] + ["-Xclang", "-ast-dump=json", "-Xclang", "-ast-dump-filter=lower_", cmd[-1]]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    decoder, i, functions = json.JSONDecoder(), 0, {}
 
+    def walk(node, sels):
+        if isinstance(node, dict):
+            if node.get("kind") == "ObjCMessageExpr":
+                sels.append(node["selector"])
+            for v in node.values():
+                walk(v, sels)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, sels)
 
-def primary_selector(body):
-    """Selector of the first send to the graph on a line annotated `// macOS X`."""
-    for line in body.splitlines():
-        if re.search(r"// macOS \d+\.\d+", line) and "[c.g " in line:
-            code = line[: line.index("// macOS")]
-            sends = check_objc.selectors_in_source(code[code.index("[c.g "):])
-            m = re.match(r"\[c\.g\s+(\w+)", code[code.index("[c.g "):])
-            matching = [s for s in sends if s.startswith(m.group(1))]
-            assert len(matching) == 1, line
-            return matching[0], re.search(r"// macOS (\d+\.\d+)", line).group(1)
-    return None, None
+    while True:
+        while i < len(out) and out[i].isspace():
+            i += 1
+        if i >= len(out):
+            return functions
+        decl, i = decoder.raw_decode(out, i)
+        body = [n for n in decl.get("inner", []) if n.get("kind") == "CompoundStmt"]
+        if decl.get("kind") == "FunctionDecl" and body:  # definitions only
+            sels = []
+            walk(decl, sels)
+            functions.setdefault(decl["name"], []).append(sels)
 
 
 def table_rows():
     rows = {}
+    kinds = set(node_kinds())
     for line in TABLE.read_text().splitlines():
         m = re.match(r"^\|\s*(\w+)\s*\|\s*`([^`]+)`\s*\|\s*([\d.]+)\s*\|", line)
-        if m and m.group(1) in set(node_kinds()):
+        if m and m.group(1) in kinds:
             rows.setdefault(m.group(1), []).append((m.group(2), m.group(3)))
     return rows
 
 
-def test_node_kinds_parsed():
+def test_every_kind_is_registered_once():
     kinds = node_kinds()
-    assert len(kinds) > 40 and len(set(kinds)) == len(kinds)
-    assert {"Placeholder", "Add", "MatMul", "ReduceSum", "Equal"} <= set(kinds)
+    assert len(kinds) == len(set(kinds)) == len(mps_ext._C._node_kinds())
+    assert {"Placeholder", "Add", "MatMul", "ReduceSum", "Equal", "Kernel"} <= set(kinds)
 
 
-def test_every_kind_has_exactly_one_lowering():
-    bodies = lowering_bodies()
-    kinds = node_kinds()
-    assert sorted(k for k in kinds if k not in bodies) == [], "kinds without lower_<Kind>"
-    assert sorted(k for k in bodies if k not in kinds) == [], "lower_<Kind> for unknown kinds"
-    assert [k for k, b in bodies.items() if len(b) != 1] == [], "kinds lowered more than once"
+@needs_clang
+def test_every_kind_has_exactly_one_lowering_function():
+    functions = sent_selectors()
+    lowerings = {name[len("lower_"):]: bodies for name, bodies in functions.items()
+                 if name.startswith("lower_") and name[len("lower_"):] in node_kinds()}
+    assert sorted(k for k in node_kinds() if k not in lowerings) == [], "kinds without lower_<Kind>"
+    assert [k for k, b in lowerings.items() if len(b) != 1] == [], "kinds lowered more than once"
 
 
-# Kinds that lower to other kinds' lowerings rather than one selector.
-COMPOSITE = {"Kernel": ("(decomposition)", "14.0")}
-
-
-def test_every_lowering_names_its_selector_and_version():
-    for kind, (body,) in lowering_bodies().items():
-        if kind in COMPOSITE:
-            assert "lower_values" in body, f"lower_{kind} should lower its decomposition"
+@needs_clang
+def test_each_lowering_sends_its_registered_selector():
+    functions = sent_selectors()
+    for kind, selector, _ in registrations():
+        if kind in COMPOSITE:  # lowers its decomposition through lower_values
+            assert "lower_values" in functions
             continue
-        sel, ver = primary_selector(body)
-        assert sel, f"lower_{kind}: no `[c.g ...]  // macOS X.Y` line"
+        (sent,) = functions[f"lower_{kind}"]
+        assert selector in sent, f"lower_{kind} is registered as {selector} but sends {sent}"
 
 
-def test_newer_selectors_are_guarded():
-    for kind, (body,) in lowering_bodies().items():
-        for line in body.splitlines():
-            m = re.search(r"// macOS (\d+)\.(\d+)", line)
-            if m and (int(m.group(1)), int(m.group(2))) > (14, 0):
-                assert "@available(macOS" in body, f"lower_{kind} uses macOS {m.group(1)}.{m.group(2)} unguarded"
+def test_registered_selectors_are_declared_in_the_stubs():
+    declared = check_objc.stub_selectors()
+    missing = [(k, s) for k, s, _ in registrations() if k not in COMPOSITE and s not in declared]
+    assert missing == []
 
 
-def test_table_has_one_matching_row_per_kind():
-    rows, bodies = table_rows(), lowering_bodies()
-    for kind in node_kinds():
-        assert len(rows.get(kind, [])) == 1, f"{kind}: expected one row in {TABLE.name}, got {rows.get(kind)}"
-        sel, ver = COMPOSITE.get(kind) or primary_selector(bodies[kind][0])
-        assert rows[kind][0] == (sel, ver), f"{kind}: table says {rows[kind][0]}, lowering uses {(sel, ver)}"
+def test_registered_versions_are_versions():
+    for kind, _, macos in registrations():
+        assert re.fullmatch(r"1[1-9]\.\d", macos), (kind, macos)
+
+
+def test_docs_table_matches_the_registrations():
+    rows = table_rows()
+    for kind, selector, macos in registrations():
+        assert rows.get(kind) == [(selector, macos)], f"{kind}: {TABLE.name} says {rows.get(kind)}, registered {(selector, macos)}"
 
 
 def test_selector_extraction_finds_sends():

@@ -326,6 +326,29 @@ TRAIN = textwrap.dedent("""
         make = GPT
         x = torch.randint(0, 17, (4, 8)); y = torch.randint(0, 17, (4, 8))
         loss_fn = lambda m, x, y: F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+    elif kind == "cnn":
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.c1, self.bn, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1)
+                self.fc = nn.Linear(8 * 2 * 2, 5)
+            def forward(self, x):
+                h = F.max_pool2d(F.relu(self.bn(self.c1(x))), 2)
+                h = F.adaptive_avg_pool2d(F.relu(self.c2(h)), 2)
+                return self.fc(F.dropout(h.flatten(1), 0.1, self.training))
+        make = Net
+        x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))
+        loss_fn = lambda m, x, y: F.cross_entropy(m(x), y)
+    elif kind == "nn_lstm":
+        class Seq(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.out = nn.LSTM(6, 12), nn.Linear(12, 3)
+            def forward(self, x):
+                return self.out(self.lstm(x)[0][-1])
+        make = Seq
+        x, y = torch.randn(5, 4, 6), torch.randn(4, 3)
+        loss_fn = lambda m, x, y: F.mse_loss(m(x), y)
     elif kind == "bn_pool":  # a CNN's other layers (batch_norm, pooling, dropout) around Linear stand-ins for conv
         class Net(nn.Module):
             def __init__(self):
@@ -375,7 +398,7 @@ TRAIN = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "gpt", "lstm", "bn_pool"])
+@pytest.mark.parametrize("kind", ["mlp", "gpt", "lstm", "bn_pool", "cnn", "nn_lstm"])
 def test_training_without_fallback(kind):
     env = dict(os.environ, MPS_EXT_FALLBACK="error", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", TRAIN, kind, "20"], env=env, capture_output=True, text=True, cwd=ROOT,
@@ -386,114 +409,6 @@ def test_training_without_fallback(kind):
     first, last = rows[0], rows[-1]
     assert abs(float(first[1]) - float(first[2])) <= 1e-6 * abs(float(first[1])) + 1e-7
     assert abs(float(last[1]) - float(last[2])) <= 1e-4 * abs(float(last[1]))
-
-
-@pytest.mark.skip(reason="needs convolution, pooling, batch_norm and dropout on the device (issue 8's convolution; "
-                  "pooling/batch_norm/RNG not native yet): enable at merge")
-def test_training_cnn_without_fallback():
-    pass
-
-
-@pytest.mark.parametrize("train", [True, False])
-def test_batch_norm_group_norm(train):
-    x = rnd(4, 3, 5, 5)
-    for affine in (True, False):
-        bn_c, bn_d = torch.nn.BatchNorm2d(3, affine=affine), torch.nn.BatchNorm2d(3, affine=affine).to(DEV)
-        bn_c.train(train)
-        bn_d.train(train)
-        xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-        before = fallbacks()
-        yd = bn_d(xd)
-        yd.square().sum().backward()
-        if train:
-            assert fallbacks() == before
-        yc = bn_c(xc)
-        yc.square().sum().backward()
-        torch.testing.assert_close(yd.cpu(), yc)
-        torch.testing.assert_close(xd.grad.cpu(), xc.grad, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(bn_d.running_mean.cpu(), bn_c.running_mean)
-        torch.testing.assert_close(bn_d.running_var.cpu(), bn_c.running_var)
-    gn_c = torch.nn.GroupNorm(3, 6)
-    gn_d = torch.nn.GroupNorm(3, 6).to(DEV)
-    gn_d.load_state_dict(gn_c.state_dict())
-    x = rnd(2, 6, 4)
-    xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-    gn_c(xc).square().sum().backward()
-    before = fallbacks()
-    gn_d(xd).square().sum().backward()
-    assert fallbacks() == before
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(gn_d.weight.grad.cpu(), gn_c.weight.grad, atol=1e-4, rtol=1e-4)
-
-
-POOLS = [lambda t: F.max_pool2d(t, 2), lambda t: F.max_pool2d(t, (2, 3)), lambda t: F.avg_pool2d(t, 2),
-         lambda t: F.adaptive_avg_pool2d(t, 1), lambda t: F.adaptive_avg_pool2d(t, (2, 3))]
-
-
-@pytest.mark.parametrize("i", range(len(POOLS)))
-def test_pooling_and_backward(i):
-    fn = POOLS[i]
-    x = rnd(2, 3, 4, 6)
-    x[0, 0, 0, 0] = x[0, 0, 0, 1]  # a tie: the first index wins
-    xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-    fn(xc).square().sum().backward()
-    before = fallbacks()
-    yd = fn(xd)
-    yd.square().sum().backward()
-    assert fallbacks() == before
-    torch.testing.assert_close(yd.cpu(), fn(x))
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
-    check(lambda t: F.max_pool2d_with_indices(t, 2)[1] if False else F.max_pool2d(t, 2, return_indices=True)[1], x)
-    # overlapping or padded windows: the CPU fallback, counted, and still right
-    check(lambda t: F.avg_pool2d(t, 3, 1, 1), x, native=False)
-
-
-@pytest.mark.parametrize("name", ["smooth_l1", "huber", "bce", "bce_logits", "l1"])
-def test_more_losses(name):
-    fn = {"smooth_l1": lambda a, b: F.smooth_l1_loss(a, b, beta=0.5), "huber": lambda a, b: F.huber_loss(a, b, delta=0.7),
-          "bce": lambda a, b: F.binary_cross_entropy(torch.sigmoid(a), b.sigmoid()),
-          "bce_logits": lambda a, b: F.binary_cross_entropy_with_logits(a, b.sigmoid(), pos_weight=torch.ones(4, device=a.device) * 2),
-          "l1": F.l1_loss}[name]
-    x, t = rnd(3, 4), rnd(3, 4)
-    xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
-    lc = fn(xc, t)
-    lc.backward()
-    before = fallbacks()
-    ld = fn(xd, t.to(DEV))
-    ld.backward()
-    assert fallbacks() == before
-    torch.testing.assert_close(ld.cpu(), lc)
-    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
-
-
-def test_rng_matches_cpu_streams():
-    def draw(dev):
-        torch.manual_seed(123)
-        return [torch.rand(5, device=dev), torch.randn(3, 3, device=dev), torch.randint(2, 9, (6,), device=dev),
-                F.dropout(torch.ones(16, device=dev), 0.3), torch.bernoulli(torch.full((5,), 0.4, device=dev)),
-                torch.empty(7, device=dev).uniform_(-2, 3), torch.empty(7, device=dev).normal_(1, 2)]
-    cpu = draw("cpu")
-    before = fallbacks()
-    dev = draw(DEV)
-    assert fallbacks() == before
-    for c, d in zip(cpu, dev):
-        assert torch.equal(c, d.cpu())
-    g = torch.Generator(DEV)
-    g.manual_seed(5)
-    a = torch.rand(4, device=DEV, generator=g)
-    g.manual_seed(5)
-    torch.testing.assert_close(torch.rand(4, device=DEV, generator=g), a)
-
-
-def test_rng_decompositions_are_distributions():
-    """The mpsgraph lowering runs the decompositions (RandomUniform + math): check their statistics."""
-    with mps_ext.graph.decompositions():
-        u = torch.rand(20000, device=DEV).cpu()
-        n = torch.randn(20000, device=DEV).cpu()
-        b = torch.bernoulli(torch.full((20000,), 0.25, device=DEV)).cpu()
-    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
-    assert abs(n.mean()) < 0.03 and abs(n.std() - 1) < 0.03
-    assert abs(b.mean() - 0.25) < 0.015
 
 
 def test_readme_lists_native_ops():

@@ -2,11 +2,16 @@
 // (unified memory), so the data pointer PyTorch sees is [buffer contents] and
 // the CPU fallback reads and writes the GPU's bytes without copies. A map from
 // data pointer to buffer lets the mpsgraph runtime bind the buffer behind any
-// device tensor (set_private_use1_buffer_resolver).
+// device tensor (set_private_use1_buffer_resolver). The caching allocator
+// (caching_allocator.h) keeps freed buffers for reuse, each only after a
+// synchronize() that began after its free, i.e. once the GPU work that may
+// still use it completed.
 //
 // Ordering: the device has its own command queue; the mpsgraph runtime
 // currently encodes onto PyTorch's MPS stream. synchronize() waits for both,
 // and runs before every host access (copies, the CPU fallback, item()).
+//
+// Not run yet (no Mac in CI): syntax-checked by tools/check_objc.py.
 #import <Metal/Metal.h>
 
 #import <ATen/mps/MPSDevice.h>
@@ -15,17 +20,16 @@
 #include <c10/core/Allocator.h>
 #include <c10/util/Exception.h>
 
-#include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 
+#include "device/caching_allocator.h"
 #include "device/device.h"
 #include "runtime/mpsgraph/executable.h"
 
 namespace mps_ext::device {
 namespace {
-std::atomic<int64_t> g_allocated{0};
-
 struct Buffers {
   std::mutex mutex;
   std::map<const char*, id<MTLBuffer>> by_start;  // [buffer contents] -> buffer (strong)
@@ -43,15 +47,6 @@ id<MTLCommandQueue> queue() {
   return q;
 }
 
-void free_buffer(void* contents) {
-  Buffers& b = buffers();
-  std::lock_guard<std::mutex> lock(b.mutex);
-  auto it = b.by_start.find(static_cast<const char*>(contents));
-  TORCH_INTERNAL_ASSERT(it != b.by_start.end(), "mpsgraph: freeing an unknown buffer");
-  g_allocated.fetch_sub(static_cast<int64_t>([it->second length]), std::memory_order_relaxed);  // macOS 10.11
-  b.by_start.erase(it);  // releases the MTLBuffer
-}
-
 // The buffer holding `data` (its start or an interior pointer) and the offset.
 void* resolve(const void* data, size_t* offset) {
   Buffers& b = buffers();
@@ -66,25 +61,31 @@ void* resolve(const void* data, size_t* offset) {
   return (__bridge void*)it->second;
 }
 
-struct MetalAllocator final : c10::Allocator {
-  c10::DataPtr allocate(size_t n) override {
-    c10::Device dev(kDeviceType, 0);
-    if (n == 0) return {nullptr, dev};
+struct MetalMemory final : RawMemory {
+  void* allocate(size_t n) override {
     id<MTLBuffer> buf = [mtl_device() newBufferWithLength:n options:MTLResourceStorageModeShared];  // macOS 10.11
-    TORCH_CHECK(buf != nil, "mpsgraph: out of memory allocating ", n, " bytes");
+    if (buf == nil) return nullptr;
     void* contents = [buf contents];  // macOS 10.11
-    {
-      Buffers& b = buffers();
-      std::lock_guard<std::mutex> lock(b.mutex);
-      b.by_start[static_cast<const char*>(contents)] = buf;
-    }
-    g_allocated.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-    return {contents, contents, &free_buffer, dev};
+    Buffers& b = buffers();
+    std::lock_guard<std::mutex> lock(b.mutex);
+    b.by_start[static_cast<const char*>(contents)] = buf;
+    return contents;
   }
-  c10::DeleterFnPtr raw_deleter() const override { return &free_buffer; }
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
+  void release(void* contents, size_t) override {
+    Buffers& b = buffers();
+    std::lock_guard<std::mutex> lock(b.mutex);
+    auto it = b.by_start.find(static_cast<const char*>(contents));
+    TORCH_INTERNAL_ASSERT(it != b.by_start.end(), "mpsgraph: freeing an unknown buffer");
+    b.by_start.erase(it);  // releases the MTLBuffer
+  }
+  std::pair<size_t, size_t> memory_info() override {
+    size_t total = [mtl_device() recommendedMaxWorkingSetSize];  // macOS 10.12
+    size_t used = [mtl_device() currentAllocatedSize];           // macOS 10.13
+    return {total > used ? total - used : 0, total};
+  }
+  void copy(void* dst, const void* src, size_t n) override {
     synchronize();
-    if (count) std::memcpy(dest, src, count);
+    std::memcpy(dst, src, n);
   }
 };
 
@@ -94,14 +95,14 @@ const bool g_resolver_registered = [] {
 }();
 }  // namespace
 
-c10::Allocator* allocator() {
-  static MetalAllocator a;
-  return &a;
+CachingAllocator& caching_allocator() {
+  static MetalMemory* raw = new MetalMemory();
+  static CachingAllocator* a = new CachingAllocator(raw, /*asynchronous=*/true);  // leaked on purpose
+  return *a;
 }
 
-int64_t memory_allocated() { return g_allocated.load(std::memory_order_relaxed); }
-
 void synchronize() {
+  uint64_t epoch = caching_allocator().begin_sync();
   // Graphs the mpsgraph runtime encoded onto PyTorch's MPS stream.
   at::mps::getCurrentMPSStream()->synchronize(at::mps::SyncType::COMMIT_AND_WAIT);
   // Then the device's own queue: a command buffer completes after every
@@ -111,6 +112,7 @@ void synchronize() {
     [cb commit];                                        // macOS 10.11
     [cb waitUntilCompleted];                            // macOS 10.11
   }
+  caching_allocator().end_sync(epoch);  // buffers freed before this wait may be reused
 }
 
 }  // namespace mps_ext::device

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "device/device.h"
+#include "profiler/profiler.h"
 
 namespace mps_ext::device {
 
@@ -48,6 +49,7 @@ at::Tensor to_device(const at::Tensor& cpu) {
   auto options = cpu.options().device(c10::Device(kDeviceType, 0));
   at::Tensor out = cpu.is_non_overlapping_and_dense() ? at::empty_strided(cpu.sizes(), cpu.strides(), options)
                                                       : at::empty(cpu.sizes(), options);
+  profiler::CopyScope profile_copy(cpu, out);  // fallback and runtime results moving to the device
   if (cpu.numel() > 0) cpu_alias(out).copy_(cpu);
   return out;
 }
@@ -106,6 +108,7 @@ at::Tensor& set_tensor(at::Tensor& self, const at::Tensor& source) { return at::
 at::Tensor copy_from(const at::Tensor& self, const at::Tensor& dst, bool /*non_blocking*/) {
   TORCH_CHECK(self.device().type() == kDeviceType || self.is_cpu(), "mpsgraph: cannot copy from ", self.device());
   TORCH_CHECK(dst.device().type() == kDeviceType || dst.is_cpu(), "mpsgraph: cannot copy to ", dst.device());
+  profiler::CopyScope profile_copy(self, dst);
   synchronize();
   at::Tensor src_cpu = self.is_cpu() ? self : cpu_alias(self);
   at::Tensor dst_cpu = dst.is_cpu() ? dst : cpu_alias(dst);
@@ -122,6 +125,23 @@ at::Scalar local_scalar_dense(const at::Tensor& self) {
   synchronize();
   return at::native::_local_scalar_dense_cpu(cpu_alias(self));
 }
+
+// Whether `self.data = from` (and Module._apply's in-place move of Parameters)
+// may swap `from`'s TensorImpl fields into `self`. c10's TensorImpl check
+// accepts only same key sets or pairs of built-in dense backends, so without
+// this a CPU Parameter moved with .to("mpsgraph") is *replaced*: optimizers
+// built before the move keep the old tensors and tied weights come apart. The
+// device's tensors are plain dense strided TensorImpls, like CPU ones.
+bool is_dense_cpu_or_device(const at::Tensor& t) {
+  c10::DispatchKeySet ks = t.key_set();
+  return t.layout() == c10::kStrided && ks.has(c10::DispatchKey::Dense) &&
+         (t.device().type() == kDeviceType || t.device().type() == c10::kCPU);
+}
+
+bool has_compatible_shallow_copy_type(const at::Tensor& self, const at::Tensor& from) {
+  if (self.unsafeGetTensorImpl()->has_compatible_shallow_copy_type(from.key_set())) return true;
+  return is_dense_cpu_or_device(self) && is_dense_cpu_or_device(from);
+}
 }  // namespace
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
@@ -137,6 +157,7 @@ TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
   m.impl("_copy_from", TORCH_FN(copy_from));
   m.impl("_copy_from_and_resize", TORCH_FN(copy_from_and_resize));
   m.impl("_local_scalar_dense", TORCH_FN(local_scalar_dense));
+  m.impl("_has_compatible_shallow_copy_type", TORCH_FN(has_compatible_shallow_copy_type));
 }
 
 }  // namespace mps_ext::device

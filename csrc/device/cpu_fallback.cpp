@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "device/device.h"
+#include "profiler/profiler.h"
 
 namespace mps_ext::device {
 namespace {
@@ -125,6 +126,17 @@ c10::IValue to_device_ivalue(const c10::IValue& v, const std::vector<Alias>& ali
 
 std::atomic<int64_t> g_fallbacks{0};
 
+// The tensors among an op's arguments (for the profiler's input shapes).
+std::vector<at::Tensor> tensor_args(const torch::jit::Stack& stack, size_t first) {
+  std::vector<at::Tensor> out;
+  for (size_t i = first; i < stack.size(); ++i) {
+    const c10::IValue& v = stack[i];
+    if (v.isTensor()) out.push_back(v.toTensor());
+    else if (v.isTensorList()) for (const at::Tensor& t : v.toTensorList().vec()) out.push_back(t);
+  }
+  return out;
+}
+
 void cpu_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   g_fallbacks.fetch_add(1, std::memory_order_relaxed);
   const c10::FunctionSchema& schema = op.schema();
@@ -135,10 +147,11 @@ void cpu_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   if (mode == Mode::Warn && first_time(name))
     TORCH_WARN("mpsgraph: ", name, " has no mpsgraph kernel; it runs on the CPU over the device memory "
                "(zero-copy). MPS_EXT_FALLBACK=silent hides this warning, =error forbids the fallback.");
-  synchronize();  // GPU work queued on the device must land before the CPU reads or writes
-
   const size_t num_args = schema.arguments().size();
   const size_t first = stack->size() - num_args;
+  profiler::FallbackScope profile_fallback(name, [&] { return tensor_args(*stack, first); });
+  synchronize();  // GPU work queued on the device must land before the CPU reads or writes
+
   std::vector<Alias> aliases;
   for (size_t i = 0; i < num_args; ++i)
     (*stack)[first + i] = to_cpu_ivalue((*stack)[first + i], schema.arguments()[i], aliases);

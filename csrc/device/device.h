@@ -5,9 +5,12 @@
 // (cpu_fallback.cpp).
 //
 // One file per integration point:
-//   allocator.cpp        counting host allocator (non-Apple builds), REGISTER_ALLOCATOR
-//   allocator_metal.mm   shared-storage MTLBuffer allocator, command queue (Apple builds)
-//   guard.cpp            C10_REGISTER_GUARD_IMPL (one device, one stream, trivial events)
+//   caching_allocator.*  the caching c10::DeviceAllocator with stats (both builds)
+//   allocator.cpp        host raw memory (non-Apple builds), REGISTER_ALLOCATOR
+//   allocator_metal.mm   shared-storage MTLBuffer raw memory, command queue (Apple builds)
+//   pinned_memory.cpp    the host allocator behind pin_memory()
+//   guard.cpp            C10_REGISTER_GUARD_IMPL: streams and events
+//   events.cpp           event records: host clock (reference); events_metal.mm (Apple)
 //   hooks.cpp            PrivateUse1 hooks and the device generator
 //   basic_ops.cpp        empty, views, resize_, set_, copies, _local_scalar_dense
 //   cpu_fallback.cpp     boxed zero-copy CPU fallback for every other aten op
@@ -27,11 +30,28 @@ namespace mps_ext::device {
 constexpr c10::DeviceType kDeviceType = c10::DeviceType::PrivateUse1;
 constexpr c10::DeviceIndex kDeviceCount = 1;
 
-// --- allocator (allocator.cpp or allocator_metal.mm) ---------------------------
+// --- allocator (allocator.cpp, caching_allocator.cpp, allocator_metal.mm) -------
+class CachingAllocator;
+CachingAllocator& caching_allocator();  // the device's c10::DeviceAllocator
 c10::Allocator* allocator();
-int64_t memory_allocated();  // live bytes handed out by allocator()
+int64_t memory_allocated();  // bytes of the blocks live tensors hold
 // Waits for all work queued on the device (no-op where the device is the CPU).
 void synchronize();
+// Host memory the device copies from and to directly ("pinned": on unified
+// memory any host memory is; this allocator marks its blocks for is_pinned()).
+c10::Allocator* pinned_host_allocator();
+bool is_pinned_host_ptr(const void* ptr);
+
+// --- events (events.cpp): what the guard's event methods do -----------------------
+namespace events {
+void* create(bool timing);
+void record(void* event);
+void block(void* event);  // later work on the device waits for the event
+bool query(void* event);
+void synchronize(void* event);
+double elapsed_ms(void* start, void* end);
+void destroy(void* event) noexcept;
+}  // namespace events
 
 // --- generator (hooks.cpp) ------------------------------------------------------
 const at::Generator& default_generator();

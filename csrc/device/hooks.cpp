@@ -60,9 +60,8 @@ struct Hooks final : at::PrivateUse1HooksInterface {
   const at::Generator& getDefaultGenerator(c10::DeviceIndex) const override { return default_generator(); }
   at::Generator getNewGenerator(c10::DeviceIndex) const override { return new_generator(); }
   at::Device getDeviceFromPtr(void*) const override { return {kDeviceType, 0}; }
-  bool isPinnedPtr(const void*) const override { return false; }
-  // Device memory is host-visible already; "pinned" host memory is plain CPU memory.
-  at::Allocator* getPinnedMemoryAllocator() const override { return c10::GetCPUAllocator(); }
+  bool isPinnedPtr(const void* p) const override { return is_pinned_host_ptr(p); }
+  at::Allocator* getPinnedMemoryAllocator() const override { return pinned_host_allocator(); }
   void resizePrivateUse1Bytes(const c10::Storage& storage, size_t newsize) const override {
     synchronize();
     c10::StorageImpl* impl = storage.unsafeGetStorageImpl();

@@ -536,6 +536,84 @@ Tensor Graph::irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm
                   {{"axes", axes}, {"norm", norm}, {"last_dim_size", last_dim_size}});
 }
 
+ConvParams conv_params(const Node& n) {
+  return {n.ints_attr("stride"), n.ints_attr("padding"), n.ints_attr("dilation"), n.int_attr("groups")};
+}
+
+namespace {
+Attrs conv_attrs(const ConvParams& p) {
+  return {{"stride", p.stride}, {"padding", p.padding}, {"dilation", p.dilation}, {"groups", p.groups}};
+}
+
+// Checks data and weight shapes against each other and the parameters; returns
+// the forward convolution's output shape.
+Shape conv_output_shape(const Shape& data, const Shape& weight, const ConvParams& p, const char* what) {
+  auto msg = [&](const std::string& m) { fail(std::string(what) + ": " + m); };
+  if (data.size() != 4 && data.size() != 5)
+    msg("expects rank-4 (NCHW) or rank-5 (NCDHW) data, got " + shape_str(data));
+  if (weight.size() != data.size()) msg("weight " + shape_str(weight) + " must have the data's rank " + std::to_string(data.size()));
+  for (int64_t d : data)
+    if (d < 0) msg("needs static shapes, got " + shape_str(data));
+  for (int64_t d : weight)
+    if (d <= 0) msg("needs a static, non-empty weight, got " + shape_str(weight));
+  size_t spatial = data.size() - 2;
+  if (p.stride.size() != spatial || p.padding.size() != spatial || p.dilation.size() != spatial)
+    msg("stride, padding and dilation need one entry per spatial dim (" + std::to_string(spatial) + ")");
+  if (p.groups < 1 || weight[0] % p.groups != 0) msg("groups must be positive and divide the output channels " + std::to_string(weight[0]));
+  if (data[1] != weight[1] * p.groups)
+    msg("data has " + std::to_string(data[1]) + " channels, the weight " + shape_str(weight) + " with groups=" +
+        std::to_string(p.groups) + " expects " + std::to_string(weight[1] * p.groups));
+  Shape out = {data[0], weight[0]};
+  for (size_t i = 0; i < spatial; ++i) {
+    if (p.stride[i] < 1 || p.dilation[i] < 1 || p.padding[i] < 0) msg("strides and dilations must be positive, paddings >= 0");
+    int64_t span = p.dilation[i] * (weight[i + 2] - 1) + 1;
+    int64_t padded = data[i + 2] + 2 * p.padding[i];
+    if (padded < span) msg("kernel " + shape_str(weight) + " is larger than the padded input " + shape_str(data));
+    out.push_back((padded - span) / p.stride[i] + 1);
+  }
+  return out;
+}
+
+void check_conv_dtypes(const TensorType& a, const TensorType& b, const char* what) {
+  if (!is_floating(a.dtype)) fail(std::string(what) + ": expects floating-point tensors");
+  if (a.dtype != b.dtype) fail(std::string(what) + ": operand dtypes differ");
+}
+}  // namespace
+
+Tensor Graph::convolution(Tensor input, Tensor weight, const ConvParams& p) {
+  const TensorType& ti = checked(input, "convolution").type;
+  const TensorType& tw = checked(weight, "convolution").type;
+  check_conv_dtypes(ti, tw, "convolution");
+  Shape out = conv_output_shape(ti.shape, tw.shape, p, "convolution");
+  return add_node(NodeKind::Convolution, {input.id, weight.id}, {ti.dtype, out}, conv_attrs(p));
+}
+
+Tensor Graph::convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p) {
+  const char* what = "convolution_data_gradient";
+  const TensorType& tg = checked(grad_output, what).type;
+  const TensorType& tw = checked(weight, what).type;
+  check_conv_dtypes(tg, tw, what);
+  if (conv_output_shape(input_shape, tw.shape, p, what) != tg.shape)
+    fail(std::string(what) + ": grad_output " + shape_str(tg.shape) + " is not the output shape of a convolution of " +
+         shape_str(input_shape) + " by " + shape_str(tw.shape));
+  Attrs attrs = conv_attrs(p);
+  attrs["input_shape"] = input_shape;
+  return add_node(NodeKind::ConvolutionDataGradient, {grad_output.id, weight.id}, {tg.dtype, input_shape}, attrs);
+}
+
+Tensor Graph::convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p) {
+  const char* what = "convolution_weight_gradient";
+  const TensorType& tg = checked(grad_output, what).type;
+  const TensorType& ti = checked(input, what).type;
+  check_conv_dtypes(tg, ti, what);
+  if (conv_output_shape(ti.shape, weight_shape, p, what) != tg.shape)
+    fail(std::string(what) + ": grad_output " + shape_str(tg.shape) + " is not the output shape of a convolution of " +
+         shape_str(ti.shape) + " by " + shape_str(weight_shape));
+  Attrs attrs = conv_attrs(p);
+  attrs["weight_shape"] = weight_shape;
+  return add_node(NodeKind::ConvolutionWeightGradient, {grad_output.id, input.id}, {tg.dtype, weight_shape}, attrs);
+}
+
 Tensor Graph::kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
                      const Decomposition& decomposition) {
   if (name.empty()) fail("kernel: needs a name");
@@ -661,6 +739,13 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::RFFT: g.rfft(in(0), n.ints_attr("axes"), n.str_attr("norm")); break;
       case NodeKind::IRFFT:
         g.irfft(in(0), n.ints_attr("axes"), n.str_attr("norm"), n.int_attr("last_dim_size"));
+        break;
+      case NodeKind::Convolution: g.convolution(in(0), in(1), conv_params(n)); break;
+      case NodeKind::ConvolutionDataGradient:
+        g.convolution_data_gradient(in(0), in(1), n.ints_attr("input_shape"), conv_params(n));
+        break;
+      case NodeKind::ConvolutionWeightGradient:
+        g.convolution_weight_gradient(in(0), in(1), n.ints_attr("weight_shape"), conv_params(n));
         break;
       default:
         if (is_unary(n.kind)) g.unary(n.kind, in(0));

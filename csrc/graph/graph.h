@@ -72,6 +72,13 @@ struct Node {
 enum class FFTScaling { None, Size, Unitary };  // 1, 1/n, 1/sqrt(n)
 FFTScaling fft_scaling(const std::string& norm, bool inverse);
 
+// A convolution over the 2 or 3 trailing (spatial) dims: stride, symmetric
+// zero padding and dilation per spatial dim, as torch.nn.functional.conv2d/3d.
+struct ConvParams {
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups = 1;
+};
+
 // Thrown for malformed graphs (shape/dtype mismatches); ops surface it as a
 // RuntimeError naming the op.
 struct GraphError : std::runtime_error {
@@ -155,6 +162,14 @@ class Graph {
   Tensor rfft(Tensor x, std::vector<int64_t> axes, const std::string& norm);
   Tensor irfft(Tensor x, std::vector<int64_t> axes, const std::string& norm, int64_t last_dim_size);
 
+  // Convolutions, PyTorch's layouts: data [N, C, (D,) H, W], weight
+  // [C_out, C_in / groups, (kD,) kH, kW]; static shapes; one floating dtype.
+  // convolution_data_gradient is d(conv)/d(input) for an input of
+  // `input_shape` (a transposed convolution); convolution_weight_gradient is
+  // d(conv)/d(weight) for a weight of `weight_shape`.
+  Tensor convolution(Tensor input, Tensor weight, const ConvParams& p);
+  Tensor convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p);
+  Tensor convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p);
   // A named hand-written kernel (MLX's `fast` ops). `decomposition` builds the
   // same computation from IR nodes over the given inputs (fresh placeholders
   // of the same types, in order) and returns its result: a runtime without a
@@ -217,5 +232,8 @@ class Graph {
 // Broadcasts two shapes with numpy rules; dynamic dims broadcast against
 // anything but a static size > 1. Throws GraphError on mismatch.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// A convolution node's parameters (attrs stride, padding, dilation, groups).
+ConvParams conv_params(const Node& n);
 
 }  // namespace mps_ext::graph

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "device/device.h"
+#include "profiler/profiler.h"
 #include "runtime/reference/executor.h"
 #include "runtime/runtime.h"
 #ifdef MPS_EXT_WITH_MPSGRAPH
@@ -20,18 +21,26 @@
 namespace mps_ext::runtime {
 namespace {
 struct Entry {
-  std::string key;
+  int variant;      // runtime x kernels-or-decompositions: one index each
+  std::string key;  // the spec's key
   std::shared_ptr<const graph::Graph> graph;
   std::shared_ptr<Executable> executable;
 };
 
-// LRU: the front is the most recently used.
+// LRU: the front is the most recently used. Looked up by the spec's key in
+// the index of its variant, so a hit builds no string.
 struct Cache {
   std::mutex mutex;
   std::list<Entry> lru;
-  std::unordered_map<std::string_view, std::list<Entry>::iterator> index;  // views into lru's keys
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index[4];  // views into lru's keys
   int64_t hits = 0, misses = 0, evictions = 0;
 };
+
+int variant_of(Kind kind, bool kernels) { return (kind == Kind::MPSGraph ? 2 : 0) + (kernels ? 0 : 1); }
+
+std::string display_key(Kind kind, bool kernels, const std::string& key) {
+  return std::string(kind_name(kind)) + (kernels ? ":" : ":decomposed:") + key;
+}
 
 Cache& cache() {
   static Cache* c = new Cache();  // leaked: outlives static destructors
@@ -87,9 +96,15 @@ GraphSpec& GraphSpec::input_dynamic(const at::Tensor& t) {
 }
 
 GraphSpec& GraphSpec::input(graph::DType dtype, graph::Shape shape) {
+  // Built on every op call: plain appends, no streams.
   key_ += '|';
   key_ += graph::dtype_name(dtype);
-  key_ += graph::shape_str(shape);
+  key_ += '[';
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) key_ += ',';
+    key_ += std::to_string(shape[i]);
+  }
+  key_ += ']';
   inputs_.push_back({dtype, std::move(shape)});
   return *this;
 }
@@ -187,23 +202,19 @@ std::shared_ptr<const graph::Graph> build_graph(const GraphSpec& spec, GraphBuil
 }
 
 struct Found {
-  std::string key;
   std::shared_ptr<const graph::Graph> graph;
   std::shared_ptr<Executable> executable;
 };
 
 Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
-  bool kernels = use_kernels();
+  const bool kernels = use_kernels();
+  const int variant = variant_of(kind, kernels);
   Found f;
-  f.key.reserve(spec.key().size() + 24);
-  f.key += kind_name(kind);
-  f.key += kernels ? ":" : ":decomposed:";
-  f.key += spec.key();
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = c.index.find(f.key);
-    if (it != c.index.end()) {
+    auto it = c.index[variant].find(spec.key());
+    if (it != c.index[variant].end()) {
       c.lru.splice(c.lru.begin(), c.lru, it->second);
       f.graph = it->second->graph;
       f.executable = it->second->executable;
@@ -216,20 +227,22 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
     static const bool check = env_flag("MPS_EXT_CHECK_CACHE");
     if (check) {
       std::string rebuilt = build_graph(spec, build)->to_json();
-      TORCH_CHECK(rebuilt == f.graph->to_json(), "mps_ext: MPS_EXT_CHECK_CACHE: the graph cached under '", f.key,
+      TORCH_CHECK(rebuilt == f.graph->to_json(), "mps_ext: MPS_EXT_CHECK_CACHE: the graph cached under '",
+                  display_key(kind, kernels, spec.key()),
                   "' differs from the one its spec builds now: the builder depends on something its GraphSpec "
                   "does not record.\ncached:  ", f.graph->to_json(), "\nrebuilt: ", rebuilt);
     }
     return f;
   }
+  profiler::CompileScope profile_compile;  // profiler hook (issue 14): marks the op a miss
   f.graph = build_graph(spec, build);
   f.executable = compile(kind, f.graph, kernels);
   std::lock_guard<std::mutex> lock(c.mutex);
-  if (c.index.count(f.key)) return f;  // a racing twin got there first: equivalent
-  c.lru.push_front(Entry{f.key, f.graph, f.executable});
-  c.index.emplace(c.lru.front().key, c.lru.begin());
+  if (c.index[variant].count(spec.key())) return f;  // a racing twin got there first: equivalent
+  c.lru.push_front(Entry{variant, spec.key(), f.graph, f.executable});
+  c.index[variant].emplace(c.lru.front().key, c.lru.begin());
   while (static_cast<int64_t>(c.lru.size()) > cache_maxsize()) {
-    c.index.erase(c.lru.back().key);
+    c.index[c.lru.back().variant].erase(c.lru.back().key);
     c.lru.pop_back();
     ++c.evictions;
   }
@@ -246,6 +259,7 @@ at::Tensor into_output(const at::Tensor& result, const std::vector<at::Tensor>* 
 
 std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
                             const std::vector<at::Tensor>* outputs) {
+  profiler::OpScope profile_op(spec.key(), inputs);  // profiler hook (issue 14): one relaxed load when off
   TORCH_INTERNAL_ASSERT(!inputs.empty());
   c10::Device device = inputs[0].device();
   for (const at::Tensor& t : inputs)  // 0-d CPU scalars go with any device
@@ -255,7 +269,7 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
     }
   Kind kind = runtime_for(device);
   Found f = lookup_or_compile(kind, spec, build);
-  if (capture) capture->push_back({f.key, f.graph});
+  if (capture) capture->push_back({display_key(kind, use_kernels(), spec.key()), f.graph});
   if (outputs)
     TORCH_INTERNAL_ASSERT(outputs->size() == f.graph->outputs().size(), "run_graph_into: expected ",
                           f.graph->outputs().size(), " out tensors, got ", outputs->size());
@@ -317,7 +331,7 @@ CacheInfo cache_info() {
 void cache_clear() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  c.index.clear();
+  for (auto& index : c.index) index.clear();
   c.lru.clear();
   c.hits = c.misses = c.evictions = 0;
 }

@@ -2,6 +2,7 @@
 import torch
 
 from . import functional
+from .quantized import QuantizedLinear
 
 
 class Softshrink(torch.nn.Module):
@@ -22,4 +23,4 @@ class Softshrink(torch.nn.Module):
         return str(self.lambd)
 
 
-__all__ = ["functional", "Softshrink"]
+__all__ = ["functional", "Softshrink", "QuantizedLinear"]

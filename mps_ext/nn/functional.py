@@ -1,6 +1,8 @@
 """Functional forms of the mps_ext operators, with torch's names and defaults."""
 import torch
 
+from .. import _C
+
 
 def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
     r"""Soft shrinkage, like :func:`torch.nn.functional.softshrink`.
@@ -11,7 +13,9 @@ def softshrink(input: torch.Tensor, lambd: float = 0.5) -> torch.Tensor:
 
     Differentiable; runs as one fused graph.
     """
-    return torch.ops.mps_ext.softshrink(input, lambd)
+    if torch.compiler.is_compiling():  # traceable form
+        return torch.ops.mps_ext.softshrink(input, lambd)
+    return _C._softshrink(input, lambd)  # eager: the same op, minus torch.ops' Python overhead
 
 
 __all__ = ["softshrink"]

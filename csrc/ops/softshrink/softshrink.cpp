@@ -5,6 +5,7 @@
 // any runtime without a kernel runs the decomposition.
 #include <ATen/ATen.h>
 #include <ATen/TensorIterator.h>
+#include <ATen/native/Resize.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -111,6 +112,27 @@ at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
   return runtime::run_graph(spec, build_forward, {self, l})[0];
 }
 
+// out=: the graph writes its result straight into `out` (resized like torch).
+at::Tensor& softshrink_out(const at::Tensor& self, const at::Scalar& lambd, at::Tensor& out) {
+  check_forward(self, lambd);
+  TORCH_CHECK(out.device() == self.device(), "softshrink: expected out on ", self.device(), ", but got ", out.device());
+  TORCH_CHECK_TYPE(out.scalar_type() == self.scalar_type(), "softshrink: expected out of dtype ", self.scalar_type(),
+                   ", but got ", out.scalar_type());
+  at::native::resize_output(out, self.sizes());
+  if (self.numel() == 0) return out;
+  at::Tensor l = scalar_input(lambd, opmath_type(self.scalar_type()));
+  GraphSpec spec("softshrink");
+  spec.input_dynamic(self).input(l);
+  runtime::run_graph_into(spec, build_forward, {self, l}, {out});
+  return out;
+}
+
+at::Tensor& softshrink_out_meta(const at::Tensor& self, const at::Scalar& lambd, at::Tensor& out) {
+  check_forward(self, lambd);
+  at::native::resize_output(out, self.sizes());
+  return out;
+}
+
 at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& self,
                                const at::Scalar& lambd) {
   auto [dtype, shape] = check_backward(grad_output, self, lambd);
@@ -189,6 +211,18 @@ at::Tensor softshrink_autograd(const at::Tensor& self, const at::Scalar& lambd) 
   return SoftshrinkFn::apply(self, lambd);
 }
 
+// As torch: out= variants do not take part in autograd.
+at::Tensor& softshrink_out_autograd(const at::Tensor& self, const at::Scalar& lambd, at::Tensor& out) {
+  TORCH_CHECK(!requires_grad(self) && !requires_grad(out),
+              "softshrink(): functions with out=... arguments don't support automatic differentiation, but one of "
+              "the arguments requires grad.");
+  at::AutoDispatchBelowADInplaceOrView guard;
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("mps_ext::softshrink", "out")
+                       .typed<at::Tensor&(const at::Tensor&, const at::Scalar&, at::Tensor&)>();
+  return op.call(self, lambd, out);
+}
+
 at::Tensor softshrink_backward_autograd(const at::Tensor& grad, const at::Tensor& self,
                                         const at::Scalar& lambd) {
   if (!requires_grad(grad) && !requires_grad(self)) {
@@ -201,27 +235,32 @@ at::Tensor softshrink_backward_autograd(const at::Tensor& grad, const at::Tensor
 
 TORCH_LIBRARY_FRAGMENT(mps_ext, m) {
   m.def("softshrink(Tensor self, Scalar lambd=0.5) -> Tensor");
+  m.def("softshrink.out(Tensor self, Scalar lambd=0.5, *, Tensor(a!) out) -> Tensor(a!)");
   m.def("softshrink_backward(Tensor grad_output, Tensor self, Scalar lambd) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mps_ext, CPU, m) {
   m.impl("softshrink", &softshrink);
+  m.impl("softshrink.out", &softshrink_out);
   m.impl("softshrink_backward", &softshrink_backward);
 }
 
 TORCH_LIBRARY_IMPL(mps_ext, Meta, m) {
   m.impl("softshrink", &softshrink_meta);
+  m.impl("softshrink.out", &softshrink_out_meta);
   m.impl("softshrink_backward", &softshrink_backward_meta);
 }
 
 TORCH_LIBRARY_IMPL(mps_ext, Autograd, m) {
   m.impl("softshrink", &softshrink_autograd);
+  m.impl("softshrink.out", &softshrink_out_autograd);
   m.impl("softshrink_backward", &softshrink_backward_autograd);
 }
 
 // The mpsgraph device (PrivateUse1): run_graph picks its runtime.
 TORCH_LIBRARY_IMPL(mps_ext, PrivateUse1, m) {
   m.impl("softshrink", &softshrink);
+  m.impl("softshrink.out", &softshrink_out);
   m.impl("softshrink_backward", &softshrink_backward);
 }
 
@@ -230,6 +269,7 @@ TORCH_LIBRARY_IMPL(mps_ext, PrivateUse1, m) {
 // lone kernel node as one Metal dispatch (softshrink.mm).
 TORCH_LIBRARY_IMPL(mps_ext, MPS, m) {
   m.impl("softshrink", &softshrink);
+  m.impl("softshrink.out", &softshrink_out);
   m.impl("softshrink_backward", &softshrink_backward);
 }
 #endif

@@ -42,17 +42,20 @@ id<MTLBuffer> mtl_buffer_of(const at::Tensor& t, size_t* offset) {
 }
 
 namespace {
+// One concrete input-shape set: the IR graph re-inferred for those shapes,
+// lowered (so every lowering choice that needs a size sees it: native SDPA's
+// head dim, blockwise dequantize, broadcasts, LUT) and compiled.
 struct Compiled {
+  Lowered lowered;
   MPSGraphExecutable* exe = nil;
   std::vector<Shape> target_shapes;  // per target, concrete
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index = nil;    // placeholder -> input index
+  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* target_index = nil;  // target -> index in target_ids_
 };
 
 class GraphExecutable final : public Executable {
  public:
   explicit GraphExecutable(std::shared_ptr<const graph::Graph> ir) : ir_(std::move(ir)) {
-    @autoreleasepool {
-      lowered_ = lower(*ir_);
-    }
     // Targets: each distinct output, then each Assign's value, which run()
     // writes back into its variable.
     auto add_target = [&](int id) {
@@ -70,12 +73,6 @@ class GraphExecutable final : public Executable {
       TORCH_CHECK(!(value.kind == NodeKind::Constant && dynamic),
                   "mps_ext: a dynamic-shape constant cannot be a graph result on MPSGraph; broadcast it first");
     }
-    targets_ = [NSMutableArray arrayWithCapacity:target_ids_.size()];
-    for (int id : target_ids_) [targets_ addObject:lowered_.values.at(id)];
-    feed_index_ = [NSMutableDictionary dictionaryWithCapacity:lowered_.inputs.size()];
-    for (size_t i = 0; i < lowered_.inputs.size(); ++i) feed_index_[lowered_.inputs[i]] = @(i);
-    target_index_ = [NSMutableDictionary dictionaryWithCapacity:target_ids_.size()];
-    for (size_t k = 0; k < target_ids_.size(); ++k) target_index_[targets_[k]] = @(k);
     for (int id : ir_->inputs()) input_types_.push_back(ir_->node(id).type);
   }
 
@@ -86,12 +83,8 @@ class GraphExecutable final : public Executable {
   const Compiled& compiled_for(const std::vector<Shape>& shapes);
 
   std::shared_ptr<const graph::Graph> ir_;
-  Lowered lowered_;
   std::vector<graph::TensorType> input_types_;  // by input index
   std::vector<int> target_ids_;  // IR node id of each target tensor
-  NSMutableArray<MPSGraphTensor*>* targets_ = nil;
-  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index_ = nil;  // placeholder -> input index
-  NSMutableDictionary<MPSGraphTensor*, NSNumber*>* target_index_ = nil;  // target -> index in target_ids_
   std::mutex mu_;
   // One executable per concrete input-shape set, LRU-bounded by
   // MPS_EXT_GRAPH_CACHE_SIZE like the graph cache (a decode loop whose
@@ -110,21 +103,28 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) 
   Compiled c;
   graph::Graph concrete;
   try {
-    concrete = ir_->with_input_shapes(shapes);  // concrete output shapes
+    concrete = ir_->with_input_shapes(shapes);  // every node's type, concrete
   } catch (const graph::GraphError& e) {
     TORCH_CHECK(false, "mps_ext: ", e.what());
   }
   for (int id : target_ids_) c.target_shapes.push_back(concrete.node(id).type.shape);
   @autoreleasepool {
+    c.lowered = lower(concrete);
+    NSMutableArray<MPSGraphTensor*>* targets = [NSMutableArray arrayWithCapacity:target_ids_.size()];
+    for (int id : target_ids_) [targets addObject:c.lowered.values.at(id)];
+    c.feed_index = [NSMutableDictionary dictionaryWithCapacity:shapes.size()];
+    c.target_index = [NSMutableDictionary dictionaryWithCapacity:target_ids_.size()];
+    for (size_t k = 0; k < target_ids_.size(); ++k) c.target_index[targets[k]] = @(k);
     NSMutableDictionary<MPSGraphTensor*, MPSGraphShapedType*>* feeds =
         [NSMutableDictionary dictionaryWithCapacity:shapes.size()];
     for (size_t i = 0; i < shapes.size(); ++i) {
-      feeds[lowered_.inputs[i]] = [[MPSGraphShapedType alloc] initWithShape:mps_shape(shapes[i])
-                                                                   dataType:to_mps_dtype(input_types_[i].dtype)];
+      c.feed_index[c.lowered.inputs[i]] = @(i);
+      feeds[c.lowered.inputs[i]] = [[MPSGraphShapedType alloc] initWithShape:mps_shape(shapes[i])
+                                                                    dataType:to_mps_dtype(input_types_[i].dtype)];
     }
     MPSGraphDevice* device = [MPSGraphDevice deviceWithMTLDevice:at::mps::MPSDevice::getInstance()->device()];
-    c.exe = [lowered_.graph compileWithDevice:device feeds:feeds targetTensors:targets_ targetOperations:nil
-                        compilationDescriptor:nil];  // macOS 12.0
+    c.exe = [c.lowered.graph compileWithDevice:device feeds:feeds targetTensors:targets targetOperations:nil
+                         compilationDescriptor:nil];  // macOS 12.0
   }
   TORCH_CHECK(c.exe != nil, "mps_ext: MPSGraph failed to compile the graph");
   while (!lru_.empty() && static_cast<int64_t>(cache_.size()) >= cache_maxsize()) {
@@ -170,7 +170,7 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
     NSArray<MPSGraphTensor*>* feeds = exe.feedTensors;  // inputsArray must follow this order
     NSMutableArray<MPSGraphTensorData*>* in_data = [NSMutableArray arrayWithCapacity:feeds.count];
     for (NSUInteger f = 0; f < feeds.count; ++f) {
-      const at::Tensor& t = bound.at([feed_index_[feeds[f]] longLongValue]);
+      const at::Tensor& t = bound.at([c.feed_index[feeds[f]] longLongValue]);
       size_t offset = 0;
       id<MTLBuffer> buf = mtl_buffer_of(t, &offset);
       TORCH_CHECK(offset == 0, "mps_ext: MPSGraphTensorData needs buffers at offset 0");
@@ -181,7 +181,7 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
     NSArray<MPSGraphTensor*>* targets = exe.targetTensors;  // macOS 12.0
     NSMutableArray<MPSGraphTensorData*>* out_data = [NSMutableArray arrayWithCapacity:results.size()];
     for (NSUInteger t = 0; t < targets.count; ++t) {
-      size_t k = static_cast<size_t>([target_index_[targets[t]] longLongValue]);
+      size_t k = static_cast<size_t>([c.target_index[targets[t]] longLongValue]);
       size_t offset = 0;
       id<MTLBuffer> buf = mtl_buffer_of(results[k], &offset);
       [out_data addObject:[[MPSGraphTensorData alloc] initWithMTLBuffer:buf shape:mps_shape(results[k].sizes())

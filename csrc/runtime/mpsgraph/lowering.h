@@ -19,8 +19,9 @@ struct Lowered {
   std::vector<MPSGraphTensor*> values;   // every node's result, by node id
 };
 
-// Builds the MPSGraph for `ir`. Dynamic dims (-1) stay -1 in placeholders; the
-// executable specialises them when it compiles for concrete shapes.
+// Builds the MPSGraph for `ir`. The executable lowers the graph re-inferred
+// for each concrete input-shape set (Graph::with_input_shapes), so lowerings
+// see real sizes; a dynamic dim (-1) would stay -1 in placeholders.
 Lowered lower(const graph::Graph& ir);
 
 // Throws c10::Error for dtypes MPSGraph lacks (Float64).

@@ -1,10 +1,12 @@
-// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector.
-// The trailing comment is the selector's minimum macOS (Apple docs); anything
-// newer than the project's macOS 14.0 floor is behind @available with a
-// decomposed fallback. docs/mpsgraph-lowering.md is the reviewed table and
-// tests/test_mpsgraph_lowering.py keeps the two in step: the first selector
-// sent in each lower_<Kind> is the one in the table.
+// One lowering per IR node kind, each a 1:1 mapping to an MPSGraph selector,
+// registered with that selector and its minimum macOS in lowerings.def.
+// Comments give each call's minimum macOS (Apple docs); anything newer than
+// the project's macOS 14.0 floor is behind @available with a decomposed
+// fallback. docs/mpsgraph-lowering.md is the reviewed table;
+// tests/test_mpsgraph_lowering.py checks it, the registrations and the
+// selectors clang finds in each lower_<Kind> against each other.
 #import "runtime/mpsgraph/lowering.h"
+#include "runtime/mpsgraph/lowering_table.h"
 
 #include <c10/util/Exception.h>
 
@@ -149,6 +151,23 @@ MPSGraphFFTDescriptor* fft_descriptor(const Node& n, bool inverse) {
   return d;
 }
 
+// Convolution descriptors in PyTorch's layouts with its symmetric explicit
+// padding; x is the last spatial dim (width), z the first of three (depth).
+MPSGraphConvolution2DOpDescriptor* conv2d_descriptor(const graph::ConvParams& p) {
+  return [MPSGraphConvolution2DOpDescriptor descriptorWithStrideInX:p.stride[1] strideInY:p.stride[0] dilationRateInX:p.dilation[1] dilationRateInY:p.dilation[0] groups:p.groups paddingLeft:p.padding[1] paddingRight:p.padding[1] paddingTop:p.padding[0] paddingBottom:p.padding[0] paddingStyle:MPSGraphPaddingStyleExplicit dataLayout:MPSGraphTensorNamedDataLayoutNCHW weightsLayout:MPSGraphTensorNamedDataLayoutOIHW];  // macOS 11.0
+}
+
+MPSGraphConvolution3DOpDescriptor* conv3d_descriptor(const graph::ConvParams& p) {
+  return [MPSGraphConvolution3DOpDescriptor descriptorWithStrideInX:p.stride[2] strideInY:p.stride[1] strideInZ:p.stride[0] dilationRateInX:p.dilation[2] dilationRateInY:p.dilation[1] dilationRateInZ:p.dilation[0] groups:p.groups paddingLeft:p.padding[2] paddingRight:p.padding[2] paddingTop:p.padding[1] paddingBottom:p.padding[1] paddingFront:p.padding[0] paddingBack:p.padding[0] paddingStyle:MPSGraphPaddingStyleExplicit dataLayout:MPSGraphTensorNamedDataLayoutNCDHW weightsLayout:MPSGraphTensorNamedDataLayoutOIDHW];  // macOS 13.2
+}
+
+// A rank-1 int32 constant holding `shape` (the 3-D weights gradient takes its
+// output shape as a tensor).
+MPSGraphTensor* shape_constant(MPSGraph* g, const Shape& shape) {
+  NSMutableArray<MPSGraphTensor*>* dims = [NSMutableArray arrayWithCapacity:shape.size()];
+  for (int64_t d : shape) [dims addObject:[g constantWithScalar:static_cast<double>(d) shape:@[ @1 ] dataType:MPSDataTypeInt32]];  // macOS 11.0
+  return [g concatTensors:dims dimension:0 name:nil];  // macOS 11.0
+}
 
 // --- one function per IR node kind --------------------------------------------------
 
@@ -299,6 +318,26 @@ static MPSGraphTensor* lower_IRFFT(const LowerCtx& c, const Node& n) {
   d.roundToOddHermitean = n.int_attr("last_dim_size") % 2 == 1;  // odd real size: (n-1)*2+1, else (n-1)*2
   return [c.g HermiteanToRealFFTWithTensor:c.in(n, 0) axes:ns_ints(n.ints_attr("axes")) descriptor:d name:nil];  // macOS 14.0
 }
+// Convolutions: rank 4 -> the 2-D ops (11.0), rank 5 -> the 3-D ops (13.2).
+static MPSGraphTensor* lower_Convolution(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  if (n.type.rank() == 4) return [c.g convolution2DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+  return [c.g convolution3DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+}
+static MPSGraphTensor* lower_ConvolutionDataGradient(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  // The 3-D data gradient's selector is not among those verified against
+  // Apple's documentation yet (docs/mpsgraph-lowering.md): refuse, don't guess.
+  TORCH_CHECK(n.type.rank() == 4, "mps_ext: the input gradient of a 3-D convolution (and ConvTranspose3d) is not "
+              "lowered to MPSGraph yet; run it with MPS_EXT_RUNTIME=reference");
+  return [c.g convolution2DDataGradientWithIncomingGradientTensor:c.in(n, 0) weightsTensor:c.in(n, 1) outputShape:mps_shape(n.ints_attr("input_shape")) forwardConvolutionDescriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_ConvolutionWeightGradient(const LowerCtx& c, const Node& n) {
+  graph::ConvParams p = graph::conv_params(n);
+  const Shape& w = n.ints_attr("weight_shape");
+  if (n.type.rank() == 4) return [c.g convolution2DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShape:mps_shape(w) forwardConvolutionDescriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
+  return [c.g convolution3DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShapeTensor:shape_constant(c.g, w) forwardConvolutionDescriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+}
 
 // Kernel nodes: hand-written kernels run only as whole graphs (executable.mm);
 // inside a graph, the node is its decomposition, lowered in place.
@@ -310,11 +349,13 @@ static MPSGraphTensor* lower_Kernel(const LowerCtx& c, const Node& n) {
 }
 
 using LowerFn = MPSGraphTensor* (*)(const LowerCtx&, const Node&);
-// Indexed by NodeKind; a kind without a lower_<Kind> does not compile.
+// Indexed by NodeKind, from the registrations (lowerings.def, checked to list
+// every kind in order): a kind without a lower_<Kind> does not compile.
 constexpr LowerFn kLowerings[] = {
-#define MPS_EXT_NODE(kind, name) &lower_##kind,
-#include "graph/node_kinds.def"
+#define MPS_EXT_LOWERING(kind, selector, macos) &lower_##kind,
+#include "runtime/mpsgraph/lowerings.def"
 };
+static_assert(graph::lowerings_cover_every_kind(), "lowerings.def must list every node kind once, in order");
 
 // Lowers every node of `ir`; its inputs are fresh placeholders, or the given
 // tensors (a decomposition lowered inside its parent graph).

@@ -206,6 +206,20 @@ double read_scalar(const at::Tensor& t) {
   }
 }
 
+// space = broadcast(space, s) (numpy rules); false if they do not broadcast.
+bool broadcast_into(at::DimVector& space, at::IntArrayRef s) {
+  const size_t n = std::max(space.size(), s.size());
+  at::DimVector out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t a = i + space.size() >= n ? space[i + space.size() - n] : 1;
+    int64_t b = i + s.size() >= n ? s[i + s.size() - n] : 1;
+    if (a != b && a != 1 && b != 1) return false;
+    out[i] = a == 1 ? b : a;
+  }
+  space = std::move(out);
+  return true;
+}
+
 using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
 KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 }  // namespace
@@ -213,7 +227,11 @@ KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOutput& new_output) {
   const FusedProgram& p = r.program;
   at::DimVector space;  // the iteration space: all inputs broadcast
-  for (int v : r.inputs) space = at::infer_size_dimvector(space, env[v].sizes());
+  for (int v : r.inputs) {
+    // Independent chains of unrelated shapes can share a region (e.g. two
+    // casts feeding different later nodes): no common space, run node by node.
+    if (!broadcast_into(space, env[v].sizes())) return false;
+  }
   for (const auto& deps : r.output_deps) {
     at::DimVector shape;
     for (int i : deps) shape = at::infer_size_dimvector(shape, env[r.inputs[i]].sizes());

@@ -49,6 +49,27 @@ std::vector<int64_t> irfft_sizes(const graph::Node& n, const at::Tensor& x) {
   s.back() = n.int_attr("last_dim_size");
   return s;
 }
+// The transposed convolution that is the data gradient: its output_padding
+// restores the sizes a strided forward convolution rounded away.
+at::Tensor conv_data_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& weight) {
+  graph::ConvParams p = graph::conv_params(n);
+  const auto& in = n.ints_attr("input_shape");
+  std::vector<int64_t> output_padding;
+  for (size_t i = 0; i < p.stride.size(); ++i) {
+    int64_t covered = (grad.size(i + 2) - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (weight.size(i + 2) - 1) + 1;
+    output_padding.push_back(in[i + 2] - covered);
+  }
+  return at::convolution(grad, weight, std::nullopt, p.stride, p.padding, p.dilation, /*transposed=*/true,
+                         output_padding, p.groups);
+}
+
+at::Tensor conv_weight_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& input) {
+  graph::ConvParams p = graph::conv_params(n);
+  at::Tensor weight = at::empty(n.ints_attr("weight_shape"), input.options());  // only its shape is read
+  std::vector<int64_t> no_padding(p.stride.size(), 0);
+  return std::get<1>(at::convolution_backward(grad, input, weight, std::nullopt, p.stride, p.padding, p.dilation,
+                                              /*transposed=*/false, no_padding, p.groups, {false, true, false}));
+}
 }  // namespace
 
 at::Tensor slice_update(const graph::Node& n, at::Tensor data, const std::vector<at::Tensor>& a) {
@@ -170,6 +191,13 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::RFFT: return at::fft_rfftn(a[0], std::nullopt, n.ints_attr("axes"), n.str_attr("norm"));
     case NodeKind::IRFFT:
       return at::fft_irfftn(a[0], irfft_sizes(n, a[0]), n.ints_attr("axes"), n.str_attr("norm"));
+    case NodeKind::Convolution: {
+      graph::ConvParams p = graph::conv_params(n);
+      return at::convolution(a[0], a[1], std::nullopt, p.stride, p.padding, p.dilation, /*transposed=*/false,
+                             std::vector<int64_t>(p.stride.size(), 0), p.groups);
+    }
+    case NodeKind::ConvolutionDataGradient: return conv_data_gradient(n, a[0], a[1]);
+    case NodeKind::ConvolutionWeightGradient: return conv_weight_gradient(n, a[0], a[1]);
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled node kind ", graph::kind_name(n.kind));
 }

@@ -45,7 +45,7 @@ at::Tensor empty_output(at::IntArrayRef sizes, at::ScalarType dtype) {
                                      std::nullopt);
   }
 #endif
-  return at::empty(sizes, at::TensorOptions().dtype(dtype));
+  return at::detail::empty_cpu(sizes, dtype, /*pin_memory=*/false, std::nullopt);  // no dispatcher round trip
 }
 
 }  // namespace mps_ext::runtime::reference

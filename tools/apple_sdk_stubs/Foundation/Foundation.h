@@ -13,6 +13,7 @@
 typedef long NSInteger;
 typedef unsigned long NSUInteger;
 typedef signed char BOOL;  // x86_64 macOS ABI
+typedef double CFTimeInterval;  // CoreFoundation (CFDate.h), seconds
 #define YES ((BOOL)1)
 #define NO ((BOOL)0)
 #ifndef nil

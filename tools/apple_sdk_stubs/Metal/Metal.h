@@ -71,6 +71,13 @@ API_AVAILABLE(macos(10.14))
 @protocol MTLSharedEvent <NSObject>
 @end
 
+// MTLEvent.h: named by ATen/mps/MPSEvent.h (PyTorch's MPS events).
+typedef void (^MTLSharedEventNotificationBlock)(id<MTLSharedEvent>, uint64_t value) API_AVAILABLE(macos(10.14));
+
+API_AVAILABLE(macos(10.14))
+@interface MTLSharedEventListener : NSObject
+@end
+
 typedef void (^MTLCommandBufferHandler)(id<MTLCommandBuffer>);
 
 API_AVAILABLE(macos(10.11))
@@ -93,6 +100,9 @@ API_AVAILABLE(macos(10.11))
 - (nullable id<MTLComputeCommandEncoder>)computeCommandEncoder;
 - (void)commit;
 - (void)waitUntilCompleted;
+// Host times (seconds) of the GPU's execution; valid once the buffer completed.
+@property(readonly) CFTimeInterval GPUStartTime API_AVAILABLE(macos(10.15));
+@property(readonly) CFTimeInterval GPUEndTime API_AVAILABLE(macos(10.15));
 @end
 
 API_AVAILABLE(macos(10.11))
@@ -102,6 +112,8 @@ API_AVAILABLE(macos(10.11))
 
 API_AVAILABLE(macos(10.11))
 @protocol MTLDevice <NSObject>
+- (uint64_t)recommendedMaxWorkingSetSize API_AVAILABLE(macos(10.12));  // a readonly property
+- (NSUInteger)currentAllocatedSize API_AVAILABLE(macos(10.13));        // a readonly property
 - (nullable id<MTLCommandQueue>)newCommandQueue;
 - (nullable id<MTLBuffer>)newBufferWithLength:(NSUInteger)length options:(MTLResourceOptions)options;
 - (nullable id<MTLLibrary>)newLibraryWithSource:(NSString*)source
@@ -116,6 +128,8 @@ extern "C" {
 #endif
 id<MTLDevice> _Nullable MTLCreateSystemDefaultDevice(void) API_AVAILABLE(macos(10.11))
     __attribute__((ns_returns_retained));
+// Not Metal but macOS's <time.h> (Linux's lacks it); ATen/mps/MPSEvent.h uses it.
+uint64_t clock_gettime_nsec_np(int clock_id);  // clockid_t there
 #ifdef __cplusplus
 }
 #endif

@@ -79,6 +79,38 @@ API_AVAILABLE(macos(14.0))
 + (nullable instancetype)descriptor;
 @end
 
+// MPSGraphConvolutionOps.h. Layouts NCHW/OIHW (11.0), NCDHW/OIDHW (13.2).
+typedef NS_ENUM(NSUInteger, MPSGraphTensorNamedDataLayout) {
+  MPSGraphTensorNamedDataLayoutNCHW API_AVAILABLE(macos(11.0)) = 0L,
+  MPSGraphTensorNamedDataLayoutNHWC API_AVAILABLE(macos(11.0)) = 1L,
+  MPSGraphTensorNamedDataLayoutOIHW API_AVAILABLE(macos(11.0)) = 2L,
+  MPSGraphTensorNamedDataLayoutHWIO API_AVAILABLE(macos(11.0)) = 3L,
+  MPSGraphTensorNamedDataLayoutCHW API_AVAILABLE(macos(11.0)) = 4L,
+  MPSGraphTensorNamedDataLayoutHWC API_AVAILABLE(macos(11.0)) = 5L,
+  MPSGraphTensorNamedDataLayoutHW API_AVAILABLE(macos(11.0)) = 6L,
+  MPSGraphTensorNamedDataLayoutNCDHW API_AVAILABLE(macos(13.2)) = 7L,
+  MPSGraphTensorNamedDataLayoutNDHWC API_AVAILABLE(macos(13.2)) = 8L,
+  MPSGraphTensorNamedDataLayoutOIDHW API_AVAILABLE(macos(13.2)) = 9L,
+  MPSGraphTensorNamedDataLayoutDHWIO API_AVAILABLE(macos(13.2)) = 10L,
+};
+
+typedef NS_ENUM(NSUInteger, MPSGraphPaddingStyle) {
+  MPSGraphPaddingStyleExplicit API_AVAILABLE(macos(11.0)) = 0L,
+  MPSGraphPaddingStyleTF_VALID API_AVAILABLE(macos(11.0)) = 1L,
+  MPSGraphPaddingStyleTF_SAME API_AVAILABLE(macos(11.0)) = 2L,
+  MPSGraphPaddingStyleExplicitOffset API_AVAILABLE(macos(12.0)) = 3L,
+};
+
+API_AVAILABLE(macos(11.0))
+@interface MPSGraphConvolution2DOpDescriptor : MPSGraphObject <NSCopying>
++ (nullable instancetype)descriptorWithStrideInX:(NSUInteger)strideInX strideInY:(NSUInteger)strideInY dilationRateInX:(NSUInteger)dilationRateInX dilationRateInY:(NSUInteger)dilationRateInY groups:(NSUInteger)groups paddingLeft:(NSUInteger)paddingLeft paddingRight:(NSUInteger)paddingRight paddingTop:(NSUInteger)paddingTop paddingBottom:(NSUInteger)paddingBottom paddingStyle:(MPSGraphPaddingStyle)paddingStyle dataLayout:(MPSGraphTensorNamedDataLayout)dataLayout weightsLayout:(MPSGraphTensorNamedDataLayout)weightsLayout;
+@end
+
+API_AVAILABLE(macos(13.2))
+@interface MPSGraphConvolution3DOpDescriptor : MPSGraphObject <NSCopying>
++ (nullable instancetype)descriptorWithStrideInX:(NSUInteger)strideInX strideInY:(NSUInteger)strideInY strideInZ:(NSUInteger)strideInZ dilationRateInX:(NSUInteger)dilationRateInX dilationRateInY:(NSUInteger)dilationRateInY dilationRateInZ:(NSUInteger)dilationRateInZ groups:(NSUInteger)groups paddingLeft:(NSUInteger)paddingLeft paddingRight:(NSUInteger)paddingRight paddingTop:(NSUInteger)paddingTop paddingBottom:(NSUInteger)paddingBottom paddingFront:(NSUInteger)paddingFront paddingBack:(NSUInteger)paddingBack paddingStyle:(MPSGraphPaddingStyle)paddingStyle dataLayout:(MPSGraphTensorNamedDataLayout)dataLayout weightsLayout:(MPSGraphTensorNamedDataLayout)weightsLayout;
+@end
+
 API_AVAILABLE(macos(11.0))
 @interface MPSGraph : MPSGraphObject
 + (instancetype)new;
@@ -187,6 +219,15 @@ API_AVAILABLE(macos(11.0))
     API_AVAILABLE(macos(15.0));
 - (MPSGraphTensor*)dequantizeTensor:(MPSGraphTensor*)tensor LUTTensor:(MPSGraphTensor*)LUTTensor name:(NSString* _Nullable)name
     API_AVAILABLE(macos(15.0));
+
+// MPSGraphConvolutionOps (2-D: 11.0, 3-D: 13.2)
+- (MPSGraphTensor*)convolution2DWithSourceTensor:(MPSGraphTensor*)source weightsTensor:(MPSGraphTensor*)weights descriptor:(MPSGraphConvolution2DOpDescriptor*)descriptor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)convolution2DDataGradientWithIncomingGradientTensor:(MPSGraphTensor*)incomingGradient weightsTensor:(MPSGraphTensor*)weights outputShape:(MPSShape*)outputShape forwardConvolutionDescriptor:(MPSGraphConvolution2DOpDescriptor*)forwardConvolutionDescriptor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)convolution2DWeightsGradientWithIncomingGradientTensor:(MPSGraphTensor*)incomingGradient sourceTensor:(MPSGraphTensor*)source outputShape:(MPSShape*)outputShape forwardConvolutionDescriptor:(MPSGraphConvolution2DOpDescriptor*)forwardConvolutionDescriptor name:(NSString* _Nullable)name;
+- (MPSGraphTensor*)convolution3DWithSourceTensor:(MPSGraphTensor*)source weightsTensor:(MPSGraphTensor*)weights descriptor:(MPSGraphConvolution3DOpDescriptor*)descriptor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(13.2));
+- (MPSGraphTensor*)convolution3DWeightsGradientWithIncomingGradientTensor:(MPSGraphTensor*)gradient sourceTensor:(MPSGraphTensor*)source outputShapeTensor:(MPSGraphTensor*)outputShapeTensor forwardConvolutionDescriptor:(MPSGraphConvolution3DOpDescriptor*)forwardConvolutionDescriptor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(13.2));
 
 // MPSGraphFourierTransformOps (14.0)
 - (MPSGraphTensor*)fastFourierTransformWithTensor:(MPSGraphTensor*)tensor axes:(NSArray<NSNumber*>*)axes descriptor:(MPSGraphFFTDescriptor*)descriptor name:(NSString* _Nullable)name

@@ -1,0 +1,202 @@
+// Convolutions on the mpsgraph device: ATen's convolution entry point sends
+// PrivateUse1 tensors to convolution_overrideable (forward) and
+// convolution_backward_overrideable (autograd), which build graphs from the
+// IR's Convolution / ConvolutionDataGradient / ConvolutionWeightGradient.
+//   conv(x, w)             = Convolution(x, w)                     (+ bias)
+//   conv_transpose(x, w)   = ConvolutionDataGradient(x, w)          (+ bias)
+//   d conv / dx, dw        = DataGradient(gy, w), WeightGradient(gy, x)
+//   d conv_transpose / dx  = Convolution(gy, w)
+//   d conv_transpose / dw  = WeightGradient(x, gy)  (x plays the forward's output)
+// 1-D convolutions run as 2-D ones over a unit height (views, no copies).
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "ops/op_utils.h"
+
+namespace mps_ext::ops {
+namespace {
+using graph::Graph;
+using runtime::GraphSpec;
+using GTensor = graph::Tensor;
+
+struct Conv {
+  graph::ConvParams params;
+  bool transposed = false;
+  std::vector<int64_t> output_padding;
+  bool one_d = false;  // a 1-D convolution lifted to 2-D
+};
+
+std::vector<int64_t> expand_param(c10::SymIntArrayRef v, size_t n, const char* name, int64_t fill) {
+  std::vector<int64_t> out;
+  for (const c10::SymInt& s : v) out.push_back(s.guard_int(__FILE__, __LINE__));
+  if (out.size() == 1 && n > 1) out.assign(n, out[0]);
+  if (out.empty()) out.assign(n, fill);
+  TORCH_CHECK(out.size() == n, "convolution: expected ", name, " to have ", n, " entries, got ", out.size());
+  return out;
+}
+
+// Checks the arguments and normalizes them to a 2-D or 3-D convolution.
+Conv make_conv(const at::Tensor& input, const at::Tensor& weight, c10::SymIntArrayRef stride,
+               c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed,
+               c10::SymIntArrayRef output_padding, const c10::SymInt& groups) {
+  TORCH_CHECK(input.dim() >= 3 && input.dim() <= 5, "convolution: expected a 3-D, 4-D or 5-D input on mpsgraph, got ",
+              input.dim(), "-D with sizes ", input.sizes());
+  TORCH_CHECK(weight.dim() == input.dim(), "convolution: weight ", weight.sizes(), " must have the input's rank ",
+              input.dim());
+  TORCH_CHECK(input.scalar_type() == weight.scalar_type(), "convolution: input (", input.scalar_type(),
+              ") and weight (", weight.scalar_type(), ") must have the same dtype");
+  check_floating("convolution", "input", input);
+  size_t spatial = input.dim() - 2;
+  Conv c;
+  c.params.stride = expand_param(stride, spatial, "stride", 1);
+  c.params.padding = expand_param(padding, spatial, "padding", 0);
+  c.params.dilation = expand_param(dilation, spatial, "dilation", 1);
+  c.params.groups = groups.guard_int(__FILE__, __LINE__);
+  c.transposed = transposed;
+  c.output_padding = expand_param(output_padding, spatial, "output_padding", 0);
+  c.one_d = spatial == 1;
+  if (c.one_d) {
+    for (auto* v : {&c.params.stride, &c.params.dilation}) v->insert(v->begin(), 1);
+    for (auto* v : {&c.params.padding, &c.output_padding}) v->insert(v->begin(), 0);
+  }
+  return c;
+}
+
+at::Tensor lift(const at::Tensor& t, const Conv& c) { return c.one_d ? t.unsqueeze(2) : t; }
+at::Tensor lower(const at::Tensor& t, const Conv& c) { return c.one_d && t.defined() ? t.squeeze(2) : t; }
+
+// The forward convolution's input shape for a transposed convolution of `x`.
+std::vector<int64_t> transposed_output_shape(const at::Tensor& x, const at::Tensor& w, const Conv& c) {
+  const auto& p = c.params;
+  std::vector<int64_t> out = {x.size(0), w.size(1) * p.groups};
+  for (size_t i = 0; i < p.stride.size(); ++i)
+    out.push_back((x.size(i + 2) - 1) * p.stride[i] - 2 * p.padding[i] + p.dilation[i] * (w.size(i + 2) - 1) +
+                  c.output_padding[i] + 1);
+  return out;
+}
+
+// The spec: concrete inputs, the convolution's parameters (and, per op, the
+// output shape or gradient mask the builder needs).
+GraphSpec conv_spec(const char* op, const Conv& c, const std::vector<at::Tensor>& ins) {
+  GraphSpec spec(op);
+  for (const at::Tensor& t : ins) spec.input(t);
+  spec.attr("stride", c.params.stride)
+      .attr("padding", c.params.padding)
+      .attr("dilation", c.params.dilation)
+      .attr("groups", c.params.groups)
+      .attr("transposed", int64_t{c.transposed ? 1 : 0});
+  return spec;
+}
+
+graph::ConvParams spec_params(const GraphSpec& s) {
+  return {s.ints_attr("stride"), s.ints_attr("padding"), s.ints_attr("dilation"), s.int_attr("groups")};
+}
+
+// Bias [C] added along dim 1 of a rank-r result.
+GTensor add_bias(Graph& g, GTensor y, GTensor bias, int64_t rank) {
+  graph::Shape s(rank, 1);
+  s[1] = g.type(bias).shape[0];
+  return g.add(y, g.reshape(bias, s));
+}
+
+void build_convolution(Graph& g, const GraphSpec& s) {
+  graph::ConvParams p = spec_params(s);
+  GTensor x = g.placeholder(s.input(0), "input"), w = g.placeholder(s.input(1), "weight");
+  GTensor y = s.int_attr("transposed") ? g.convolution_data_gradient(x, w, s.ints_attr("output_shape"), p)
+                                       : g.convolution(x, w, p);
+  if (s.int_attr("has_bias")) y = add_bias(g, y, g.placeholder(s.input(2), "bias"), s.input(0).rank());
+  g.output(y);
+}
+
+at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, const std::optional<at::Tensor>& bias_,
+                       c10::SymIntArrayRef stride, c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation,
+                       bool transposed, c10::SymIntArrayRef output_padding, c10::SymInt groups) {
+  Conv c = make_conv(input_, weight_, stride, padding, dilation, transposed, output_padding, groups);
+  at::Tensor input = lift(input_, c), weight = lift(weight_, c);
+  std::optional<at::Tensor> bias = bias_ && bias_->defined() ? bias_ : std::nullopt;
+  if (bias) {
+    int64_t channels = transposed ? weight.size(1) * c.params.groups : weight.size(0);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, "convolution: expected a bias of size ", channels,
+                ", got ", bias->sizes());
+    TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "convolution: bias dtype ", bias->scalar_type(),
+                " must be the input's ", input.scalar_type());
+  }
+  std::vector<at::Tensor> ins = {input, weight};
+  if (bias) ins.push_back(*bias);
+  std::vector<int64_t> out_shape;
+  if (transposed) {
+    out_shape = transposed_output_shape(input, weight, c);
+  } else {
+    out_shape = {input.size(0), weight.size(0)};
+    for (size_t i = 0; i < c.params.stride.size(); ++i)
+      out_shape.push_back((input.size(i + 2) + 2 * c.params.padding[i] - c.params.dilation[i] * (weight.size(i + 2) - 1) - 1) /
+                              c.params.stride[i] + 1);
+  }
+  if (input.numel() == 0 || c10::multiply_integers(out_shape) == 0) {
+    for (int64_t d : out_shape)
+      TORCH_CHECK(d >= 0, "convolution: the kernel ", weight.sizes(), " does not fit the padded input ", input.sizes());
+    at::Tensor out = at::zeros(out_shape, input.options());
+    if (bias && out.numel()) {
+      std::vector<int64_t> along_channels(out.dim(), 1);
+      along_channels[1] = -1;
+      out.add_(bias->reshape(along_channels));
+    }
+    return lower(out, c);
+  }
+  auto spec = conv_spec("aten::convolution_overrideable", c, ins);
+  spec.attr("output_shape", out_shape).attr("has_bias", int64_t{bias ? 1 : 0});
+  at::Tensor out = runtime::run_graph(spec, build_convolution, ins)[0];
+  return lower(out, c);
+}
+
+void build_convolution_backward(Graph& g, const GraphSpec& s) {
+  graph::ConvParams p = spec_params(s);
+  const bool transposed = s.int_attr("transposed") != 0;
+  const auto& mask = s.ints_attr("mask");
+  GTensor gy = g.placeholder(s.input(0), "grad_output"), x = g.placeholder(s.input(1), "input"),
+          w = g.placeholder(s.input(2), "weight");
+  const graph::Shape &x_shape = s.input(1).shape, &w_shape = s.input(2).shape;
+  if (mask[0])
+    g.output(transposed ? g.convolution(gy, w, p) : g.convolution_data_gradient(gy, w, x_shape, p));
+  if (mask[1])
+    g.output(transposed ? g.convolution_weight_gradient(x, gy, w_shape, p)
+                        : g.convolution_weight_gradient(gy, x, w_shape, p));
+  if (mask[2]) {
+    std::vector<int64_t> axes = {0};
+    for (int64_t d = 2; d < s.input(0).rank(); ++d) axes.push_back(d);
+    g.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, gy, axes), {s.input(0).shape[1]}));
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
+    const at::Tensor& grad_output_, const at::Tensor& input_, const at::Tensor& weight_, c10::SymIntArrayRef stride,
+    c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed, c10::SymIntArrayRef output_padding,
+    c10::SymInt groups, std::array<bool, 3> mask) {
+  Conv c = make_conv(input_, weight_, stride, padding, dilation, transposed, output_padding, groups);
+  at::Tensor grad = lift(grad_output_, c).to(input_.scalar_type()), input = lift(input_, c), weight = lift(weight_, c);
+  TORCH_CHECK(grad.size(0) == input.size(0) && grad.dim() == input.dim(), "convolution_backward: grad_output ",
+              grad_output_.sizes(), " does not match the input ", input_.sizes());
+  if (!mask[0] && !mask[1] && !mask[2]) return {};
+  if (grad.numel() == 0 || input.numel() == 0) {
+    return {mask[0] ? lower(at::zeros_like(input), c) : at::Tensor(),
+            mask[1] ? lower(at::zeros_like(weight), c) : at::Tensor(),
+            mask[2] ? at::zeros({grad.size(1)}, grad.options()) : at::Tensor()};
+  }
+  std::vector<at::Tensor> ins = {grad, input, weight};
+  auto spec = conv_spec("aten::convolution_backward_overrideable", c, ins);
+  spec.attr("mask", std::vector<int64_t>{mask[0], mask[1], mask[2]});
+  auto outs = runtime::run_graph(spec, build_convolution_backward, ins);
+  size_t i = 0;
+  at::Tensor gi = mask[0] ? lower(outs[i++], c) : at::Tensor();
+  at::Tensor gw = mask[1] ? lower(outs[i++], c) : at::Tensor();
+  at::Tensor gb = mask[2] ? outs[i++] : at::Tensor();
+  return {gi, gw, gb};
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  m.impl("convolution_overrideable", TORCH_FN(convolution));
+  m.impl("convolution_backward_overrideable", TORCH_FN(convolution_backward));
+}
+
+}  // namespace mps_ext::ops
