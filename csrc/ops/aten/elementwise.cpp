@@ -412,6 +412,7 @@ void read_attr(graph::Attrs& attrs, const c10::Argument& a, const c10::IValue& v
 }
 
 void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
   const c10::FunctionSchema& schema = op.schema();
   const Entry& e = *find_entry(base_name(schema));
   const auto& args = schema.arguments();
@@ -466,6 +467,7 @@ bool accept_elementwise(const c10::FunctionSchema& schema) {
 // _foreach_<op>[_]: the elementwise op per list element (lists, ScalarLists,
 // and single Tensors/Scalars shared by all elements).
 void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
   const c10::FunctionSchema& schema = op.schema();
   const Entry& e = *find_entry(base_name(schema).substr(9));
   const auto& args = schema.arguments();

@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/boxing/impl/make_boxed_from_unboxed_functor.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <stdexcept>
@@ -73,6 +74,9 @@ template <class FuncType, FuncType* func>
 inline void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
   static Functor functor;
+  // The graph's ATen calls on CPU aliases must not see the thread's CPU
+  // autocast state (the device op is already past its own autocast handling).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   // Unboxing moves arguments out of the stack: keep a copy for the fallback.
   const size_t n = op.schema().arguments().size();
   std::vector<c10::IValue> args(stack->end() - n, stack->end());
