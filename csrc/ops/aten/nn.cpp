@@ -939,7 +939,7 @@ void build_gather(Graph& g, const GraphSpec& s) {
 at::Tensor gather(const at::Tensor& self, int64_t dim, const at::Tensor& index, bool sparse_grad) {
   require(graph_dtype_ok(self.scalar_type()) && self.dim() > 0 && self.dim() == index.dim() && index.numel() > 0 &&
           self.numel() > 0 && index.is_privateuseone());
-  TORCH_CHECK_TYPE(index.scalar_type() == at::kLong, "gather(): Expected dtype int64 for index");
+  require(index.scalar_type() == at::kLong || index.scalar_type() == at::kInt);  // other dtypes: the CPU op's error
   dim = c10::maybe_wrap_dim(dim, self.dim());
   for (int64_t d = 0; d < self.dim(); ++d)
     require(d == dim || index.size(d) == self.size(d));  // the common, unsliced case
