@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mpsgraph : torch.device('mpsgraph') available={torch.mpsgraph.is_available()}, "
           f"runtime={mps_ext.runtime()}, softshrink matches cpu: {same}")
 
+    from mps_ext import ops as native_ops
+    native_ops._demo()
+
     print(f"\nTraining a Softshrink MLP for {args.steps} steps:")
     start = time.perf_counter()
     losses = train(device, args.steps, mps_ext.autocast._demo(device))

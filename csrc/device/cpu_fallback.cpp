@@ -18,6 +18,7 @@
 #include <ATen/native/Resize.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -123,6 +124,8 @@ c10::IValue to_device_ivalue(const c10::IValue& v, const std::vector<Alias>& ali
   return v;
 }
 
+std::atomic<int64_t> g_fallbacks{0};
+
 // The tensors among an op's arguments (for the profiler's input shapes).
 std::vector<at::Tensor> tensor_args(const torch::jit::Stack& stack, size_t first) {
   std::vector<at::Tensor> out;
@@ -135,6 +138,7 @@ std::vector<at::Tensor> tensor_args(const torch::jit::Stack& stack, size_t first
 }
 
 void cpu_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  g_fallbacks.fetch_add(1, std::memory_order_relaxed);
   const c10::FunctionSchema& schema = op.schema();
   const std::string name = c10::toString(schema.operator_name());
   Mode mode = fallback_mode();
@@ -161,15 +165,16 @@ void cpu_fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 }
 }  // namespace
 
+// Hook for csrc/ops/aten: a native kernel that meets an input it has no graph
+// for (a dtype, an argument value) hands the call to the fallback.
+void run_on_cpu(const c10::OperatorHandle& op, torch::jit::Stack* stack) { cpu_fallback(op, stack); }
+int64_t fallback_count() { return g_fallbacks.load(std::memory_order_relaxed); }
+
 TORCH_LIBRARY_IMPL(_, PrivateUse1, m) {
   m.fallback(torch::CppFunction::makeFromBoxedFunction<&cpu_fallback>());
 }
 
-// Functional ops whose CompositeExplicitAutogradNonFunctional kernel would
-// call the .out op with an output the CPU kernel then resizes (a deprecation
-// warning and an extra copy): fall back on the functional op itself.
-TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
-  m.impl("mse_loss", torch::CppFunction::makeFromBoxedFunction<&cpu_fallback>());
-}
+// (mse_loss, which used to fall back here as a functional op, is native now:
+// csrc/ops/aten/nn.cpp.)
 
 }  // namespace mps_ext::device

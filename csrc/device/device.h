@@ -18,6 +18,7 @@
 #pragma once
 
 #include <ATen/core/Generator.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/Tensor.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/Storage.h>
@@ -70,5 +71,11 @@ at::Tensor device_tensor_over(const c10::Storage& storage, const at::Tensor& lik
                               int64_t storage_offset);
 // A new device tensor with `cpu`'s values (its strides when dense).
 at::Tensor to_device(const at::Tensor& cpu);
+
+// --- CPU fallback (cpu_fallback.cpp) ---------------------------------------------
+// Runs a boxed aten call on the CPU over the device bytes (warns/raises per
+// MPS_EXT_FALLBACK, like any op without a device kernel); counts every call.
+void run_on_cpu(const c10::OperatorHandle& op, torch::jit::Stack* stack);
+int64_t fallback_count();
 
 }  // namespace mps_ext::device

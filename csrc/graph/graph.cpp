@@ -377,6 +377,20 @@ Tensor Graph::matmul(Tensor a, Tensor b) {
   return add_node(NodeKind::MatMul, {a.id, b.id}, {ta.dtype, batch});
 }
 
+Tensor Graph::iota(Shape shape, int64_t axis, DType dtype) {
+  if (numel_if_static(shape) == kDynamic) fail("iota: shape " + shape_str(shape) + " must be static");
+  if (dtype != DType::Int32 && dtype != DType::Int64) fail("iota: dtype must be int32 or int64");
+  axis = normalize_axis(axis, static_cast<int64_t>(shape.size()), "iota");
+  return add_node(NodeKind::Iota, {}, {dtype, shape}, {{"shape", shape}, {"axis", axis}});
+}
+
+Tensor Graph::random_uniform(Tensor state, Shape shape) {
+  const TensorType& st = checked(state, "random_uniform").type;
+  if (st.dtype != DType::Int32 || st.shape != Shape{7}) fail("random_uniform: state must be an int32 tensor of shape [7]");
+  if (numel_if_static(shape) == kDynamic) fail("random_uniform: shape " + shape_str(shape) + " must be static");
+  return add_node(NodeKind::RandomUniform, {state.id}, {DType::Float32, shape}, {{"shape", shape}});
+}
+
 namespace {
 // `s` broadcasts into `target` without expanding it (numpy rules; a dynamic
 // size matches anything).
@@ -733,6 +747,8 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::Select: g.select(in(0), in(1), in(2)); break;
       case NodeKind::Softmax: g.softmax(in(0), n.int_attr("axis")); break;
       case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
+      case NodeKind::RandomUniform: g.random_uniform(in(0), n.ints_attr("shape")); break;
+      case NodeKind::Iota: g.iota(n.ints_attr("shape"), n.int_attr("axis"), n.type.dtype); break;
       case NodeKind::Dequantize: g.dequantize(in(0), in(1), in(2), dtype_from_name(n.str_attr("dtype"))); break;
       case NodeKind::DequantizeLUT: g.dequantize_lut(in(0), in(1)); break;
       case NodeKind::ScaledDotProductAttention:

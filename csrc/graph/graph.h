@@ -122,6 +122,14 @@ class Graph {
   Tensor reduce(NodeKind kind, Tensor x, std::vector<int64_t> axes);
   Tensor softmax(Tensor x, int64_t axis);
   Tensor matmul(Tensor a, Tensor b);
+  // The index along `axis` at every position of a static `shape` (int32 or
+  // int64): the building block of one-hot gathers, masks and arange.
+  Tensor iota(Shape shape, int64_t axis, DType dtype);
+  // Uniform float32 values in [0, 1) of a static shape from a Philox state
+  // (int32 [7], MPSGraph's stateful random ops): one stream per state value.
+  // Ops use it as the decomposition of RNG kernel nodes whose CPU kernels draw
+  // from the device generator (the CPU stream).
+  Tensor random_uniform(Tensor state, Shape shape);
 
   // Affine dequantization: cast(q) - cast(zero_point), times scale, computed
   // in `dtype` (a floating dtype). q is uint8/int8/int32; scale has dtype

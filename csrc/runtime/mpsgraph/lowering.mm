@@ -289,6 +289,7 @@ static MPSGraphTensor* lower_Ceil(const LowerCtx& c, const Node& n) { return [c.
 static MPSGraphTensor* lower_Round(const LowerCtx& c, const Node& n) { return [c.g rintWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0; half-to-even like torch.round (round: away from 0)
 static MPSGraphTensor* lower_LogicalNot(const LowerCtx& c, const Node& n) { return [c.g notWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_IsNaN(const LowerCtx& c, const Node& n) { return [c.g isNaNWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_Erf(const LowerCtx& c, const Node& n) { return [c.g erfWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 // Elementwise, binary (MPSGraph broadcasts like numpy).
 static MPSGraphTensor* lower_Add(const LowerCtx& c, const Node& n) { return [c.g additionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Subtract(const LowerCtx& c, const Node& n) { return [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
@@ -314,6 +315,16 @@ static MPSGraphTensor* lower_ReduceProd(const LowerCtx& c, const Node& n) { retu
 static MPSGraphTensor* lower_ReduceMean(const LowerCtx& c, const Node& n) { return [c.g meanOfTensor:c.in(n, 0) axes:reduce_axes(n) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Softmax(const LowerCtx& c, const Node& n) { return [c.g softMaxWithTensor:c.in(n, 0) axis:n.int_attr("axis") name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_MatMul(const LowerCtx& c, const Node& n) { return [c.g matrixMultiplicationWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+// RandomUniform: element 0 of [values, new state]; the state is an input the
+// op derives from the device generator per call.
+static MPSGraphTensor* lower_RandomUniform(const LowerCtx& c, const Node& n) {
+  return [c.g randomUniformTensorWithShape:mps_shape(n.type.shape) stateTensor:c.in(n, 0) name:nil][0];  // macOS 11.0
+}
+// Iota: int32 coordinates, cast when the node wants int64.
+static MPSGraphTensor* lower_Iota(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor* t = [c.g coordinateAlongAxis:n.int_attr("axis") withShape:mps_shape(n.type.shape) name:nil];  // macOS 12.3
+  return n.type.dtype == graph::DType::Int32 ? t : [c.g castTensor:t toType:to_mps_dtype(n.type.dtype) name:nil];  // macOS 12.0
+}
 // Quantization, attention, spectral.
 static MPSGraphTensor* lower_Dequantize(const LowerCtx& c, const Node& n) {
   MPSDataType dtype = to_mps_dtype(n.type.dtype);

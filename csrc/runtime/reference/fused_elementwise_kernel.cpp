@@ -265,6 +265,7 @@ class Interpreter {
       case NodeKind::Round: return map1([](Vec x) { return x.round(); }, m, d, a);
       case NodeKind::LogicalNot: return map1([](Vec x) { return x ^ Vec(all_ones<T>()); }, m, d, a);
       case NodeKind::IsNaN: return map1([](Vec x) { return x.isnan(); }, m, d, a);
+      case NodeKind::Erf: return map1([](Vec x) { return x.erf(); }, m, d, a);
       case NodeKind::Add: return map2([](Vec x, Vec y) { return x + y; }, m, d, a, b);
       case NodeKind::Subtract: return map2([](Vec x, Vec y) { return x - y; }, m, d, a, b);
       case NodeKind::Multiply: return map2([](Vec x, Vec y) { return x * y; }, m, d, a, b);

@@ -1,5 +1,6 @@
 // Node-by-node evaluation with ATen: the semantics every runtime must match.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <limits>
 
@@ -156,6 +157,7 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::Round: return at::round(a[0]);
     case NodeKind::LogicalNot: return at::logical_not(a[0]);
     case NodeKind::IsNaN: return at::isnan(a[0]);
+    case NodeKind::Erf: return at::erf(a[0]);
     case NodeKind::Add: return at::add(a[0], a[1]);
     case NodeKind::Subtract: return at::sub(a[0], a[1]);
     case NodeKind::Multiply: return at::mul(a[0], a[1]);
@@ -179,6 +181,23 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::ReduceMean: return reduce(n.kind, a[0], n.ints_attr("axes"));
     case NodeKind::Softmax: return at::softmax(a[0], n.int_attr("axis"));
     case NodeKind::MatMul: return at::matmul(a[0], a[1]);
+    case NodeKind::RandomUniform: {
+      // A stream determined by the state (the reference runtime's stand-in
+      // for Philox; RNG ops run CPU kernels on the device generator instead).
+      at::Tensor st = a[0].contiguous();
+      const int32_t* s = st.const_data_ptr<int32_t>();
+      uint64_t seed = 0;
+      for (int i = 0; i < 7; ++i) seed = seed * 1000003u + static_cast<uint32_t>(s[i]);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+      return at::rand(n.ints_attr("shape"), gen, at::TensorOptions().dtype(at::kFloat));
+    }
+    case NodeKind::Iota: {
+      const auto& shape = n.ints_attr("shape");
+      int64_t axis = n.int_attr("axis");
+      std::vector<int64_t> along(shape.size(), 1);
+      along[axis] = shape[axis];
+      return at::arange(shape[axis], at::TensorOptions().dtype(dtype)).reshape(along).expand(shape).contiguous();
+    }
     case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
     case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
     case NodeKind::ScaledDotProductAttention: return sdpa(n, a);

@@ -1,0 +1,545 @@
+// Elementwise aten ops on the mpsgraph device: one table row per op (its
+// operands' roles and its math as IR nodes), one boxed kernel for all of them
+// and for their `_foreach_*` forms. The kernel reads the operands from the
+// stack by the op's schema, promotes types like TensorIterator
+// (at::native::result_type over the promoting operands), broadcasts once,
+// feeds Scalars as 0-d placeholders (one graph per rank and dtype serves all
+// values) and writes in-place/out= results through run_graph_into. The math
+// is Unary/Binary/Select/Cast nodes, so the reference runtime fuses each op
+// into one vectorized pass and MPSGraph stitches it.
+#include <ATen/ExpandUtils.h>
+#include <ATen/native/Resize.h>
+#include <ATen/native/TypeProperties.h>
+
+#include <cmath>
+#include <unordered_map>
+
+#include "ops/aten/native.h"
+#include "ops/op_utils.h"
+
+namespace mps_ext::ops::aten {
+namespace {
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using runtime::GraphSpec;
+using G = graph::Tensor;
+
+// How the result dtype follows from the promoted operand dtype.
+enum class Result {
+  Promoted,  // add, mul, where, ...
+  Float,     // div, exp, sigmoid: integers promote to the default float dtype
+  Bool,      // comparisons, logical ops, isnan: computed in the promoted dtype
+  First,     // masked_fill: the first operand's dtype
+};
+
+using Emit = G (*)(Graph&, const std::vector<G>&, const GraphSpec&);
+
+struct Entry {
+  const char* name;
+  int arity;                  // Tensor/Scalar operands (optional ones included)
+  std::vector<int> promote;   // operands taking part in type promotion
+  Result result;
+  std::vector<int> masks;     // bool operands (not cast to the compute dtype)
+  std::vector<const char*> attrs;  // non-operand arguments the math reads
+  Emit emit;
+};
+
+bool has(G t) { return t.id >= 0; }
+G mul(Graph& g, G a, G b) { return g.mul(a, b); }
+G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
+G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
+G ne(Graph& g, G a, G b) { return g.binary(NodeKind::NotEqual, a, b); }
+G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
+G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
+G softplus_of(Graph& g, G z) { return un(g, NodeKind::Log, g.add(k(g, 1, z), un(g, NodeKind::Exp, z))); }
+bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+
+std::string str_attr_or(const GraphSpec& s, const char* name, const char* dflt) {
+  auto it = s.attrs().find(name);
+  return it == s.attrs().end() ? dflt : std::get<std::string>(it->second);
+}
+int64_t int_attr_or(const GraphSpec& s, const char* name, int64_t dflt) {
+  auto it = s.attrs().find(name);
+  return it == s.attrs().end() ? dflt : std::get<int64_t>(it->second);
+}
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+
+G gelu(Graph& g, G x, const std::string& approximate) {
+  if (approximate == "tanh") {
+    G inner = mul(g, k(g, kSqrt2OverPi, x), g.add(x, mul(g, k(g, 0.044715, x), mul(g, x, mul(g, x, x)))));
+    return mul(g, mul(g, k(g, 0.5, x), x), g.add(k(g, 1, x), un(g, NodeKind::Tanh, inner)));
+  }
+  G cdf = mul(g, k(g, 0.5, x), g.add(k(g, 1, x), un(g, NodeKind::Erf, mul(g, x, k(g, kSqrt1_2, x)))));
+  return mul(g, x, cdf);
+}
+
+G gelu_grad(Graph& g, G dy, G x, const std::string& approximate) {
+  if (approximate == "tanh") {
+    G x2 = mul(g, x, x);
+    G inner = mul(g, k(g, kSqrt2OverPi, x), g.add(x, mul(g, k(g, 0.044715, x), mul(g, x2, x))));
+    G t = un(g, NodeKind::Tanh, inner);
+    G left = mul(g, k(g, 0.5, x), g.add(k(g, 1, x), t));
+    G dinner = mul(g, k(g, kSqrt2OverPi, x), g.add(k(g, 1, x), mul(g, k(g, 3 * 0.044715, x), x2)));
+    G right = mul(g, mul(g, k(g, 0.5, x), x), mul(g, g.sub(k(g, 1, x), mul(g, t, t)), dinner));
+    return mul(g, dy, g.add(left, right));
+  }
+  G cdf = mul(g, k(g, 0.5, x), g.add(k(g, 1, x), un(g, NodeKind::Erf, mul(g, x, k(g, kSqrt1_2, x)))));
+  G pdf = mul(g, k(g, kInvSqrt2Pi, x), un(g, NodeKind::Exp, mul(g, k(g, -0.5, x), mul(g, x, x))));
+  return mul(g, dy, g.add(cdf, mul(g, x, pdf)));
+}
+
+#define E(...) +[](Graph& g, const std::vector<G>& x, const GraphSpec& s) -> G { (void)s; __VA_ARGS__ }
+#define U(kind) E(return un(g, NodeKind::kind, x[0]);)
+
+const std::vector<Entry>& table() {
+  static const std::vector<Entry> t = {
+      // --- unary math ---------------------------------------------------------
+      {"abs", 1, {0}, Result::Promoted, {}, {}, U(Abs)},
+      {"neg", 1, {0}, Result::Promoted, {}, {}, U(Negative)},
+      {"sign", 1, {0}, Result::Promoted, {}, {}, U(Sign)},
+      {"sgn", 1, {0}, Result::Promoted, {}, {}, U(Sign)},  // real tensors (complex ones fall back)
+      {"floor", 1, {0}, Result::Promoted, {}, {}, U(Floor)},
+      {"ceil", 1, {0}, Result::Promoted, {}, {}, U(Ceil)},
+      {"round", 1, {0}, Result::Promoted, {}, {}, U(Round)},
+      {"trunc", 1, {0}, Result::Promoted, {}, {}, E(return floating(g, x[0]) ? trunc(g, x[0]) : x[0];)},
+      {"frac", 1, {0}, Result::Promoted, {}, {}, E(return g.sub(x[0], trunc(g, x[0]));)},
+      {"exp", 1, {0}, Result::Float, {}, {}, U(Exp)},
+      {"exp2", 1, {0}, Result::Float, {}, {}, E(return g.binary(NodeKind::Power, k(g, 2, x[0]), x[0]);)},
+      {"expm1", 1, {0}, Result::Float, {}, {}, E(return g.sub(un(g, NodeKind::Exp, x[0]), k(g, 1, x[0]));)},
+      {"log", 1, {0}, Result::Float, {}, {}, U(Log)},
+      {"log2", 1, {0}, Result::Float, {}, {}, E(return mul(g, un(g, NodeKind::Log, x[0]), k(g, 1.0 / std::log(2.0), x[0]));)},
+      {"log10", 1, {0}, Result::Float, {}, {}, E(return mul(g, un(g, NodeKind::Log, x[0]), k(g, 1.0 / std::log(10.0), x[0]));)},
+      {"log1p", 1, {0}, Result::Float, {}, {}, E(return un(g, NodeKind::Log, g.add(k(g, 1, x[0]), x[0]));)},
+      {"sqrt", 1, {0}, Result::Float, {}, {}, U(Sqrt)},
+      {"rsqrt", 1, {0}, Result::Float, {}, {}, U(Rsqrt)},
+      {"reciprocal", 1, {0}, Result::Float, {}, {}, U(Reciprocal)},
+      {"sin", 1, {0}, Result::Float, {}, {}, U(Sin)},
+      {"cos", 1, {0}, Result::Float, {}, {}, U(Cos)},
+      {"tan", 1, {0}, Result::Float, {}, {}, E(return g.div(un(g, NodeKind::Sin, x[0]), un(g, NodeKind::Cos, x[0]));)},
+      {"sinh", 1, {0}, Result::Float, {}, {},
+       E(return mul(g, k(g, 0.5, x[0]), g.sub(un(g, NodeKind::Exp, x[0]), un(g, NodeKind::Exp, g.neg(x[0]))));)},
+      {"cosh", 1, {0}, Result::Float, {}, {},
+       E(return mul(g, k(g, 0.5, x[0]), g.add(un(g, NodeKind::Exp, x[0]), un(g, NodeKind::Exp, g.neg(x[0]))));)},
+      {"tanh", 1, {0}, Result::Float, {}, {}, U(Tanh)},
+      {"sigmoid", 1, {0}, Result::Float, {}, {}, U(Sigmoid)},
+      {"erf", 1, {0}, Result::Float, {}, {}, U(Erf)},
+      {"logical_not", 1, {0}, Result::Bool, {}, {}, E(return un(g, NodeKind::LogicalNot, g.cast(x[0], DType::Bool));)},
+      {"isnan", 1, {0}, Result::Bool, {}, {}, E(return floating(g, x[0]) ? un(g, NodeKind::IsNaN, x[0]) : ne(g, x[0], x[0]);)},
+      {"isinf", 1, {0}, Result::Bool, {}, {},
+       E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, g.abs(x[0]), k(g, INFINITY, x[0])) : ne(g, x[0], x[0]);)},
+      {"isfinite", 1, {0}, Result::Bool, {}, {},
+       E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);
+         return g.logical_and(g.binary(NodeKind::Equal, x[0], x[0]), ne(g, g.abs(x[0]), k(g, INFINITY, x[0])));)},
+      // --- activations ------------------------------------------------------------
+      {"relu", 1, {0}, Result::Promoted, {}, {}, E(return sel(g, g.le(x[0], k(g, 0, x[0])), k(g, 0, x[0]), x[0]);)},
+      {"silu", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Sigmoid, x[0]));)},
+      {"mish", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Tanh, softplus_of(g, x[0])));)},
+      {"gelu", 1, {0}, Result::Float, {}, {"approximate"}, E(return gelu(g, x[0], str_attr_or(s, "approximate", "none"));)},
+      {"hardsigmoid", 1, {0}, Result::Float, {}, {},
+       E(G y = g.div(g.add(x[0], k(g, 3, x[0])), k(g, 6, x[0]));
+         return g.minimum(g.maximum(y, k(g, 0, y)), k(g, 1, y));)},
+      {"hardswish", 1, {0}, Result::Float, {}, {},
+       E(G y = g.div(g.add(x[0], k(g, 3, x[0])), k(g, 6, x[0]));
+         return mul(g, x[0], g.minimum(g.maximum(y, k(g, 0, y)), k(g, 1, y)));)},
+      {"softplus", 3, {0}, Result::Float, {}, {},  // (self, beta, threshold)
+       E(G z = mul(g, x[0], x[1]);
+         return sel(g, g.gt(z, x[2]), x[0], g.div(softplus_of(g, z), x[1]));)},
+      {"elu", 4, {0}, Result::Float, {}, {},  // (self, alpha, scale, input_scale)
+       E(G neg = mul(g, mul(g, x[1], x[2]), g.sub(un(g, NodeKind::Exp, mul(g, x[0], x[3])), k(g, 1, x[0])));
+         return sel(g, g.gt(x[0], k(g, 0, x[0])), mul(g, x[0], x[2]), neg);)},
+      {"leaky_relu", 2, {0}, Result::Promoted, {}, {}, E(return sel(g, gt0(g, x[0]), x[0], mul(g, x[0], x[1]));)},
+      {"hardtanh", 3, {0}, Result::Promoted, {}, {}, E(return g.minimum(g.maximum(x[0], x[1]), x[2]);)},
+      {"threshold", 3, {0}, Result::Promoted, {}, {}, E(return sel(g, g.le(x[0], x[1]), x[2], x[0]);)},
+      {"hardshrink", 2, {0}, Result::Promoted, {}, {},
+       E(return sel(g, g.le(g.abs(x[0]), x[1]), k(g, 0, x[0]), x[0]);)},
+      {"clamp", 3, {0, 1, 2}, Result::Promoted, {}, {},
+       E(G y = x[0];
+         if (has(x[1])) y = g.maximum(y, x[1]);
+         if (has(x[2])) y = g.minimum(y, x[2]);
+         return y;)},
+      {"clamp_min", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
+      {"clamp_max", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.minimum(x[0], x[1]);)},
+      // --- activation backwards ---------------------------------------------------
+      {"threshold_backward", 3, {0, 1}, Result::Promoted, {}, {},
+       E(return sel(g, g.le(x[1], x[2]), k(g, 0, x[0]), x[0]);)},
+      {"hardtanh_backward", 4, {0, 1}, Result::Promoted, {}, {},
+       E(G out = g.binary(NodeKind::LogicalOr, g.le(x[1], x[2]), g.ge(x[1], x[3]));
+         return sel(g, out, k(g, 0, x[0]), x[0]);)},
+      {"sigmoid_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       E(return mul(g, x[0], mul(g, g.sub(k(g, 1, x[1]), x[1]), x[1]));)},
+      {"tanh_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       E(return mul(g, x[0], g.sub(k(g, 1, x[1]), mul(g, x[1], x[1])));)},
+      {"silu_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       E(G sg = un(g, NodeKind::Sigmoid, x[1]);
+         return mul(g, mul(g, x[0], sg), g.add(k(g, 1, sg), mul(g, x[1], g.sub(k(g, 1, sg), sg))));)},
+      {"gelu_backward", 2, {0, 1}, Result::Promoted, {}, {"approximate"},
+       E(return gelu_grad(g, x[0], x[1], str_attr_or(s, "approximate", "none"));)},
+      {"leaky_relu_backward", 3, {0, 1}, Result::Promoted, {}, {"self_is_result"},
+       E(return sel(g, gt0(g, x[1]), x[0], mul(g, x[0], x[2]));)},
+      {"elu_backward", 5, {0, 4}, Result::Promoted, {}, {"is_result"},  // (grad, alpha, scale, input_scale, self_or_result)
+       E(G y = x[4];
+         if (int_attr_or(s, "is_result", 0)) {
+           G neg = mul(g, mul(g, x[0], x[3]), g.add(y, mul(g, x[1], x[2])));
+           return sel(g, g.le(y, k(g, 0, y)), neg, mul(g, x[0], x[2]));
+         }
+         G neg = mul(g, mul(g, mul(g, x[0], x[3]), mul(g, x[1], x[2])), un(g, NodeKind::Exp, mul(g, y, x[3])));
+         return sel(g, g.le(y, k(g, 0, y)), neg, mul(g, x[0], x[2]));)},
+      {"softplus_backward", 4, {0, 1}, Result::Promoted, {}, {},  // (grad, self, beta, threshold)
+       E(G z = un(g, NodeKind::Exp, mul(g, x[1], x[2]));
+         return sel(g, g.gt(mul(g, x[1], x[2]), x[3]), x[0], mul(g, x[0], g.div(z, g.add(z, k(g, 1, z)))));)},
+      {"hardsigmoid_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       E(G inside = g.logical_and(g.gt(x[1], k(g, -3, x[1])), g.lt(x[1], k(g, 3, x[1])));
+         return sel(g, inside, g.div(x[0], k(g, 6, x[0])), k(g, 0, x[0]));)},
+      {"hardswish_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       E(G mid = mul(g, x[0], g.add(g.div(x[1], k(g, 3, x[1])), k(g, 0.5, x[1])));
+         G lo = g.lt(x[1], k(g, -3, x[1])), hi = g.le(x[1], k(g, 3, x[1]));
+         return sel(g, lo, k(g, 0, x[0]), sel(g, hi, mid, x[0]));)},
+      {"hardshrink_backward", 3, {0, 1}, Result::Promoted, {}, {},
+       E(return sel(g, g.le(g.abs(x[1]), x[2]), k(g, 0, x[0]), x[0]);)},
+      // --- binary arithmetic ------------------------------------------------------
+      {"add", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[1], x[2]));)},
+      {"sub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, x[1], x[2]));)},
+      {"rsub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[1], mul(g, x[0], x[2]));)},
+      {"mul", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.type(x[0]).dtype == DType::Bool ? g.logical_and(x[0], x[1]) : mul(g, x[0], x[1]);)},
+      {"div", 2, {0, 1}, Result::Float, {}, {"rounding_mode"},
+       E(G q = g.div(x[0], x[1]);
+         std::string mode = str_attr_or(s, "rounding_mode", "");
+         if (mode == "floor") return un(g, NodeKind::Floor, q);
+         if (mode == "trunc") return trunc(g, q);
+         return q;)},
+      {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {}, E(return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
+      {"remainder", 2, {0, 1}, Result::Promoted, {}, {},
+       E(return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
+      {"fmod", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, trunc(g, g.div(x[0], x[1])), x[1]));)},
+      {"pow", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::Power, x[0], x[1]);)},
+      {"maximum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
+      {"minimum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.minimum(x[0], x[1]);)},
+      {"fmax", 2, {0, 1}, Result::Promoted, {}, {},
+       E(return sel(g, un(g, NodeKind::IsNaN, x[0]), x[1], sel(g, un(g, NodeKind::IsNaN, x[1]), x[0], g.maximum(x[0], x[1])));)},
+      {"fmin", 2, {0, 1}, Result::Promoted, {}, {},
+       E(return sel(g, un(g, NodeKind::IsNaN, x[0]), x[1], sel(g, un(g, NodeKind::IsNaN, x[1]), x[0], g.minimum(x[0], x[1])));)},
+      {"hypot", 2, {0, 1}, Result::Promoted, {}, {}, E(return un(g, NodeKind::Sqrt, g.add(mul(g, x[0], x[0]), mul(g, x[1], x[1])));)},
+      {"xlogy", 2, {0, 1}, Result::Float, {}, {},
+       E(G r = mul(g, x[0], un(g, NodeKind::Log, x[1]));
+         G zero = g.binary(NodeKind::Equal, x[0], k(g, 0, x[0]));
+         return sel(g, un(g, NodeKind::IsNaN, x[1]), x[1], sel(g, zero, k(g, 0, x[0]), r));)},
+      {"lerp", 3, {0, 1}, Result::Promoted, {}, {},  // torch's two-sided form: exact at both ends
+       E(G d = g.sub(x[1], x[0]);
+         G lo = g.add(x[0], mul(g, x[2], d));
+         G hi = g.sub(x[1], mul(g, d, g.sub(k(g, 1, x[2]), x[2])));
+         return sel(g, g.lt(g.abs(x[2]), k(g, 0.5, x[2])), lo, hi);)},
+      {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], mul(g, x[1], x[2])));)},
+      {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], g.div(x[1], x[2])));)},
+      // --- comparisons and logic --------------------------------------------------
+      {"eq", 2, {0, 1}, Result::Bool, {}, {}, E(return g.binary(NodeKind::Equal, x[0], x[1]);)},
+      {"ne", 2, {0, 1}, Result::Bool, {}, {}, E(return ne(g, x[0], x[1]);)},
+      {"lt", 2, {0, 1}, Result::Bool, {}, {}, E(return g.lt(x[0], x[1]);)},
+      {"le", 2, {0, 1}, Result::Bool, {}, {}, E(return g.le(x[0], x[1]);)},
+      {"gt", 2, {0, 1}, Result::Bool, {}, {}, E(return g.gt(x[0], x[1]);)},
+      {"ge", 2, {0, 1}, Result::Bool, {}, {}, E(return g.ge(x[0], x[1]);)},
+      {"logical_and", 2, {0, 1}, Result::Bool, {}, {}, E(return g.logical_and(g.cast(x[0], DType::Bool), g.cast(x[1], DType::Bool));)},
+      {"logical_or", 2, {0, 1}, Result::Bool, {}, {},
+       E(return g.binary(NodeKind::LogicalOr, g.cast(x[0], DType::Bool), g.cast(x[1], DType::Bool));)},
+      {"logical_xor", 2, {0, 1}, Result::Bool, {}, {}, E(return ne(g, g.cast(x[0], DType::Bool), g.cast(x[1], DType::Bool));)},
+      // bitwise ops on bools are logical ops (integers fall back: no bit ops in the IR)
+      {"bitwise_and", 2, {0, 1}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
+                                                             return g.logical_and(x[0], x[1]);)},
+      {"bitwise_or", 2, {0, 1}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
+                                                            return g.binary(NodeKind::LogicalOr, x[0], x[1]);)},
+      {"bitwise_not", 1, {0}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
+                                                          return un(g, NodeKind::LogicalNot, x[0]);)},
+      {"where", 3, {1, 2}, Result::Promoted, {0}, {}, E(return sel(g, x[0], x[1], x[2]);)},
+      {"native_dropout_backward", 2, {0}, Result::Promoted, {1}, {"scale"},  // (grad_output, mask); grad * mask * scale
+       E(G scale = g.constant(std::get<double>(s.attrs().at("scale")), g.type(x[0]).dtype);
+         return sel(g, x[1], mul(g, x[0], scale), k(g, 0, x[0]));)},
+      {"masked_fill", 3, {0}, Result::First, {1}, {}, E(return sel(g, x[1], x[2], x[0]);)},
+  };
+  return t;
+}
+#undef U
+#undef E
+
+const Entry* find_entry(const std::string& name) {
+  static const auto* index = [] {
+    auto* m = new std::unordered_map<std::string, const Entry*>();
+    for (const Entry& e : table()) (*m)[e.name] = &e;
+    return m;
+  }();
+  auto it = index->find(name);
+  return it == index->end() ? nullptr : it->second;
+}
+
+bool is_tensor_type(const c10::TypePtr& t) {
+  if (t->kind() == c10::TypeKind::TensorType) return true;
+  auto opt = t->cast<c10::OptionalType>();
+  return opt && opt->getElementType()->kind() == c10::TypeKind::TensorType;
+}
+bool is_scalar_type(const c10::TypePtr& t) {
+  if (t->kind() == c10::TypeKind::NumberType) return true;
+  auto opt = t->cast<c10::OptionalType>();
+  return opt && opt->getElementType()->kind() == c10::TypeKind::NumberType;
+}
+bool is_list_of(const c10::TypePtr& t, c10::TypeKind kind) {
+  auto list = t->cast<c10::ListType>();
+  return list && list->getElementType()->kind() == kind;
+}
+
+// --- the graph ------------------------------------------------------------------
+void build(Graph& g, const GraphSpec& s) {
+  const Entry& e = *find_entry(s.str_attr("op"));
+  DType compute = graph::dtype_from_name(s.str_attr("compute"));
+  DType result = graph::dtype_from_name(s.str_attr("result"));
+  int64_t present = s.int_attr("present");
+  std::vector<G> x;
+  size_t next = 0;
+  for (int i = 0; i < e.arity; ++i) {
+    if (!(present >> i & 1)) {
+      x.push_back(G{});
+      continue;
+    }
+    G p = g.placeholder(s.input(next++), "x" + std::to_string(i));
+    bool mask = std::find(e.masks.begin(), e.masks.end(), i) != e.masks.end();
+    DType want = mask ? DType::Bool : compute;
+    x.push_back(g.type(p).dtype == want ? p : g.cast(p, want));
+  }
+  G y = e.emit(g, x, s);
+  g.output(g.type(y).dtype == result ? y : g.cast(y, result));
+}
+
+// One operand: a tensor, a Scalar, or absent (None).
+struct Operand {
+  at::Tensor tensor;
+  std::optional<at::Scalar> scalar;
+  bool present() const { return tensor.defined() || scalar.has_value(); }
+};
+
+[[noreturn]] void unsupported() { throw std::domain_error("fallback"); }
+
+// Runs entry `e` on its operands; writes into `dest` (in-place self or out=)
+// when given. Throws std::domain_error when the device has no graph for it.
+at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, const graph::Attrs& attrs,
+                           const at::Tensor& dest, bool inplace, bool check_only = false) {
+  at::native::ResultTypeState state{};
+  for (int i : e.promote) {
+    const Operand& o = ops[i];
+    if (o.tensor.defined()) state = at::native::update_result_type_state(o.tensor, state);
+    else if (o.scalar) state = at::native::update_result_type_state(*o.scalar, state);
+  }
+  at::ScalarType promoted = at::native::result_type(state);
+  at::ScalarType result = promoted;
+  bool rounding = attrs.count("rounding_mode") != 0;
+  if (e.result == Result::Float && !rounding && at::isIntegralType(promoted, /*includeBool=*/true))
+    result = c10::typeMetaToScalarType(c10::get_default_dtype());
+  if (e.result == Result::Bool) result = at::kBool;
+  if (e.result == Result::First) result = promoted = ops[0].tensor.scalar_type();
+  at::ScalarType compute = opmath_type(e.result == Result::Float ? (rounding ? promoted : result) : promoted);
+  // Integer division/remainder semantics (floor/trunc on integers) are not float math.
+  if (at::isIntegralType(compute, true) &&
+      (rounding || !std::strcmp(e.name, "floor_divide") || !std::strcmp(e.name, "remainder") ||
+       !std::strcmp(e.name, "fmod") || !std::strcmp(e.name, "pow")))
+    unsupported();
+  if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
+
+  std::vector<int64_t> shape;
+  bool first = true;
+  c10::optional<c10::Device> device;
+  for (const Operand& o : ops) {
+    if (!o.tensor.defined()) continue;
+    if (!graph_dtype_ok(o.tensor.scalar_type())) unsupported();
+    if (o.tensor.device().type() == c10::DeviceType::PrivateUse1) device = o.tensor.device();
+    else TORCH_CHECK(o.tensor.is_cpu() && o.tensor.dim() == 0, "Expected all tensors to be on the same device, but found "
+                     "at least two devices, mpsgraph:0 and ", o.tensor.device(), "!");
+    shape = first ? o.tensor.sizes().vec() : at::infer_size(shape, o.tensor.sizes());
+    first = false;
+  }
+  if (!device) unsupported();  // only CPU scalars: not ours
+  if (dest.defined()) {
+    if (inplace)
+      TORCH_CHECK(at::IntArrayRef(shape) == dest.sizes(), "output with shape ", dest.sizes(),
+                  " doesn't match the broadcast shape ", at::IntArrayRef(shape));
+    TORCH_CHECK(at::canCast(result, dest.scalar_type()), "result type ", result,
+                " can't be cast to the desired output type ", dest.scalar_type());
+  }
+  if (check_only) return {};
+  if (dest.defined() && !inplace) at::native::resize_output(dest, shape);
+  if (c10::multiply_integers(shape) == 0)
+    return dest.defined() ? dest : at::empty(shape, at::TensorOptions().device(*device).dtype(result));
+
+  GraphSpec spec("aten::elementwise");
+  std::vector<at::Tensor> inputs;
+  int64_t present = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Operand& o = ops[i];
+    if (!o.present()) continue;
+    present |= int64_t{1} << i;
+    if (o.tensor.defined()) {
+      spec.input_dynamic(o.tensor);
+      inputs.push_back(o.tensor);
+    } else {
+      at::Tensor t = scalar_input(*o.scalar, compute);
+      spec.input(t);
+      inputs.push_back(t);
+    }
+  }
+  spec.attr("op", std::string(e.name))
+      .attr("compute", std::string(graph::dtype_name(graph_dtype(compute))))
+      .attr("result", std::string(graph::dtype_name(graph_dtype(result))))
+      .attr("present", present);
+  for (const auto& [name, value] : attrs) spec.attr(name, value);
+
+  if (!dest.defined()) return runtime::run_graph(spec, build, inputs)[0];
+  // Writing straight into dest is safe unless another operand overlaps it
+  // with a different layout (x.add_(x.t())).
+  bool overlap = std::any_of(ops.begin(), ops.end(), [&](const Operand& o) {
+    return o.tensor.defined() && !o.tensor.is_same(dest) && o.tensor.is_alias_of(dest);
+  });
+  if (overlap || dest.scalar_type() != result) return write_result(runtime::run_graph(spec, build, inputs)[0], dest);
+  runtime::run_graph_into(spec, build, inputs, {dest});
+  return dest;
+}
+
+// --- boxed kernels ------------------------------------------------------------------
+void read_attr(graph::Attrs& attrs, const c10::Argument& a, const c10::IValue& v) {
+  if (v.isNone()) return;
+  if (v.isString()) attrs[a.name()] = std::string(v.toStringRef());
+  else if (v.isBool()) attrs[a.name()] = int64_t{v.toBool()};
+  else if (v.isInt()) attrs[a.name()] = v.toInt();
+  else if (v.isDouble()) attrs[a.name()] = v.toDouble();
+}
+
+void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
+  const c10::FunctionSchema& schema = op.schema();
+  const Entry& e = *find_entry(base_name(schema));
+  const auto& args = schema.arguments();
+  const size_t first = stack->size() - args.size();
+  std::vector<size_t> outs = out_arguments(schema);
+  std::vector<Operand> ops;
+  graph::Attrs attrs;
+  at::Tensor dest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const c10::IValue& v = (*stack)[first + i];
+    if (std::find(outs.begin(), outs.end(), i) != outs.end()) {
+      dest = v.toTensor();
+    } else if (is_tensor_type(args[i].type())) {
+      ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt});
+    } else if (is_scalar_type(args[i].type())) {
+      ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+    } else {
+      read_attr(attrs, args[i], v);
+    }
+  }
+  bool inplace = is_inplace(schema);
+  if (inplace) dest = ops[0].tensor;
+  at::Tensor result;
+  try {
+    result = run_elementwise(e, ops, attrs, dest, inplace);
+  } catch (const std::domain_error&) {
+    return fallback(op, stack);
+  }
+  torch::jit::drop(*stack, args.size());
+  torch::jit::push(*stack, result);
+}
+
+bool accept_elementwise(const c10::FunctionSchema& schema) {
+  const Entry* e = find_entry(base_name(schema));
+  if (!e || schema.returns().size() != 1 || schema.returns()[0].type()->kind() != c10::TypeKind::TensorType)
+    return false;
+  std::vector<size_t> outs = out_arguments(schema);
+  if (outs.size() > 1) return false;
+  int operands = 0;
+  for (size_t i = 0; i < schema.arguments().size(); ++i) {
+    const auto& a = schema.arguments()[i];
+    if (std::find(outs.begin(), outs.end(), i) != outs.end()) continue;
+    if (is_tensor_type(a.type()) || is_scalar_type(a.type())) {
+      ++operands;
+    } else if (std::none_of(e->attrs.begin(), e->attrs.end(), [&](const char* n) { return a.name() == n; })) {
+      return false;  // an argument the math does not read (round.decimals, ...)
+    }
+  }
+  return operands == e->arity;
+}
+
+// _foreach_<op>[_]: the elementwise op per list element (lists, ScalarLists,
+// and single Tensors/Scalars shared by all elements).
+void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
+  const c10::FunctionSchema& schema = op.schema();
+  const Entry& e = *find_entry(base_name(schema).substr(9));
+  const auto& args = schema.arguments();
+  const size_t first = stack->size() - args.size();
+  bool inplace = is_inplace(schema);
+  size_t n = (*stack)[first].toTensorList().size();
+  graph::Attrs attrs;
+  for (size_t i = 0; i < args.size(); ++i)
+    if (!is_tensor_type(args[i].type()) && !is_scalar_type(args[i].type()) && !args[i].type()->cast<c10::ListType>())
+      read_attr(attrs, args[i], (*stack)[first + i]);
+  std::vector<at::Tensor> results;
+  try {
+    // Every element is checked before any is written, so a fallback never
+    // sees a half-updated list.
+    for (int pass = 0; pass < 2; ++pass)
+    for (size_t j = 0; j < n; ++j) {
+      std::vector<Operand> ops;
+      for (size_t i = 0; i < args.size(); ++i) {
+        const c10::IValue& v = (*stack)[first + i];
+        const auto& t = args[i].type();
+        if (is_list_of(t, c10::TypeKind::TensorType)) ops.push_back({v.toTensorList().get(j), std::nullopt});
+        else if (is_list_of(t, c10::TypeKind::NumberType)) ops.push_back({at::Tensor(), v.toList().get(j).toScalar()});
+        else if (is_tensor_type(t)) ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt});
+        else if (is_scalar_type(t)) ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+      }
+      at::Tensor dest = inplace ? ops[0].tensor : at::Tensor();
+      at::Tensor r = run_elementwise(e, ops, attrs, dest, inplace, /*check_only=*/pass == 0);
+      if (pass == 1) results.push_back(r);
+    }
+  } catch (const std::domain_error&) {
+    return fallback(op, stack);
+  }
+  torch::jit::drop(*stack, args.size());
+  if (!inplace) torch::jit::push(*stack, c10::List<at::Tensor>(results));
+}
+
+bool accept_foreach(const c10::FunctionSchema& schema) {
+  std::string base = base_name(schema);
+  if (base.rfind("_foreach_", 0) != 0) return false;
+  const Entry* e = find_entry(base.substr(9));
+  if (!e || !out_arguments(schema).empty()) return false;
+  bool inplace = is_inplace(schema);
+  if (inplace ? !schema.returns().empty()
+              : (schema.returns().size() != 1 || !is_list_of(schema.returns()[0].type(), c10::TypeKind::TensorType)))
+    return false;
+  int operands = 0;
+  for (size_t i = 0; i < schema.arguments().size(); ++i) {
+    const auto& a = schema.arguments()[i];
+    const auto& t = a.type();
+    if (i == 0 && !is_list_of(t, c10::TypeKind::TensorType)) return false;
+    if (is_list_of(t, c10::TypeKind::TensorType) || is_list_of(t, c10::TypeKind::NumberType) || is_scalar_type(t)) {
+      ++operands;
+    } else if (is_tensor_type(t)) {
+      if (a.name() == "scalars") return false;  // a CPU tensor of per-element scalars
+      ++operands;
+    } else if (std::none_of(e->attrs.begin(), e->attrs.end(), [&](const char* n) { return a.name() == n; })) {
+      return false;
+    }
+  }
+  return operands == e->arity;
+}
+
+std::vector<std::string> names(const char* prefix) {
+  std::vector<std::string> r;
+  for (const Entry& e : table()) r.push_back(std::string(prefix) + e.name);
+  return r;
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  register_family(m, "elementwise", names(""), accept_elementwise, elementwise_kernel);
+  register_family(m, "foreach", names("_foreach_"), accept_foreach, foreach_kernel);
+}
+
+}  // namespace mps_ext::ops::aten

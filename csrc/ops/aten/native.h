@@ -1,0 +1,109 @@
+// The mpsgraph device's native aten ops: one table per op family maps an aten
+// op (its base name; every overload whose arguments the family understands:
+// functional, in-place `op_`, `op.out`) to a graph builder. Each family
+// registers a boxed kernel for those overloads on PrivateUse1
+// (register_family); the kernel reads the stack by the op's schema, so type
+// promotion, broadcasting, scalars (0-d placeholders), in-place and out= are
+// handled once per family, not per op. An input the family has no graph for
+// (a dtype, an argument value) goes to the CPU fallback (device::run_on_cpu),
+// which counts and warns like any op without a kernel.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/boxing/impl/make_boxed_from_unboxed_functor.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+#include <stdexcept>
+
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "runtime/runtime.h"
+
+namespace mps_ext::ops::aten {
+
+using BoxedKernel = void (*)(const c10::OperatorHandle&, torch::jit::Stack*);
+
+// Which overloads of a base name a family serves: the predicate sees the
+// schema (arguments, returns) and accepts or skips it.
+using SchemaFilter = bool (*)(const c10::FunctionSchema&);
+
+// Registers `kernel` on PrivateUse1 for every existing aten overload of each
+// base name that `accept` admits; records them for native_ops().
+void register_family(torch::Library& m, const char* family, const std::vector<std::string>& base_names,
+                     SchemaFilter accept, BoxedKernel kernel);
+
+// Registers one boxed kernel for one overload ("name.overload"); recorded too.
+void register_op(torch::Library& m, const char* op, BoxedKernel kernel);
+
+// Every aten overload registered natively, "name.overload" (for the README list).
+std::vector<std::string> native_ops();
+
+// The op's base name: "add_.Tensor" -> "add" (in-place underscore dropped),
+// "_foreach_add_" -> "_foreach_add".
+std::string base_name(const c10::FunctionSchema& schema);
+bool is_inplace(const c10::FunctionSchema& schema);
+// Index of each kwarg-only out= argument (Tensor(a!) written), in order.
+std::vector<size_t> out_arguments(const c10::FunctionSchema& schema);
+
+// Hands the call to the CPU fallback (counts, warns, or raises under
+// MPS_EXT_FALLBACK=error).
+void fallback(const c10::OperatorHandle& op, torch::jit::Stack* stack);
+
+// Whether the device's runtime can compute in this dtype (MPSGraph: no float64).
+bool graph_dtype_ok(at::ScalarType t);
+
+// The result written where the variant wants it: functional -> returned,
+// in-place -> into self, out= -> into out (resized like ATen's resize_output).
+at::Tensor write_result(const at::Tensor& result, const at::Tensor& dest);
+
+// --- helpers for the typed families (nn.cpp, norms.cpp, ...) ---------------------------
+// "No graph for this input": thrown before anything is written; guarded()
+// turns it into the CPU fallback with the arguments still on the stack.
+inline void require(bool ok) {
+  if (!ok) throw std::domain_error("fallback");
+}
+
+// Each typed kernel runs boxed through this wrapper: when it meets an input it
+// has no graph for (require() throws before anything is written), the
+// arguments are still on the stack and the call goes to the CPU fallback.
+template <class FuncType, FuncType* func>
+inline void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
+  static Functor functor;
+  // The graph's ATen calls on CPU aliases must not see the thread's CPU
+  // autocast state (the device op is already past its own autocast handling).
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  // Unboxing moves arguments out of the stack: keep a copy for the fallback.
+  const size_t n = op.schema().arguments().size();
+  std::vector<c10::IValue> args(stack->end() - n, stack->end());
+  try {
+    c10::impl::make_boxed_from_unboxed_functor<Functor, false>::call(&functor, op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), stack);
+  } catch (const std::domain_error&) {
+    std::copy(args.begin(), args.end(), stack->end() - n);
+    fallback(op, stack);
+  }
+}
+
+struct Row {
+  const char* op;
+  BoxedKernel kernel;
+};
+#define MPS_EXT_ATEN_ROW(name, fn) ::mps_ext::ops::aten::Row{name, &::mps_ext::ops::aten::guarded<decltype(fn), fn>}
+
+inline at::TensorOptions device_options(const at::Tensor& like, at::ScalarType dtype) {
+  return at::TensorOptions().device(like.device()).dtype(dtype);
+}
+inline graph::Tensor k(graph::Graph& g, double v, graph::Tensor like) { return g.constant(v, g.type(like).dtype); }
+inline graph::Tensor cast_to(graph::Graph& g, graph::Tensor x, graph::DType t) {
+  return g.type(x).dtype == t ? x : g.cast(x, t);
+}
+inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
+inline graph::DType attr_dtype(const runtime::GraphSpec& s, const char* name) {
+  return graph::dtype_from_name(s.str_attr(name));
+}
+
+}  // namespace mps_ext::ops::aten

@@ -1,0 +1,1072 @@
+// Non-elementwise aten ops on the mpsgraph device: fills, reductions, the
+// matmul family, softmax, layer_norm, losses, embedding/index_select, arange,
+// cat, tril/triu. Each is a typed kernel that declares a GraphSpec (static
+// shapes: these graphs reshape and reduce) and runs a plain builder. Gathers
+// are kernel nodes: the reference runtime runs ATen's CPU op, every other
+// runtime their decomposition (a one-hot Iota comparison and a MatMul).
+#include <ATen/native/Resize.h>
+#include <ATen/native/TypeProperties.h>
+
+#include "device/device.h"
+#include "ops/aten/native.h"
+#include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
+
+namespace mps_ext::ops::aten {
+namespace {
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using runtime::GraphSpec;
+using G = graph::Tensor;
+
+
+
+// --- fill_ / zero_ -----------------------------------------------------------------
+void build_fill(Graph& g, const GraphSpec& s) {
+  G v = g.placeholder(s.input(0), "value");
+  DType out = attr_dtype(s, "dtype");
+  G b = g.broadcast(cast_to(g, v, out), s.ints_attr("shape"));
+  g.output(b);
+}
+
+at::Tensor& fill_scalar(at::Tensor& self, const at::Scalar& value) {
+  require(graph_dtype_ok(self.scalar_type()));
+  if (self.numel() == 0) return self;
+  at::Tensor v = scalar_input(value, self.scalar_type());
+  GraphSpec spec("aten::fill_");
+  spec.input(v).attr("dtype", dname(self.scalar_type())).attr("shape", self.sizes().vec());
+  runtime::run_graph_into(spec, build_fill, {v}, {self});
+  return self;
+}
+
+at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
+  TORCH_CHECK(value.dim() == 0, "fill_ only supports 0-dimension value tensor but got tensor with ", value.dim(),
+              " dimensions.");
+  require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(value.scalar_type()));
+  if (self.numel() == 0) return self;
+  GraphSpec spec("aten::fill_");
+  spec.input(value).attr("dtype", dname(self.scalar_type())).attr("shape", self.sizes().vec());
+  runtime::run_graph_into(spec, build_fill, {value}, {self});
+  return self;
+}
+
+at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
+
+// --- reductions ----------------------------------------------------------------------
+std::vector<int64_t> reduce_dims(const at::Tensor& self, at::OptionalIntArrayRef dim) {
+  std::vector<int64_t> dims;
+  if (!dim || dim->empty()) {
+    for (int64_t d = 0; d < self.dim(); ++d) dims.push_back(d);
+  } else {
+    for (int64_t d : *dim) dims.push_back(c10::maybe_wrap_dim(d, std::max<int64_t>(self.dim(), 1)));
+  }
+  if (self.dim() == 0) dims.clear();
+  return dims;
+}
+
+std::vector<int64_t> reduced_shape(const at::Tensor& self, const std::vector<int64_t>& dims, bool keepdim) {
+  std::vector<int64_t> out;
+  for (int64_t d = 0; d < self.dim(); ++d) {
+    bool r = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!r) out.push_back(self.size(d));
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+// attrs: kind (sum|mean|amax|amin|norm2|norm1|norminf|var), dims, shape (result),
+// compute, result, correction (var).
+void build_reduce(Graph& g, const GraphSpec& s) {
+  G x = cast_to(g, g.placeholder(s.input(0), "self"), attr_dtype(s, "compute"));
+  const auto& dims = s.ints_attr("dims");
+  const std::string& kind = s.str_attr("kind");
+  G y;
+  if (kind == "sum") y = g.reduce(NodeKind::ReduceSum, x, dims);
+  else if (kind == "mean") y = g.reduce(NodeKind::ReduceMean, x, dims);
+  else if (kind == "amax") y = g.reduce(NodeKind::ReduceMax, x, dims);
+  else if (kind == "amin") y = g.reduce(NodeKind::ReduceMin, x, dims);
+  else if (kind == "norm2") y = g.unary(NodeKind::Sqrt, g.reduce(NodeKind::ReduceSum, g.mul(x, x), dims));
+  else if (kind == "norm1") y = g.reduce(NodeKind::ReduceSum, g.abs(x), dims);
+  else if (kind == "norminf") y = g.reduce(NodeKind::ReduceMax, g.abs(x), dims);
+  else if (kind == "var" || kind == "std") {
+    G d = g.sub(x, g.reduce(NodeKind::ReduceMean, x, dims));
+    int64_t n = 1;
+    for (int64_t a : dims) n *= s.input(0).shape[a];
+    double denom = std::max<double>(0.0, static_cast<double>(n) - s.float_attr("correction"));
+    y = g.div(g.reduce(NodeKind::ReduceSum, g.mul(d, d), dims), k(g, denom, x));
+    if (kind == "std") y = g.unary(NodeKind::Sqrt, y);
+  } else if (kind == "any" || kind == "all") {
+    G b = g.cast(g.cast(x, DType::Bool), DType::Int32);
+    y = g.cast(g.reduce(kind == "any" ? NodeKind::ReduceMax : NodeKind::ReduceMin, b, dims), DType::Bool);
+  }
+  y = g.reshape(y, s.ints_attr("shape"));
+  g.output(cast_to(g, y, attr_dtype(s, "result")));
+}
+
+at::Tensor run_reduce(const std::string& kind, const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim,
+                      at::ScalarType compute, at::ScalarType result, double correction = 0) {
+  require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(compute) && self.is_privateuseone());
+  std::vector<int64_t> dims = reduce_dims(self, dim);
+  std::vector<int64_t> shape = reduced_shape(self, dims, keepdim);
+  if (self.numel() == 0) require(false);  // empty reductions: identities and errors as the CPU op has them
+  GraphSpec spec("aten::reduce");
+  spec.input(self).attr("kind", kind).attr("dims", dims).attr("shape", shape)
+      .attr("compute", dname(compute)).attr("result", dname(result)).attr("correction", correction);
+  return runtime::run_graph(spec, build_reduce, {self})[0];
+}
+
+at::ScalarType sum_type(const at::Tensor& self, std::optional<at::ScalarType> dtype) {
+  if (dtype) return *dtype;
+  return at::isIntegralType(self.scalar_type(), true) ? at::kLong : self.scalar_type();
+}
+
+at::Tensor sum_dim(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
+  at::ScalarType r = sum_type(self, dtype);
+  return run_reduce("sum", self, dim, keepdim, opmath_type(r), r);
+}
+at::Tensor sum_all(const at::Tensor& self, std::optional<at::ScalarType> dtype) { return sum_dim(self, {}, false, dtype); }
+
+at::Tensor mean_dim(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
+  at::ScalarType r = dtype.value_or(self.scalar_type());
+  TORCH_CHECK(at::isFloatingType(r), "mean(): could not infer output dtype. Input dtype must be either a floating point "
+              "or complex dtype. Got: ", r);
+  return run_reduce("mean", self, dim, keepdim, opmath_type(r), r);
+}
+at::Tensor mean_all(const at::Tensor& self, std::optional<at::ScalarType> dtype) { return mean_dim(self, {}, false, dtype); }
+
+at::Tensor amax(const at::Tensor& self, at::IntArrayRef dim, bool keepdim) {
+  return run_reduce("amax", self, dim, keepdim, self.scalar_type(), self.scalar_type());
+}
+at::Tensor amin(const at::Tensor& self, at::IntArrayRef dim, bool keepdim) {
+  return run_reduce("amin", self, dim, keepdim, self.scalar_type(), self.scalar_type());
+}
+at::Tensor max_all(const at::Tensor& self) {
+  TORCH_CHECK(self.numel() > 0, "max(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
+  return (amax)(self, at::IntArrayRef{}, false);
+}
+at::Tensor min_all(const at::Tensor& self) {
+  TORCH_CHECK(self.numel() > 0, "min(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
+  return (amin)(self, at::IntArrayRef{}, false);
+}
+at::Tensor any_all(const at::Tensor& self) { return run_reduce("any", self, {}, false, self.scalar_type(), at::kBool); }
+at::Tensor all_all(const at::Tensor& self) { return run_reduce("all", self, {}, false, self.scalar_type(), at::kBool); }
+at::Tensor any_dims(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim) {
+  return run_reduce("any", self, dim, keepdim, self.scalar_type(), at::kBool);
+}
+at::Tensor all_dims(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim) {
+  return run_reduce("all", self, dim, keepdim, self.scalar_type(), at::kBool);
+}
+
+at::Tensor any_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return run_reduce("any", self, at::IntArrayRef{dim}, keepdim, self.scalar_type(), at::kBool);
+}
+at::Tensor all_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return run_reduce("all", self, at::IntArrayRef{dim}, keepdim, self.scalar_type(), at::kBool);
+}
+
+at::Tensor var_correction(const at::Tensor& self, at::OptionalIntArrayRef dim, const std::optional<at::Scalar>& correction,
+                          bool keepdim) {
+  require(at::isFloatingType(self.scalar_type()));
+  return run_reduce("var", self, dim, keepdim, opmath_type(self.scalar_type()), self.scalar_type(),
+                    correction ? correction->toDouble() : 1.0);
+}
+at::Tensor std_correction(const at::Tensor& self, at::OptionalIntArrayRef dim, const std::optional<at::Scalar>& correction,
+                          bool keepdim) {
+  require(at::isFloatingType(self.scalar_type()));
+  return run_reduce("std", self, dim, keepdim, opmath_type(self.scalar_type()), self.scalar_type(),
+                    correction ? correction->toDouble() : 1.0);
+}
+
+at::Tensor vector_norm(const at::Tensor& self, const at::Scalar& ord, at::OptionalIntArrayRef dim, bool keepdim,
+                       std::optional<at::ScalarType> dtype) {
+  double p = ord.toDouble();
+  at::ScalarType r = dtype.value_or(self.scalar_type());
+  require(at::isFloatingType(r) && (p == 2 || p == 1 || std::isinf(p) && p > 0));
+  const char* kind = p == 2 ? "norm2" : p == 1 ? "norm1" : "norminf";
+  return run_reduce(kind, self, dim, keepdim, opmath_type(r), r);
+}
+
+std::vector<at::Tensor> foreach_norm(at::TensorList self, const at::Scalar& ord, std::optional<at::ScalarType> dtype) {
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& t : self) out.push_back(vector_norm(t, ord, {}, false, dtype));
+  return out;
+}
+
+// max/min along a dim with indices: the first index where the value is the extreme.
+void build_max_dim(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  int64_t dim = s.int_attr("dim");
+  bool is_max = s.int_attr("max") != 0;
+  G v = g.reduce(is_max ? NodeKind::ReduceMax : NodeKind::ReduceMin, x, {dim});
+  G hit = g.binary(NodeKind::Equal, x, v);
+  if (graph::is_floating(g.type(x).dtype))  // a NaN is the extreme (torch.max propagates it)
+    hit = g.binary(NodeKind::LogicalOr, hit, g.unary(NodeKind::IsNaN, x));
+  G idx = g.iota(s.input(0).shape, dim, DType::Int64);
+  G big = g.constant(static_cast<double>(s.input(0).shape[dim]), DType::Int64);
+  G first = g.reduce(NodeKind::ReduceMin, g.select(hit, idx, big), {dim});
+  if (graph::is_floating(g.type(x).dtype)) {  // with a NaN, report NaN as the value
+    G nan_idx = g.reduce(NodeKind::ReduceMax, g.cast(g.unary(NodeKind::IsNaN, x), DType::Int32), {dim});
+    v = g.select(g.cast(nan_idx, DType::Bool), g.constant(NAN, g.type(x).dtype), v);
+  }
+  const auto& shape = s.ints_attr("shape");
+  g.output(g.reshape(v, shape));
+  g.output(g.reshape(first, shape));
+}
+
+std::tuple<at::Tensor, at::Tensor> max_min_dim(const at::Tensor& self, int64_t dim, bool keepdim, bool is_max) {
+  require(graph_dtype_ok(self.scalar_type()) && self.scalar_type() != at::kBool && self.numel() > 0);
+  dim = c10::maybe_wrap_dim(dim, std::max<int64_t>(self.dim(), 1));
+  if (self.dim() == 0) return {self.clone(), at::zeros({}, device_options(self, at::kLong))};
+  GraphSpec spec("aten::max_dim");
+  spec.input(self).attr("dim", dim).attr("max", int64_t{is_max}).attr("shape", reduced_shape(self, {dim}, keepdim));
+  auto r = runtime::run_graph(spec, build_max_dim, {self});
+  return {r[0], r[1]};
+}
+std::tuple<at::Tensor, at::Tensor> max_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return max_min_dim(self, dim, keepdim, true);
+}
+std::tuple<at::Tensor, at::Tensor> min_dim(const at::Tensor& self, int64_t dim, bool keepdim) {
+  return max_min_dim(self, dim, keepdim, false);
+}
+at::Tensor argmax(const at::Tensor& self, std::optional<int64_t> dim, bool keepdim) {
+  if (!dim) return std::get<1>(max_min_dim(self.reshape({-1}), 0, false, true)).reshape(keepdim ? std::vector<int64_t>(self.dim(), 1) : std::vector<int64_t>{});
+  return std::get<1>(max_min_dim(self, *dim, keepdim, true));
+}
+at::Tensor argmin(const at::Tensor& self, std::optional<int64_t> dim, bool keepdim) {
+  if (!dim) return std::get<1>(max_min_dim(self.reshape({-1}), 0, false, false)).reshape(keepdim ? std::vector<int64_t>(self.dim(), 1) : std::vector<int64_t>{});
+  return std::get<1>(max_min_dim(self, *dim, keepdim, false));
+}
+
+// cumsum: a kernel node (ATen's scan on the CPU) whose decomposition is a
+// MatMul with an upper-triangular ones matrix along the scanned dim.
+G cumsum_decomposition(Graph& d, const std::vector<G>& in) {
+  const graph::TensorType t = d.type(in[0]);
+  int64_t n = t.shape.back();
+  G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
+  G tri = d.cast(d.le(row, col), t.dtype);
+  if (t.rank() >= 2) return d.matmul(in[0], tri);
+  return d.reshape(d.matmul(d.reshape(in[0], {1, n}), tri), {n});  // MatMul wants rank >= 2
+}
+at::Tensor cumsum_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
+  at::cumsum_out(out, in[0], -1);
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.cumsum_last", cumsum_cpu);
+
+void build_cumsum(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  x = cast_to(g, x, attr_dtype(s, "compute"));
+  int64_t dim = s.int_attr("dim"), rank = g.type(x).rank();
+  std::vector<int64_t> perm(rank);
+  for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+  std::swap(perm[dim], perm[rank - 1]);
+  G t = dim == rank - 1 ? x : g.transpose(x, perm);
+  G c = g.kernel("aten.cumsum_last", {t}, {}, cumsum_decomposition);
+  if (dim != rank - 1) c = g.transpose(c, perm);
+  g.output(cast_to(g, c, attr_dtype(s, "result")));
+}
+
+at::Tensor cumsum(const at::Tensor& self, int64_t dim, std::optional<at::ScalarType> dtype) {
+  at::ScalarType r = sum_type(self, dtype);
+  require(graph_dtype_ok(self.scalar_type()) && at::isFloatingType(r) && self.dim() > 0 && self.numel() > 0);
+  dim = c10::maybe_wrap_dim(dim, self.dim());
+  GraphSpec spec("aten::cumsum");
+  spec.input(self).attr("dim", dim).attr("compute", dname(opmath_type(r))).attr("result", dname(r));
+  return runtime::run_graph(spec, build_cumsum, {self})[0];
+}
+
+// --- matmul family ----------------------------------------------------------------
+// attrs: op (mm|addmm), alpha, beta. Inputs (a, b[, c]).
+void build_matmul(Graph& g, const GraphSpec& s) {
+  G a = g.placeholder(s.input(0), "a");
+  G b = g.placeholder(s.input(1), "b");
+  DType compute = attr_dtype(s, "compute");
+  G y = g.matmul(cast_to(g, a, compute), cast_to(g, b, compute));
+  if (s.num_inputs() == 3) {
+    G c = cast_to(g, g.placeholder(s.input(2), "self"), compute);
+    double alpha = s.float_attr("alpha"), beta = s.float_attr("beta");
+    if (alpha != 1) y = g.mul(y, k(g, alpha, y));
+    if (beta != 0) y = g.add(beta == 1 ? c : g.mul(c, k(g, beta, c)), y);
+  }
+  g.output(cast_to(g, y, g.type(a).dtype));
+}
+
+at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor* c, double alpha, double beta) {
+  require(at::isFloatingType(a.scalar_type()) && graph_dtype_ok(a.scalar_type()));
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() && (!c || c->scalar_type() == a.scalar_type()),
+              "expected m1 and m2 to have the same dtype, but got: ", a.scalar_type(), " != ", b.scalar_type());
+  GraphSpec spec("aten::matmul");
+  spec.input(a).input(b);
+  std::vector<at::Tensor> inputs{a, b};
+  if (c) {
+    spec.input(*c);
+    inputs.push_back(*c);
+  }
+  // Reduced precision accumulates in float32 (ATen's CPU kernels do too).
+  spec.attr("compute", dname(a.scalar_type() == at::kDouble ? at::kDouble : at::kFloat))
+      .attr("alpha", alpha).attr("beta", beta);
+  std::vector<int64_t> shape = a.sizes().vec();
+  shape.back() = b.size(-1);
+  if (c10::multiply_integers(shape) == 0 || a.size(-1) == 0) require(false);
+  return runtime::run_graph(spec, build_matmul, inputs)[0];
+}
+
+at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 2, "self must be a matrix");
+  TORCH_CHECK(b.dim() == 2, "mat2 must be a matrix");
+  TORCH_CHECK(a.size(1) == b.size(0), "mat1 and mat2 shapes cannot be multiplied (", a.size(0), "x", a.size(1), " and ",
+              b.size(0), "x", b.size(1), ")");
+  return run_matmul(a, b, nullptr, 1, 0);
+}
+at::Tensor bmm(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3, "batch1 and batch2 must be 3D tensors");
+  TORCH_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "Expected size for first two dimensions of batch2 tensor to be: [",
+              a.size(0), ", ", a.size(2), "] but got: [", b.size(0), ", ", b.size(1), "].");
+  return run_matmul(a, b, nullptr, 1, 0);
+}
+at::Tensor addmm(const at::Tensor& self, const at::Tensor& a, const at::Tensor& b, const at::Scalar& beta,
+                 const at::Scalar& alpha) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "mat1 and mat2 must be matrices");
+  TORCH_CHECK(a.size(1) == b.size(0), "mat1 and mat2 shapes cannot be multiplied (", a.size(0), "x", a.size(1), " and ",
+              b.size(0), "x", b.size(1), ")");
+  at::Tensor c = self.expand({a.size(0), b.size(1)});
+  return run_matmul(a, b, &c, alpha.toDouble(), beta.toDouble());
+}
+at::Tensor baddbmm(const at::Tensor& self, const at::Tensor& a, const at::Tensor& b, const at::Scalar& beta,
+                   const at::Scalar& alpha) {
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3, "batch1 and batch2 must be 3D tensors");
+  at::Tensor c = self.expand({a.size(0), a.size(1), b.size(2)});
+  return run_matmul(a, b, &c, alpha.toDouble(), beta.toDouble());
+}
+at::Tensor dot(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 1 && b.dim() == 1, "1D tensors expected, but got ", a.dim(), "D and ", b.dim(), "D tensors");
+  TORCH_CHECK(a.numel() == b.numel(), "inconsistent tensor size, expected tensor [", a.numel(), "] and src [", b.numel(),
+              "] to have the same number of elements, but got ", a.numel(), " and ", b.numel(), " elements respectively");
+  return run_matmul(a.reshape({1, -1}), b.reshape({-1, 1}), nullptr, 1, 0).reshape({});
+}
+at::Tensor mv(const at::Tensor& a, const at::Tensor& v) {
+  TORCH_CHECK(a.dim() == 2 && v.dim() == 1, "vector + matrix @ vector expected, got ", a.dim(), ", ", v.dim());
+  return run_matmul(a, v.reshape({-1, 1}), nullptr, 1, 0).reshape({a.size(0)});
+}
+at::Tensor addmv(const at::Tensor& self, const at::Tensor& a, const at::Tensor& v, const at::Scalar& beta,
+                 const at::Scalar& alpha) {
+  TORCH_CHECK(a.dim() == 2 && v.dim() == 1, "vector + matrix @ vector expected, got ", self.dim(), ", ", a.dim(), ", ", v.dim());
+  at::Tensor c = self.expand({a.size(0)}).reshape({-1, 1});
+  return run_matmul(a, v.reshape({-1, 1}), &c, alpha.toDouble(), beta.toDouble()).reshape({a.size(0)});
+}
+
+// --- softmax -----------------------------------------------------------------------
+// attrs: dim, log, result. Computes in float32 for reduced precision.
+void build_softmax(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  DType compute = attr_dtype(s, "compute");
+  x = cast_to(g, x, compute);
+  int64_t dim = s.int_attr("dim");
+  G y;
+  if (s.int_attr("log")) {
+    G shifted = g.sub(x, g.reduce(NodeKind::ReduceMax, x, {dim}));
+    y = g.sub(shifted, g.unary(NodeKind::Log, g.reduce(NodeKind::ReduceSum, g.unary(NodeKind::Exp, shifted), {dim})));
+  } else {
+    y = g.softmax(x, dim);
+  }
+  g.output(cast_to(g, y, attr_dtype(s, "result")));
+}
+
+at::Tensor run_softmax(const at::Tensor& self, int64_t dim, bool half_to_float, bool log) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()));
+  if (self.numel() == 0) require(false);
+  dim = c10::maybe_wrap_dim(dim, std::max<int64_t>(self.dim(), 1));
+  at::ScalarType r = half_to_float ? at::kFloat : self.scalar_type();
+  GraphSpec spec("aten::softmax");
+  spec.input(self, {0}).attr("dim", dim).attr("log", int64_t{log}).attr("compute", dname(opmath_type(self.scalar_type())))
+      .attr("result", dname(r));
+  if (self.dim() == 0) return runtime::run_graph(spec, build_softmax, {self.reshape({1})})[0].reshape({});
+  return runtime::run_graph(spec, build_softmax, {self})[0];
+}
+at::Tensor softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { return run_softmax(self, dim, half_to_float, false); }
+at::Tensor log_softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { return run_softmax(self, dim, half_to_float, true); }
+
+void build_softmax_backward(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G dy = cast_to(g, g.placeholder(s.input(0), "grad_output"), compute);
+  G y = cast_to(g, g.placeholder(s.input(1), "output"), compute);
+  int64_t dim = s.int_attr("dim");
+  G dx;
+  if (s.int_attr("log")) dx = g.sub(dy, g.mul(g.unary(NodeKind::Exp, y), g.reduce(NodeKind::ReduceSum, dy, {dim})));
+  else dx = g.mul(y, g.sub(dy, g.reduce(NodeKind::ReduceSum, g.mul(dy, y), {dim})));
+  g.output(cast_to(g, dx, attr_dtype(s, "result")));
+}
+
+at::Tensor run_softmax_backward(const at::Tensor& grad, const at::Tensor& output, int64_t dim, at::ScalarType input_dtype, bool log) {
+  require(at::isFloatingType(grad.scalar_type()) && graph_dtype_ok(grad.scalar_type()) && grad.dim() > 0 && grad.numel() > 0);
+  dim = c10::maybe_wrap_dim(dim, grad.dim());
+  GraphSpec spec("aten::softmax_backward");
+  spec.input(grad, {0}).input(output, {0}).attr("dim", dim).attr("log", int64_t{log})
+      .attr("compute", dname(opmath_type(grad.scalar_type()))).attr("result", dname(input_dtype));
+  return runtime::run_graph(spec, build_softmax_backward, {grad, output})[0];
+}
+at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim, at::ScalarType t) {
+  return run_softmax_backward(g, y, dim, t, false);
+}
+at::Tensor log_softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim, at::ScalarType t) {
+  return run_softmax_backward(g, y, dim, t, true);
+}
+
+// --- layer_norm --------------------------------------------------------------------
+// Inputs (x, [weight], [bias]); attrs: axes (normalized dims), eps, has_weight,
+// has_bias, compute. Outputs: y, mean, rstd (kept dims, as ATen returns them).
+void build_layer_norm(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "input");
+  G x = cast_to(g, x0, compute);
+  const auto& axes = s.ints_attr("axes");
+  size_t next = 1;
+  G mean = g.reduce(NodeKind::ReduceMean, x, axes);
+  G d = g.sub(x, mean);
+  G var = g.reduce(NodeKind::ReduceMean, g.mul(d, d), axes);
+  G rstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, s.float_attr("eps"), var)));
+  G y = g.mul(d, rstd);
+  if (s.int_attr("has_weight")) y = g.mul(y, cast_to(g, g.placeholder(s.input(next++), "weight"), compute));
+  if (s.int_attr("has_bias")) y = g.add(y, cast_to(g, g.placeholder(s.input(next++), "bias"), compute));
+  g.output(cast_to(g, y, g.type(x0).dtype));
+  g.output(cast_to(g, mean, attr_dtype(s, "stat")));
+  g.output(cast_to(g, rstd, attr_dtype(s, "stat")));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm(const at::Tensor& input, c10::SymIntArrayRef normalized_shape,
+                                                                 const std::optional<at::Tensor>& weight,
+                                                                 const std::optional<at::Tensor>& bias, double eps) {
+  require(at::isFloatingType(input.scalar_type()) && graph_dtype_ok(input.scalar_type()) && input.numel() > 0);
+  int64_t n = static_cast<int64_t>(normalized_shape.size());
+  TORCH_CHECK(n >= 1 && input.dim() >= n, "Expected normalized_shape to be at least 1-dimensional");
+  std::vector<int64_t> axes;
+  for (int64_t i = input.dim() - n; i < input.dim(); ++i) axes.push_back(i);
+  bool hw = weight && weight->defined(), hb = bias && bias->defined();
+  GraphSpec spec("aten::native_layer_norm");
+  spec.input(input, {0});
+  std::vector<at::Tensor> inputs{input};
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  if (hb) { spec.input(*bias); inputs.push_back(*bias); }
+  at::ScalarType stat = opmath_type(input.scalar_type());
+  spec.attr("axes", axes).attr("eps", eps).attr("has_weight", int64_t{hw}).attr("has_bias", int64_t{hb})
+      .attr("compute", dname(stat)).attr("stat", dname(input.scalar_type() == at::kDouble ? at::kDouble : stat));
+  auto r = runtime::run_graph(spec, build_layer_norm, inputs);
+  return {r[0], r[1], r[2]};
+}
+
+// Inputs (dy, x, mean, rstd, [weight]); outputs dx, [dweight, dbias].
+void build_layer_norm_backward(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G dy = cast_to(g, g.placeholder(s.input(0), "grad_out"), compute);
+  G x0 = g.placeholder(s.input(1), "input");
+  G x = cast_to(g, x0, compute);
+  G mean = cast_to(g, g.placeholder(s.input(2), "mean"), compute);
+  G rstd = cast_to(g, g.placeholder(s.input(3), "rstd"), compute);
+  const auto& axes = s.ints_attr("axes");
+  const auto& outer = s.ints_attr("outer");
+  bool hw = s.int_attr("has_weight");
+  G xhat = g.mul(g.sub(x, mean), rstd);
+  G w0, dyw = dy;
+  if (hw) {
+    w0 = g.placeholder(s.input(4), "weight");
+    dyw = g.mul(dy, cast_to(g, w0, compute));
+  }
+  int64_t n = 1;
+  for (int64_t a : axes) n *= s.input(1).shape[a];
+  G a1 = g.reduce(NodeKind::ReduceMean, dyw, axes);
+  G a2 = g.reduce(NodeKind::ReduceMean, g.mul(dyw, xhat), axes);
+  G dx = g.mul(rstd, g.sub(g.sub(dyw, a1), g.mul(xhat, a2)));
+  (void)n;
+  g.output(cast_to(g, dx, g.type(x0).dtype));
+  if (s.int_attr("grad_weight")) {
+    G dw = g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), outer), s.ints_attr("wshape"));
+    g.output(cast_to(g, dw, attr_dtype(s, "wdtype")));
+  }
+  if (s.int_attr("grad_bias")) {
+    G db = g.reshape(g.reduce(NodeKind::ReduceSum, dy, outer), s.ints_attr("wshape"));
+    g.output(cast_to(g, db, attr_dtype(s, "wdtype")));
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm_backward(
+    const at::Tensor& grad_out, const at::Tensor& input, c10::SymIntArrayRef normalized_shape, const at::Tensor& mean,
+    const at::Tensor& rstd, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    std::array<bool, 3> output_mask) {
+  require(at::isFloatingType(input.scalar_type()) && graph_dtype_ok(input.scalar_type()) && input.numel() > 0);
+  int64_t n = static_cast<int64_t>(normalized_shape.size());
+  std::vector<int64_t> axes, outer, wshape;
+  for (int64_t i = 0; i < input.dim(); ++i) (i < input.dim() - n ? outer : axes).push_back(i);
+  for (int64_t a : axes) wshape.push_back(input.size(a));
+  bool hw = weight && weight->defined();
+  bool gw = output_mask[1] && hw, gb = output_mask[2] && bias && bias->defined();
+  GraphSpec spec("aten::native_layer_norm_backward");
+  spec.input(grad_out).input(input).input(mean).input(rstd);
+  std::vector<at::Tensor> inputs{grad_out, input, mean, rstd};
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  at::ScalarType wdtype = hw ? weight->scalar_type() : input.scalar_type();
+  spec.attr("axes", axes).attr("outer", outer).attr("wshape", wshape).attr("has_weight", int64_t{hw})
+      .attr("grad_weight", int64_t{gw}).attr("grad_bias", int64_t{gb}).attr("compute", dname(opmath_type(input.scalar_type())))
+      .attr("wdtype", dname(wdtype));
+  auto r = runtime::run_graph(spec, build_layer_norm_backward, inputs);
+  size_t next = 1;
+  at::Tensor dw = gw ? r[next++] : at::Tensor(), db = gb ? r[next++] : at::Tensor();
+  return {output_mask[0] ? r[0] : at::Tensor(), dw, db};
+}
+
+// --- losses ------------------------------------------------------------------------
+int64_t reduction_attr(int64_t reduction) { return reduction; }  // 0 none, 1 mean, 2 sum (at::Reduction)
+
+void build_mse(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x = cast_to(g, g.placeholder(s.input(0), "self"), compute);
+  G t = cast_to(g, g.placeholder(s.input(1), "target"), compute);
+  G d = g.sub(x, t);
+  int64_t reduction = s.int_attr("reduction");
+  if (s.int_attr("backward")) {
+    G dy = cast_to(g, g.placeholder(s.input(2), "grad_output"), compute);
+    G r = g.mul(g.mul(d, k(g, 2.0, d)), dy);
+    if (reduction == 1) r = g.div(r, k(g, static_cast<double>(s.int_attr("numel")), r));
+    g.output(cast_to(g, r, attr_dtype(s, "result")));
+    return;
+  }
+  G sq = g.mul(d, d);
+  if (reduction != 0) {
+    std::vector<int64_t> all(g.type(sq).rank());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+    sq = g.reshape(g.reduce(reduction == 1 ? NodeKind::ReduceMean : NodeKind::ReduceSum, sq, all), {});
+  }
+  g.output(cast_to(g, sq, attr_dtype(s, "result")));
+}
+
+at::Tensor mse_loss(const at::Tensor& self, const at::Tensor& target, int64_t reduction) {
+  at::ScalarType r = at::result_type(self, target);
+  require(at::isFloatingType(r) && graph_dtype_ok(r));
+  std::vector<int64_t> shape = at::infer_size(self.sizes(), target.sizes());
+  if (c10::multiply_integers(shape) == 0) require(false);
+  at::Tensor x = self.expand(shape), t = target.expand(shape);
+  GraphSpec spec("aten::mse_loss");
+  spec.input(x).input(t).attr("reduction", reduction).attr("backward", int64_t{0})
+      .attr("compute", dname(opmath_type(r))).attr("result", dname(r));
+  return runtime::run_graph(spec, build_mse, {x, t})[0];
+}
+
+at::Tensor mse_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target, int64_t reduction) {
+  at::ScalarType r = at::result_type(self, target);
+  require(at::isFloatingType(r) && graph_dtype_ok(r));
+  std::vector<int64_t> shape = at::infer_size(self.sizes(), target.sizes());
+  if (c10::multiply_integers(shape) == 0) require(false);
+  at::Tensor x = self.expand(shape), t = target.expand(shape), dy = grad_output.expand(shape);
+  GraphSpec spec("aten::mse_loss_backward");
+  spec.input(x).input(t).input(dy).attr("reduction", reduction).attr("backward", int64_t{1})
+      .attr("numel", c10::multiply_integers(shape)).attr("compute", dname(opmath_type(r))).attr("result", dname(r));
+  return runtime::run_graph(spec, build_mse, {x, t, dy})[0];
+}
+
+// nll_loss over [N, C] (or [C]) log-probabilities: one-hot of the targets
+// (Iota == target), ignore_index masked, optional class weights.
+// Inputs (self, target, [weight]); outputs (loss, total_weight) or grad_input.
+void build_nll(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  const graph::TensorType& xt = s.input(0);
+  G x = cast_to(g, g.placeholder(xt, "self"), compute);
+  G target = g.placeholder(s.input(1), "target");
+  bool hw = s.int_attr("has_weight"), backward = s.int_attr("backward");
+  int64_t n = xt.shape[0], c = xt.shape[1];
+  G tcol = g.reshape(cast_to(g, target, DType::Int64), {n, 1});
+  G onehot = g.binary(NodeKind::Equal, g.iota({n, c}, 1, DType::Int64), tcol);
+  G valid = g.binary(NodeKind::NotEqual, tcol, g.constant(static_cast<double>(s.int_attr("ignore_index")), DType::Int64));
+  G w = g.cast(g.logical_and(onehot, valid), compute);  // [N, C]
+  size_t next = 2;
+  if (hw) w = g.mul(w, g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), {1, c}));
+  int64_t reduction = s.int_attr("reduction");
+  G total = g.reshape(g.reduce(NodeKind::ReduceSum, w, {0, 1}), {});
+  if (backward) {
+    G dy = cast_to(g, g.placeholder(s.input(next++), "grad_output"), compute);
+    G tw = cast_to(g, g.placeholder(s.input(next++), "total_weight"), compute);
+    G scale = reduction == 0 ? g.reshape(dy, {n, 1}) : reduction == 1 ? g.div(dy, tw) : dy;
+    G grad = g.neg(g.mul(w, scale));
+    g.output(cast_to(g, g.reshape(grad, s.ints_attr("shape")), xt.dtype));
+    return;
+  }
+  G picked = g.neg(g.mul(x, w));
+  G loss;
+  if (reduction == 0) {
+    loss = g.reshape(g.reduce(NodeKind::ReduceSum, picked, {1}), s.ints_attr("loss_shape"));
+  } else {
+    loss = g.reshape(g.reduce(NodeKind::ReduceSum, picked, {0, 1}), {});
+    if (reduction == 1) loss = g.div(loss, total);
+  }
+  g.output(cast_to(g, loss, xt.dtype));
+  g.output(cast_to(g, total, xt.dtype));
+}
+
+std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, const at::Tensor& target,
+                                                    const std::optional<at::Tensor>& weight, int64_t reduction,
+                                                    int64_t ignore_index) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
+          (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
+  TORCH_CHECK(self.dim() == 1 || self.size(0) == target.size(0), "Expected input batch_size (", self.size(0),
+              ") to match target batch_size (", target.size(0), ").");
+  at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
+  bool hw = weight && weight->defined();
+  GraphSpec spec("aten::nll_loss");
+  spec.input(x).input(t);
+  std::vector<at::Tensor> inputs{x, t};
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{0}).attr("reduction", reduction)
+      .attr("ignore_index", ignore_index).attr("compute", dname(opmath_type(self.scalar_type())))
+      .attr("loss_shape", target.sizes().vec());
+  auto r = runtime::run_graph(spec, build_nll, inputs);
+  return {r[0], r[1]};
+}
+
+at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
+                             const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
+                             const at::Tensor& total_weight) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
+          (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
+  at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
+  bool hw = weight && weight->defined();
+  GraphSpec spec("aten::nll_loss_backward");
+  spec.input(x).input(t);
+  std::vector<at::Tensor> inputs{x, t};
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  spec.input(grad_output).input(total_weight);
+  inputs.push_back(grad_output);
+  inputs.push_back(total_weight);
+  spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{1}).attr("reduction", reduction)
+      .attr("ignore_index", ignore_index).attr("compute", dname(opmath_type(self.scalar_type())))
+      .attr("shape", self.sizes().vec());
+  return runtime::run_graph(spec, build_nll, inputs)[0];
+}
+
+// --- gathers: index_select (embedding) and embedding_dense_backward ------------------
+// Decomposition: one-hot rows (Iota == index) @ table.
+G index_select_decomposition(Graph& d, const std::vector<G>& in) {
+  const graph::TensorType w = d.type(in[0]);
+  int64_t n = d.type(in[1]).shape[0], v = w.shape[0];
+  G onehot = d.binary(NodeKind::Equal, d.iota({n, v}, 1, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {n, 1}));
+  return d.matmul(d.cast(onehot, w.dtype), in[0]);
+}
+at::Tensor index_select_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output({in[1].size(0), in[0].size(1)}, in[0].scalar_type());
+  at::index_select_out(out, in[0], 0, in[1]);
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.index_select_rows", index_select_cpu);
+
+void build_index_select(Graph& g, const GraphSpec& s) {
+  G w = g.placeholder(s.input(0), "self");
+  G idx = g.placeholder(s.input(1), "index");
+  g.output(g.kernel("aten.index_select_rows", {w, idx}, {}, index_select_decomposition));
+}
+
+at::Tensor index_select(const at::Tensor& self, int64_t dim, const at::Tensor& index) {
+  require(graph_dtype_ok(self.scalar_type()) && at::isFloatingType(self.scalar_type()) && self.dim() >= 1 &&
+          index.dim() <= 1 && self.numel() > 0 && index.numel() > 0 && index.is_privateuseone());
+  TORCH_CHECK_INDEX(index.scalar_type() == at::kLong || index.scalar_type() == at::kInt,
+                    "index_select(): Expected dtype int32 or int64 for index");
+  dim = c10::maybe_wrap_dim(dim, self.dim());
+  // Rows of a [size(dim), rest] matrix: move dim first.
+  at::Tensor moved = self.movedim(dim, 0);
+  std::vector<int64_t> rest(moved.sizes().begin() + 1, moved.sizes().end());
+  at::Tensor w = moved.reshape({moved.size(0), -1});
+  at::Tensor idx = index.reshape({-1});
+  {
+    // Bounds: the CPU kernel checks them; the decomposition would give zeros.
+    at::Tensor cpu_idx = device::cpu_alias(idx);
+    device::synchronize();
+    TORCH_CHECK_INDEX(cpu_idx.numel() == 0 || (cpu_idx.min().item<int64_t>() >= -0 && cpu_idx.max().item<int64_t>() < self.size(dim)),
+                      "index out of range in self");
+  }
+  GraphSpec spec("aten::index_select");
+  spec.input(w).input(idx);
+  at::Tensor r = runtime::run_graph(spec, build_index_select, {w, idx})[0];
+  std::vector<int64_t> shape{idx.size(0)};
+  shape.insert(shape.end(), rest.begin(), rest.end());
+  return r.reshape(shape).movedim(0, dim).contiguous();
+}
+
+// grad_weight[v] = sum of grad rows whose index is v: one-hot^T @ grad.
+G embedding_backward_decomposition(Graph& d, const std::vector<G>& in) {
+  const graph::TensorType gt = d.type(in[0]);
+  int64_t n = gt.shape[0];
+  int64_t v = d.type(in[2]).shape[0];
+  G onehot = d.binary(NodeKind::Equal, d.iota({v, n}, 0, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {1, n}));
+  return d.matmul(d.cast(onehot, gt.dtype), in[0]);
+}
+at::Tensor embedding_backward_cpu(const graph::Node& node, const std::vector<at::Tensor>& in,
+                                  const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output({in[2].size(0), in[0].size(1)}, in[0].scalar_type());
+  out.zero_();
+  out.index_add_(0, in[1], in[0]);
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.embedding_rows_backward", embedding_backward_cpu);
+
+void build_embedding_backward(Graph& g, const GraphSpec& s) {
+  G grad = g.placeholder(s.input(0), "grad");
+  G idx = g.placeholder(s.input(1), "indices");
+  // The third input only carries the table's row count (a shape, not data).
+  G rows = g.placeholder(s.input(2), "rows");
+  g.output(g.kernel("aten.embedding_rows_backward", {grad, idx, rows}, {}, embedding_backward_decomposition));
+}
+
+at::Tensor embedding_dense_backward(const at::Tensor& grad_output, const at::Tensor& indices, c10::SymInt num_weights,
+                                    c10::SymInt padding_idx, bool scale_grad_by_freq) {
+  require(!scale_grad_by_freq && at::isFloatingType(grad_output.scalar_type()) && graph_dtype_ok(grad_output.scalar_type()) &&
+          indices.numel() > 0);
+  int64_t v = num_weights.expect_int(), pad = padding_idx.expect_int();
+  int64_t d = grad_output.size(-1);
+  at::Tensor grad = grad_output.reshape({-1, d});
+  at::Tensor idx = indices.reshape({-1});
+  if (pad >= 0) {  // rows of padding_idx get no gradient: route them to a row past the table
+    idx = at::where(idx == pad, v, idx);
+  }
+  at::Tensor rows = at::empty({v + 1}, grad.options().dtype(at::kBool));
+  GraphSpec spec("aten::embedding_dense_backward");
+  spec.input(grad).input(idx).input(rows);
+  at::Tensor r = runtime::run_graph(spec, build_embedding_backward, {grad, idx, rows})[0];
+  return r.narrow(0, 0, v).contiguous();
+}
+
+// --- arange, cat, tril/triu ---------------------------------------------------------
+void build_arange(Graph& g, const GraphSpec& s) {
+  G start = g.placeholder(s.input(0), "start");
+  G step = g.placeholder(s.input(1), "step");
+  DType compute = g.type(start).dtype;
+  G i = g.cast(g.iota({s.int_attr("n")}, 0, DType::Int64), compute);
+  g.output(cast_to(g, g.add(start, g.mul(i, step)), attr_dtype(s, "result")));
+}
+
+at::Tensor& arange_out(const at::Scalar& start, const at::Scalar& end, const at::Scalar& step, at::Tensor& out) {
+  require(graph_dtype_ok(out.scalar_type()) && out.scalar_type() != at::kBool);
+  double s = start.toDouble(), e = end.toDouble(), st = step.toDouble();
+  TORCH_CHECK(st != 0, "step must be nonzero");
+  TORCH_CHECK((st > 0 && e >= s) || (st < 0 && e <= s), "upper bound and larger bound inconsistent with step sign");
+  int64_t n = at::isIntegralType(out.scalar_type(), false) && start.isIntegral(false) && end.isIntegral(false) && step.isIntegral(false)
+                  ? (end.toLong() - start.toLong() + step.toLong() - (step.toLong() > 0 ? 1 : -1)) / step.toLong()
+                  : static_cast<int64_t>(std::ceil((e - s) / st));
+  at::native::resize_output(out, {n});
+  if (n == 0) return out;
+  at::ScalarType compute = at::isFloatingType(out.scalar_type()) ? (out.scalar_type() == at::kDouble ? at::kDouble : at::kFloat) : at::kLong;
+  if (compute == at::kFloat && (start.isFloatingPoint() || step.isFloatingPoint())) compute = at::kDouble;
+  require(graph_dtype_ok(compute));
+  at::Tensor a = scalar_input(start, compute), b = scalar_input(step, compute);
+  GraphSpec spec("aten::arange");
+  spec.input(a).input(b).attr("n", n).attr("result", dname(out.scalar_type()));
+  runtime::run_graph_into(spec, build_arange, {a, b}, {out});
+  return out;
+}
+
+void build_cat(Graph& g, const GraphSpec& s) {
+  std::vector<G> xs;
+  DType r = attr_dtype(s, "result");
+  for (size_t i = 0; i < s.num_inputs(); ++i) xs.push_back(cast_to(g, g.placeholder(s.input(i), "x"), r));
+  g.output(g.concat(xs, s.int_attr("dim")));
+}
+
+at::Tensor cat(const at::ITensorListRef& tensors, int64_t dim) {
+  std::vector<at::Tensor> xs;
+  at::Tensor ref;
+  for (const at::Tensor& t : tensors) {
+    if (t.dim() == 1 && t.numel() == 0) continue;  // legacy empty tensors are skipped
+    xs.push_back(t);
+  }
+  require(!xs.empty());
+  at::native::ResultTypeState state{};
+  for (const at::Tensor& t : tensors) state = at::native::update_result_type_state(t, state);
+  at::ScalarType r = at::native::result_type(state);
+  require(graph_dtype_ok(r));
+  dim = c10::maybe_wrap_dim(dim, xs[0].dim());
+  std::vector<at::Tensor> inputs;
+  GraphSpec spec("aten::cat");
+  for (const at::Tensor& t : xs) {
+    require(t.is_privateuseone() && graph_dtype_ok(t.scalar_type()));
+    TORCH_CHECK(t.dim() == xs[0].dim(), "Tensors must have same number of dimensions: got ", xs[0].dim(), " and ", t.dim());
+    if (t.size(dim) == 0) continue;
+    spec.input(t, {dim});
+    inputs.push_back(t);
+  }
+  if (inputs.empty()) {
+    std::vector<int64_t> shape = xs[0].sizes().vec();
+    shape[dim] = 0;
+    return at::empty(shape, device_options(xs[0], r));
+  }
+  spec.attr("dim", dim).attr("result", dname(r));
+  return runtime::run_graph(spec, build_cat, inputs)[0];
+}
+
+void build_tri(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  const auto& shape = s.input(0).shape;
+  int64_t rank = static_cast<int64_t>(shape.size());
+  std::vector<int64_t> mshape{shape[rank - 2], shape[rank - 1]};
+  G row = g.iota(mshape, 0, DType::Int64), col = g.iota(mshape, 1, DType::Int64);
+  // j - i compared in float32 (exact for any realistic size): the compare
+  // then fuses into the select.
+  G diff = g.cast(g.sub(col, row), DType::Float32);
+  G kk = g.constant(static_cast<double>(s.int_attr("diagonal")), DType::Float32);
+  G keep = s.int_attr("upper") ? g.ge(diff, kk) : g.le(diff, kk);
+  g.output(g.select(keep, x, g.constant(0, g.type(x).dtype)));
+}
+
+at::Tensor run_tri(const at::Tensor& self, int64_t diagonal, bool upper) {
+  TORCH_CHECK(self.dim() >= 2, upper ? "triu" : "tril", ": input tensor must have at least 2 dimensions");
+  require(graph_dtype_ok(self.scalar_type()) && self.numel() > 0);
+  GraphSpec spec("aten::tril_triu");
+  spec.input(self).attr("diagonal", diagonal).attr("upper", int64_t{upper});
+  return runtime::run_graph(spec, build_tri, {self})[0];
+}
+at::Tensor tril(const at::Tensor& self, int64_t diagonal) { return run_tri(self, diagonal, false); }
+at::Tensor triu(const at::Tensor& self, int64_t diagonal) { return run_tri(self, diagonal, true); }
+at::Tensor& tril_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, false)); }
+at::Tensor& triu_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, true)); }
+
+// --- roll (slices + concat), flip and gather (kernel nodes) ---------------------------------
+void build_roll(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  const auto& shifts = s.ints_attr("shifts");
+  const auto& dims = s.ints_attr("dims");
+  graph::Shape shape = s.input(0).shape;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    int64_t d = dims[i], n = shape[d], sh = ((shifts[i] % n) + n) % n;
+    if (sh == 0) continue;
+    std::vector<int64_t> st(shape.size(), 0), en = shape, one(shape.size(), 1);
+    st[d] = n - sh;
+    G tail = g.slice(x, st, en, one);
+    st[d] = 0;
+    en[d] = n - sh;
+    G head = g.slice(x, st, en, one);
+    x = g.concat({tail, head}, d);
+  }
+  g.output(x);
+}
+
+at::Tensor roll(const at::Tensor& self, c10::SymIntArrayRef shifts, at::IntArrayRef dims) {
+  require(graph_dtype_ok(self.scalar_type()) && self.numel() > 0 && !dims.empty() && shifts.size() == dims.size());
+  std::vector<int64_t> sh, ds;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    sh.push_back(shifts[i].expect_int());
+    ds.push_back(c10::maybe_wrap_dim(dims[i], self.dim()));
+  }
+  GraphSpec spec("aten::roll");
+  spec.input(self).attr("shifts", sh).attr("dims", ds);
+  return runtime::run_graph(spec, build_roll, {self})[0];
+}
+
+// Reverses the last dim: CPU at::flip; decomposition x @ J (J the anti-identity).
+G flip_last_decomposition(Graph& d, const std::vector<G>& in) {
+  graph::TensorType t = d.type(in[0]);
+  int64_t n = t.shape.back();
+  G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
+  G j = d.cast(d.binary(NodeKind::Equal, d.add(row, col), d.constant(static_cast<double>(n - 1), DType::Int32)), t.dtype);
+  return d.matmul(in[0], j);
+}
+at::Tensor flip_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
+  out.copy_(in[0].flip(-1));
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.flip_last", flip_last_cpu);
+
+void build_flip(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  int64_t rank = s.input(0).rank();
+  for (int64_t d : s.ints_attr("dims")) {
+    std::vector<int64_t> perm(rank);
+    for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+    std::swap(perm[d], perm[rank - 1]);
+    G t = d == rank - 1 ? x : g.transpose(x, perm);
+    if (rank == 1) t = g.reshape(t, {1, s.input(0).shape[0]});
+    G f = g.kernel("aten.flip_last", {t}, {}, flip_last_decomposition);
+    if (rank == 1) f = g.reshape(f, {s.input(0).shape[0]});
+    x = d == rank - 1 ? f : g.transpose(f, perm);
+  }
+  g.output(x);
+}
+
+at::Tensor flip(const at::Tensor& self, at::IntArrayRef dims) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 && self.dim() > 0);
+  std::vector<int64_t> ds;
+  for (int64_t d : dims) ds.push_back(c10::maybe_wrap_dim(d, self.dim()));
+  if (ds.empty()) return self.clone();
+  GraphSpec spec("aten::flip");
+  spec.input(self).attr("dims", ds);
+  return runtime::run_graph(spec, build_flip, {self})[0];
+}
+
+// gather along the last dim: CPU at::gather; decomposition: one-hot of the
+// index against an Iota over the source dim, multiplied and summed.
+G gather_last_decomposition(Graph& d, const std::vector<G>& in) {
+  graph::TensorType xt = d.type(in[0]), it = d.type(in[1]);
+  int64_t n = xt.shape.back();
+  graph::Shape ishape = it.shape;
+  ishape.push_back(1);
+  graph::Shape oh = it.shape;
+  oh.push_back(n);
+  G idx = d.reshape(d.cast(in[1], DType::Int64), ishape);                  // [..., m, 1]
+  G hot = d.binary(NodeKind::Equal, idx, d.iota(oh, static_cast<int64_t>(oh.size()) - 1, DType::Int64));  // [..., m, n]
+  graph::Shape xs = xt.shape;
+  xs.insert(xs.end() - 1, 1);                                                  // [..., 1, n]
+  G picked = d.select(hot, d.reshape(in[0], xs), d.constant(0, xt.dtype));
+  return d.reshape(d.reduce(NodeKind::ReduceSum, picked, {static_cast<int64_t>(oh.size()) - 1}), it.shape);
+}
+at::Tensor gather_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[1].sizes(), in[0].scalar_type());
+  at::gather_out(out, in[0], -1, in[1]);
+  return out;
+}
+MPS_EXT_REFERENCE_KERNEL("aten.gather_last", gather_last_cpu);
+
+void build_gather(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  G idx = g.placeholder(s.input(1), "index");
+  int64_t dim = s.int_attr("dim"), rank = s.input(0).rank();
+  std::vector<int64_t> perm(rank);
+  for (int64_t i = 0; i < rank; ++i) perm[i] = i;
+  std::swap(perm[dim], perm[rank - 1]);
+  if (dim != rank - 1) {
+    x = g.transpose(x, perm);
+    idx = g.transpose(idx, perm);
+  }
+  G r = g.kernel("aten.gather_last", {x, idx}, {}, gather_last_decomposition);
+  g.output(dim == rank - 1 ? r : g.transpose(r, perm));
+}
+
+at::Tensor gather(const at::Tensor& self, int64_t dim, const at::Tensor& index, bool sparse_grad) {
+  require(graph_dtype_ok(self.scalar_type()) && self.dim() > 0 && self.dim() == index.dim() && index.numel() > 0 &&
+          self.numel() > 0 && index.is_privateuseone());
+  require(index.scalar_type() == at::kLong || index.scalar_type() == at::kInt);  // other dtypes: the CPU op's error
+  dim = c10::maybe_wrap_dim(dim, self.dim());
+  for (int64_t d = 0; d < self.dim(); ++d)
+    require(d == dim || index.size(d) == self.size(d));  // the common, unsliced case
+  at::Tensor cpu_idx = device::cpu_alias(index);
+  device::synchronize();
+  TORCH_CHECK_INDEX(cpu_idx.min().item<int64_t>() >= 0 && cpu_idx.max().item<int64_t>() < self.size(dim),
+                    "index out of bounds in gather");
+  GraphSpec spec("aten::gather");
+  spec.input(self).input(index).attr("dim", dim);
+  return runtime::run_graph(spec, build_gather, {self, index})[0];
+}
+
+// --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
+// forward: min(x, 0) - log1p(exp(-|x|)); the CPU's buffer output is not needed
+// by the device backward (grad * sigmoid(-x)), so it is empty.
+void build_log_sigmoid(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "self");
+  G x = cast_to(g, x0, compute);
+  G y;
+  if (s.int_attr("backward")) {
+    G dy = cast_to(g, g.placeholder(s.input(1), "grad_output"), compute);
+    y = g.mul(dy, g.unary(NodeKind::Sigmoid, g.neg(x)));
+  } else {
+    G e = g.unary(NodeKind::Exp, g.neg(g.abs(x)));
+    y = g.sub(g.minimum(x, k(g, 0, x)), g.unary(NodeKind::Log, g.add(k(g, 1, e), e)));
+  }
+  g.output(cast_to(g, y, g.type(x0).dtype));
+}
+std::tuple<at::Tensor, at::Tensor> log_sigmoid_forward(const at::Tensor& self) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0);
+  GraphSpec spec("aten::log_sigmoid");
+  spec.input_dynamic(self).attr("backward", int64_t{0}).attr("compute", dname(opmath_type(self.scalar_type())));
+  return {runtime::run_graph(spec, build_log_sigmoid, {self})[0], at::empty({0}, self.options())};
+}
+at::Tensor log_sigmoid_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& buffer) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
+          grad_output.sizes() == self.sizes() && grad_output.scalar_type() == self.scalar_type());
+  GraphSpec spec("aten::log_sigmoid_backward");
+  spec.input_dynamic(self).input_dynamic(grad_output).attr("backward", int64_t{1})
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return runtime::run_graph(spec, build_log_sigmoid, {self, grad_output})[0];
+}
+
+// --- softshrink: mps_ext's own graph (csrc/ops/softshrink/) -----------------------------
+at::Tensor softshrink(const at::Tensor& self, const at::Scalar& lambd) {
+  require(graph_dtype_ok(self.scalar_type()));
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mps_ext::softshrink", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Scalar&)>();
+  return op.call(self, lambd);
+}
+at::Tensor softshrink_backward(const at::Tensor& grad, const at::Tensor& self, const at::Scalar& lambd) {
+  require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(grad.scalar_type()));
+  static auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mps_ext::softshrink_backward", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Scalar&)>();
+  return op.call(grad, self, lambd);
+}
+
+// --- registration --------------------------------------------------------------------
+
+const std::vector<Row>& rows() {
+  static const std::vector<Row> r = {
+      MPS_EXT_ATEN_ROW("fill_.Scalar", fill_scalar),
+      MPS_EXT_ATEN_ROW("fill_.Tensor", fill_tensor),
+      MPS_EXT_ATEN_ROW("zero_", zero_),
+      MPS_EXT_ATEN_ROW("sum.dim_IntList", sum_dim),
+      MPS_EXT_ATEN_ROW("sum", sum_all),
+      MPS_EXT_ATEN_ROW("mean.dim", mean_dim),
+      MPS_EXT_ATEN_ROW("mean", mean_all),
+      MPS_EXT_ATEN_ROW("amax", amax),
+      MPS_EXT_ATEN_ROW("amin", amin),
+      MPS_EXT_ATEN_ROW("max", max_all),
+      MPS_EXT_ATEN_ROW("min", min_all),
+      MPS_EXT_ATEN_ROW("max.dim", max_dim),
+      MPS_EXT_ATEN_ROW("min.dim", min_dim),
+      MPS_EXT_ATEN_ROW("argmax", argmax),
+      MPS_EXT_ATEN_ROW("argmin", argmin),
+      MPS_EXT_ATEN_ROW("any", any_all),
+      MPS_EXT_ATEN_ROW("all", all_all),
+      MPS_EXT_ATEN_ROW("any.dims", any_dims),
+      MPS_EXT_ATEN_ROW("any.dim", any_dim),
+      MPS_EXT_ATEN_ROW("all.dim", all_dim),
+      MPS_EXT_ATEN_ROW("all.dims", all_dims),
+      MPS_EXT_ATEN_ROW("var.correction", var_correction),
+      MPS_EXT_ATEN_ROW("std.correction", std_correction),
+      MPS_EXT_ATEN_ROW("linalg_vector_norm", vector_norm),
+      MPS_EXT_ATEN_ROW("_foreach_norm.Scalar", foreach_norm),
+      MPS_EXT_ATEN_ROW("cumsum", cumsum),
+      MPS_EXT_ATEN_ROW("mm", mm),
+      MPS_EXT_ATEN_ROW("bmm", bmm),
+      MPS_EXT_ATEN_ROW("addmm", addmm),
+      MPS_EXT_ATEN_ROW("baddbmm", baddbmm),
+      MPS_EXT_ATEN_ROW("dot", dot),
+      MPS_EXT_ATEN_ROW("mv", mv),
+      MPS_EXT_ATEN_ROW("addmv", addmv),
+      MPS_EXT_ATEN_ROW("_softmax", softmax),
+      MPS_EXT_ATEN_ROW("_log_softmax", log_softmax),
+      MPS_EXT_ATEN_ROW("_softmax_backward_data", softmax_backward),
+      MPS_EXT_ATEN_ROW("_log_softmax_backward_data", log_softmax_backward),
+      MPS_EXT_ATEN_ROW("native_layer_norm", native_layer_norm),
+      MPS_EXT_ATEN_ROW("native_layer_norm_backward", native_layer_norm_backward),
+      MPS_EXT_ATEN_ROW("mse_loss", mse_loss),
+      MPS_EXT_ATEN_ROW("mse_loss_backward", mse_loss_backward),
+      MPS_EXT_ATEN_ROW("nll_loss_forward", nll_loss_forward),
+      MPS_EXT_ATEN_ROW("nll_loss_backward", nll_loss_backward),
+      MPS_EXT_ATEN_ROW("index_select", index_select),
+      MPS_EXT_ATEN_ROW("embedding_dense_backward", embedding_dense_backward),
+      MPS_EXT_ATEN_ROW("arange.start_out", arange_out),
+      MPS_EXT_ATEN_ROW("cat", cat),
+      MPS_EXT_ATEN_ROW("tril", tril),
+      MPS_EXT_ATEN_ROW("triu", triu),
+      MPS_EXT_ATEN_ROW("tril_", tril_),
+      MPS_EXT_ATEN_ROW("triu_", triu_),
+      MPS_EXT_ATEN_ROW("softshrink", softshrink),
+      MPS_EXT_ATEN_ROW("roll", roll),
+      MPS_EXT_ATEN_ROW("flip", flip),
+      MPS_EXT_ATEN_ROW("gather", gather),
+      MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
+      MPS_EXT_ATEN_ROW("log_sigmoid_backward", log_sigmoid_backward),
+      MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),
+  };
+  return r;
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  for (const Row& row : rows()) register_op(m, row.op, row.kernel);
+}
+
+}  // namespace mps_ext::ops::aten

@@ -1,0 +1,545 @@
+// batch_norm (running statistics updated in place as graph variables),
+// group_norm, pooling over non-overlapping windows (a reshape, a transpose and
+// a reduction; first-max indices through Iota), and the losses beyond
+// nll/mse: smooth_l1, huber, binary_cross_entropy. Inputs these graphs do not
+// cover (overlapping or padded windows, ...) go to the CPU fallback.
+#include "ops/aten/native.h"
+#include "ops/op_utils.h"
+
+namespace mps_ext::ops::aten {
+namespace {
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using runtime::GraphSpec;
+using G = graph::Tensor;
+
+bool defined(const std::optional<at::Tensor>& t) { return t && t->defined(); }
+bool float_ok(const at::Tensor& t) { return at::isFloatingType(t.scalar_type()) && graph_dtype_ok(t.scalar_type()); }
+
+// Reduction axes of batch norm: every dim but 1; the per-channel shape [1, C, 1, ...].
+std::vector<int64_t> bn_axes(int64_t rank) {
+  std::vector<int64_t> a{0};
+  for (int64_t d = 2; d < rank; ++d) a.push_back(d);
+  return a;
+}
+graph::Shape channel_shape(int64_t rank, int64_t c) {
+  graph::Shape s(rank, 1);
+  s[1] = c;
+  return s;
+}
+
+// --- batch_norm -----------------------------------------------------------------------
+// Inputs: x, [weight], [bias], [running_mean, running_var (variables)].
+// attrs: train, eps, momentum, has_weight, has_bias, has_running, compute.
+// Outputs: y, save_mean, save_invstd (train) [, new running_mean, running_var].
+void build_batch_norm(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "input");
+  G x = cast_to(g, x0, compute);
+  int64_t rank = s.input(0).rank(), c = s.input(0).shape[1];
+  std::vector<int64_t> axes = bn_axes(rank);
+  graph::Shape cs = channel_shape(rank, c);
+  size_t next = 1;
+  G w, b, rm, rv;
+  if (s.int_attr("has_weight")) w = g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), cs);
+  if (s.int_attr("has_bias")) b = g.reshape(cast_to(g, g.placeholder(s.input(next++), "bias"), compute), cs);
+  bool running = s.int_attr("has_running"), train = s.int_attr("train");
+  if (running) {
+    rm = g.variable(s.input(next++), "running_mean");
+    rv = g.variable(s.input(next++), "running_var");
+  }
+  double eps = s.float_attr("eps");
+  G mean, var;
+  if (train) {
+    mean = g.reduce(NodeKind::ReduceMean, x, axes);
+    G d = g.sub(x, mean);
+    var = g.reduce(NodeKind::ReduceMean, g.mul(d, d), axes);
+  } else {
+    mean = g.reshape(cast_to(g, rm, compute), cs);
+    var = g.reshape(cast_to(g, rv, compute), cs);
+  }
+  G invstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, eps, var)));
+  G y = g.mul(g.sub(x, mean), invstd);
+  if (w.id >= 0) y = g.mul(y, w);
+  if (b.id >= 0) y = g.add(y, b);
+  g.output(cast_to(g, y, g.type(x0).dtype));
+  if (!train) return;
+  g.output(g.reshape(mean, {c}));
+  g.output(g.reshape(invstd, {c}));
+  if (running) {
+    int64_t n = 1;
+    for (int64_t a : axes) n *= s.input(0).shape[a];
+    double m = s.float_attr("momentum");
+    G unbiased = g.mul(g.reshape(var, {c}), k(g, n > 1 ? static_cast<double>(n) / (n - 1) : 1.0, var));
+    DType rt = g.type(rm).dtype;
+    G new_mean = g.add(g.mul(rm, k(g, 1 - m, rm)), cast_to(g, g.mul(g.reshape(mean, {c}), k(g, m, mean)), rt));
+    G new_var = g.add(g.mul(rv, k(g, 1 - m, rv)), cast_to(g, g.mul(unbiased, k(g, m, unbiased)), rt));
+    g.output(g.assign(rm, new_mean));
+    g.output(g.assign(rv, new_var));
+  }
+}
+
+std::vector<at::Tensor> run_batch_norm(const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                                       const std::optional<at::Tensor>& bias, const at::Tensor* running_mean,
+                                       const at::Tensor* running_var, bool train, double momentum, double eps) {
+  require(float_ok(input) && input.dim() >= 2 && input.numel() > 0);
+  bool running = running_mean && running_var && running_mean->defined() && running_var->defined();
+  require(train || running);
+  if (running) require(running_mean->is_contiguous() && running_var->is_contiguous() && float_ok(*running_mean));
+  GraphSpec spec("aten::batch_norm");
+  spec.input(input);
+  std::vector<at::Tensor> inputs{input};
+  bool hw = defined(weight), hb = defined(bias);
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  if (hb) { spec.input(*bias); inputs.push_back(*bias); }
+  if (running) {
+    spec.input(*running_mean).input(*running_var);
+    inputs.push_back(*running_mean);
+    inputs.push_back(*running_var);
+  }
+  spec.attr("train", int64_t{train}).attr("eps", eps).attr("momentum", momentum).attr("has_weight", int64_t{hw})
+      .attr("has_bias", int64_t{hb}).attr("has_running", int64_t{running})
+      .attr("compute", dname(opmath_type(input.scalar_type())));
+  return runtime::run_graph(spec, build_batch_norm, inputs);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_norm_with_update(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    at::Tensor& running_mean, at::Tensor& running_var, double momentum, double eps) {
+  auto r = run_batch_norm(input, weight, bias, &running_mean, &running_var, true, momentum, eps);
+  return {r[0], r[1], r[2], at::empty({0}, device_options(input, at::kByte))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_norm_no_update(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double momentum,
+    double eps) {
+  bool running = defined(running_mean) && defined(running_var);
+  auto r = run_batch_norm(input, weight, bias, running ? &*running_mean : nullptr, running ? &*running_var : nullptr,
+                          !running, momentum, eps);
+  at::Tensor empty = at::empty({0}, device_options(input, opmath_type(input.scalar_type())));
+  return {r[0], running ? empty : r[1], running ? empty : r[2], at::empty({0}, device_options(input, at::kByte))};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, bool training,
+    double momentum, double eps) {
+  bool running = defined(running_mean) && defined(running_var);
+  auto r = run_batch_norm(input, weight, bias, running ? &*running_mean : nullptr, running ? &*running_var : nullptr,
+                          training, momentum, eps);
+  at::Tensor empty = at::empty({0}, device_options(input, opmath_type(input.scalar_type())));
+  return {r[0], training ? r[1] : empty, training ? r[2] : empty};
+}
+
+// Training-mode backward: inputs (dy, x, save_mean, save_invstd, [weight]).
+void build_batch_norm_backward(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G dy = cast_to(g, g.placeholder(s.input(0), "grad_out"), compute);
+  G x0 = g.placeholder(s.input(1), "input");
+  G x = cast_to(g, x0, compute);
+  int64_t rank = s.input(1).rank(), c = s.input(1).shape[1];
+  std::vector<int64_t> axes = bn_axes(rank);
+  graph::Shape cs = channel_shape(rank, c);
+  G mean = g.reshape(cast_to(g, g.placeholder(s.input(2), "save_mean"), compute), cs);
+  G invstd = g.reshape(cast_to(g, g.placeholder(s.input(3), "save_invstd"), compute), cs);
+  bool hw = s.int_attr("has_weight");
+  G w = hw ? g.reshape(cast_to(g, g.placeholder(s.input(4), "weight"), compute), cs) : G{};
+  G xhat = g.mul(g.sub(x, mean), invstd);
+  G sum_dy = g.reduce(NodeKind::ReduceSum, dy, axes);
+  G sum_dy_xhat = g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), axes);
+  int64_t n = 1;
+  for (int64_t a : axes) n *= s.input(1).shape[a];
+  G inv_n = g.constant(1.0 / static_cast<double>(n), compute);
+  G dx = g.mul(invstd, g.sub(g.sub(dy, g.mul(sum_dy, inv_n)), g.mul(xhat, g.mul(sum_dy_xhat, inv_n))));
+  if (hw) dx = g.mul(dx, w);
+  g.output(cast_to(g, dx, g.type(x0).dtype));
+  DType wt = attr_dtype(s, "wdtype");
+  g.output(cast_to(g, g.reshape(sum_dy_xhat, {c}), wt));
+  g.output(cast_to(g, g.reshape(sum_dy, {c}), wt));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_batch_norm_backward(const at::Tensor& grad_out, const at::Tensor& input,
+                                                                       const std::optional<at::Tensor>& weight,
+                                                                       const at::Tensor& save_mean,
+                                                                       const at::Tensor& save_invstd,
+                                                                       std::array<bool, 3> mask) {
+  require(float_ok(input) && input.dim() >= 2 && input.numel() > 0 && save_mean.numel() == input.size(1));
+  bool hw = defined(weight);
+  GraphSpec spec("aten::batch_norm_backward");
+  spec.input(grad_out).input(input).input(save_mean).input(save_invstd);
+  std::vector<at::Tensor> inputs{grad_out, input, save_mean, save_invstd};
+  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  spec.attr("has_weight", int64_t{hw}).attr("compute", dname(opmath_type(input.scalar_type())))
+      .attr("wdtype", dname(hw ? weight->scalar_type() : input.scalar_type()));
+  auto r = runtime::run_graph(spec, build_batch_norm_backward, inputs);
+  return {mask[0] ? r[0] : at::Tensor(), mask[1] ? r[1] : at::Tensor(), mask[2] ? r[2] : at::Tensor()};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
+    const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& weight,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+    const std::optional<at::Tensor>& save_mean, const std::optional<at::Tensor>& save_var, bool update, double eps,
+    std::array<bool, 3> output_mask, const at::Tensor& reserve) {
+  require(defined(save_mean) && defined(save_var) && save_mean->numel() > 0);  // training statistics
+  return run_batch_norm_backward(grad_out, input, weight.defined() ? std::optional<at::Tensor>(weight) : std::nullopt,
+                                 *save_mean, *save_var, output_mask);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm_backward(
+    const at::Tensor& grad_out, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
+    const std::optional<at::Tensor>& save_mean, const std::optional<at::Tensor>& save_invstd, bool train, double eps,
+    std::array<bool, 3> output_mask) {
+  require(train && defined(save_mean) && defined(save_invstd) && save_mean->numel() > 0);
+  return run_batch_norm_backward(grad_out, input, weight, *save_mean, *save_invstd, output_mask);
+}
+
+// --- group_norm -----------------------------------------------------------------------
+// x [N, C, HxW] viewed as [N, G, C/G * HxW]. Inputs (x, [weight], [bias]).
+void build_group_norm(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "input");
+  int64_t n = s.int_attr("N"), c = s.int_attr("C"), hw = s.int_attr("HxW"), groups = s.int_attr("group");
+  G x = g.reshape(cast_to(g, x0, compute), {n, groups, (c / groups) * hw});
+  G mean = g.reduce(NodeKind::ReduceMean, x, {2});
+  G d = g.sub(x, mean);
+  G rstd = g.unary(NodeKind::Rsqrt, g.add(g.reduce(NodeKind::ReduceMean, g.mul(d, d), {2}), k(g, s.float_attr("eps"), d)));
+  G y = g.reshape(g.mul(d, rstd), {n, c, hw});
+  size_t next = 1;
+  if (s.int_attr("has_weight")) y = g.mul(y, g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), {1, c, 1}));
+  if (s.int_attr("has_bias")) y = g.add(y, g.reshape(cast_to(g, g.placeholder(s.input(next++), "bias"), compute), {1, c, 1}));
+  g.output(cast_to(g, g.reshape(y, s.input(0).shape), g.type(x0).dtype));
+  DType st = g.type(x0).dtype;
+  g.output(cast_to(g, g.reshape(mean, {n, groups}), st));
+  g.output(cast_to(g, g.reshape(rstd, {n, groups}), st));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm(const at::Tensor& input, const std::optional<at::Tensor>& weight,
+                                                                 const std::optional<at::Tensor>& bias, c10::SymInt N,
+                                                                 c10::SymInt C, c10::SymInt HxW, int64_t group, double eps) {
+  require(float_ok(input) && input.numel() > 0);
+  int64_t n = N.expect_int(), c = C.expect_int(), hw = HxW.expect_int();
+  TORCH_CHECK(group > 0 && c % group == 0, "Expected number of channels in input to be divisible by num_groups, but got input of shape ",
+              input.sizes(), " and num_groups=", group);
+  bool has_w = defined(weight), has_b = defined(bias);
+  GraphSpec spec("aten::native_group_norm");
+  spec.input(input);
+  std::vector<at::Tensor> inputs{input};
+  if (has_w) { spec.input(*weight); inputs.push_back(*weight); }
+  if (has_b) { spec.input(*bias); inputs.push_back(*bias); }
+  spec.attr("N", n).attr("C", c).attr("HxW", hw).attr("group", group).attr("eps", eps).attr("has_weight", int64_t{has_w})
+      .attr("has_bias", int64_t{has_b}).attr("compute", dname(opmath_type(input.scalar_type())));
+  auto r = runtime::run_graph(spec, build_group_norm, inputs);
+  return {r[0], r[1], r[2]};
+}
+
+// Inputs (dy, x, mean, rstd, [weight]); outputs dx, dweight, dbias.
+void build_group_norm_backward(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  int64_t n = s.int_attr("N"), c = s.int_attr("C"), hw = s.int_attr("HxW"), groups = s.int_attr("group");
+  int64_t cg = c / groups;
+  G dy = g.reshape(cast_to(g, g.placeholder(s.input(0), "grad_out"), compute), {n, groups, cg, hw});
+  G x0 = g.placeholder(s.input(1), "input");
+  G x = g.reshape(cast_to(g, x0, compute), {n, groups, cg, hw});
+  G mean = g.reshape(cast_to(g, g.placeholder(s.input(2), "mean"), compute), {n, groups, 1, 1});
+  G rstd = g.reshape(cast_to(g, g.placeholder(s.input(3), "rstd"), compute), {n, groups, 1, 1});
+  bool has_w = s.int_attr("has_weight");
+  G xhat = g.mul(g.sub(x, mean), rstd);
+  G dxhat = dy;
+  if (has_w) dxhat = g.mul(dy, g.reshape(cast_to(g, g.placeholder(s.input(4), "weight"), compute), {1, groups, cg, 1}));
+  G a1 = g.reduce(NodeKind::ReduceMean, dxhat, {2, 3});
+  G a2 = g.reduce(NodeKind::ReduceMean, g.mul(dxhat, xhat), {2, 3});
+  G dx = g.mul(rstd, g.sub(g.sub(dxhat, a1), g.mul(xhat, a2)));
+  g.output(cast_to(g, g.reshape(dx, s.input(1).shape), g.type(x0).dtype));
+  DType wt = attr_dtype(s, "wdtype");
+  g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), {0, 3}), {c}), wt));
+  g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, dy, {0, 3}), {c}), wt));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm_backward(
+    const at::Tensor& grad_out, const at::Tensor& input, const at::Tensor& mean, const at::Tensor& rstd,
+    const std::optional<at::Tensor>& weight, c10::SymInt N, c10::SymInt C, c10::SymInt HxW, int64_t group,
+    std::array<bool, 3> mask) {
+  require(float_ok(input) && input.numel() > 0);
+  bool has_w = defined(weight);
+  GraphSpec spec("aten::native_group_norm_backward");
+  spec.input(grad_out).input(input).input(mean).input(rstd);
+  std::vector<at::Tensor> inputs{grad_out, input, mean, rstd};
+  if (has_w) { spec.input(*weight); inputs.push_back(*weight); }
+  spec.attr("N", N.expect_int()).attr("C", C.expect_int()).attr("HxW", HxW.expect_int()).attr("group", group)
+      .attr("has_weight", int64_t{has_w}).attr("compute", dname(opmath_type(input.scalar_type())))
+      .attr("wdtype", dname(has_w ? weight->scalar_type() : input.scalar_type()));
+  auto r = runtime::run_graph(spec, build_group_norm_backward, inputs);
+  return {mask[0] ? r[0] : at::Tensor(), mask[1] ? r[1] : at::Tensor(), mask[2] ? r[2] : at::Tensor()};
+}
+
+// --- pooling over non-overlapping windows ----------------------------------------------
+// x [N, C, H, W] -> windows [N, C, Ho, Wo, kh*kw].
+G windows(Graph& g, G x, const graph::Shape& s, int64_t kh, int64_t kw) {
+  int64_t n = s[0], c = s[1], ho = s[2] / kh, wo = s[3] / kw;
+  G r = g.reshape(x, {n, c, ho, kh, wo, kw});
+  r = g.transpose(r, {0, 1, 2, 4, 3, 5});
+  return g.reshape(r, {n, c, ho, wo, kh * kw});
+}
+G unwindows(Graph& g, G w, const graph::Shape& s, int64_t kh, int64_t kw) {
+  int64_t n = s[0], c = s[1], ho = s[2] / kh, wo = s[3] / kw;
+  G r = g.reshape(w, {n, c, ho, wo, kh, kw});
+  r = g.transpose(r, {0, 1, 2, 4, 3, 5});
+  return g.reshape(r, s);
+}
+// Flat input index h * W + w of every window element, in window layout.
+G window_flat_index(Graph& g, const graph::Shape& s, int64_t kh, int64_t kw) {
+  graph::Shape hw{1, 1, s[2], s[3]};
+  G h = g.iota(hw, 2, DType::Int64), w = g.iota(hw, 3, DType::Int64);
+  G flat = g.add(g.mul(h, g.constant(static_cast<double>(s[3]), DType::Int64)), w);
+  return windows(g, flat, hw, kh, kw);  // [1, 1, Ho, Wo, K]
+}
+
+// attrs: kind (max|avg|max_backward|avg_backward), kh, kw.
+void build_pool(Graph& g, const GraphSpec& s) {
+  const std::string& kind = s.str_attr("kind");
+  int64_t kh = s.int_attr("kh"), kw = s.int_attr("kw");
+  if (kind == "max" || kind == "avg") {
+    G x = g.placeholder(s.input(0), "self");
+    const graph::Shape& shape = s.input(0).shape;
+    G win = windows(g, x, shape, kh, kw);
+    graph::Shape out{shape[0], shape[1], shape[2] / kh, shape[3] / kw};
+    if (kind == "avg") {
+      DType compute = attr_dtype(s, "compute");
+      g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceMean, cast_to(g, win, compute), {4}), out), g.type(x).dtype));
+      return;
+    }
+    G v = g.reduce(NodeKind::ReduceMax, win, {4});
+    G hit = g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, win, v), g.unary(NodeKind::IsNaN, win));
+    G local = g.iota({1, 1, 1, 1, kh * kw}, 4, DType::Int64);
+    G first = g.reduce(NodeKind::ReduceMin, g.select(hit, local, g.constant(static_cast<double>(kh * kw), DType::Int64)), {4});
+    G flat = window_flat_index(g, shape, kh, kw);
+    G idx = g.reduce(NodeKind::ReduceSum, g.select(g.binary(NodeKind::Equal, local, first), flat,
+                                                   g.constant(0, DType::Int64)), {4});
+    G nan = g.reduce(NodeKind::ReduceMax, g.cast(g.unary(NodeKind::IsNaN, win), DType::Int32), {4});
+    v = g.select(g.cast(nan, DType::Bool), g.constant(NAN, g.type(x).dtype), v);
+    g.output(g.reshape(v, out));
+    g.output(g.reshape(idx, out));
+    return;
+  }
+  G dy = g.placeholder(s.input(0), "grad_output");
+  const graph::Shape& shape = s.ints_attr("shape");  // self's shape
+  graph::Shape wshape{shape[0], shape[1], shape[2] / kh, shape[3] / kw, 1};
+  G dyw = g.reshape(dy, wshape);
+  G grad_win;
+  if (kind == "avg_backward") {
+    grad_win = g.broadcast(g.div(dyw, k(g, static_cast<double>(kh * kw), dyw)),
+                           {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw});
+  } else {
+    G idx = g.reshape(g.placeholder(s.input(1), "indices"), wshape);
+    G flat = window_flat_index(g, shape, kh, kw);
+    grad_win = g.select(g.binary(NodeKind::Equal, flat, idx), g.broadcast(dyw, {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw}),
+                        g.constant(0, g.type(dy).dtype));
+  }
+  g.output(unwindows(g, grad_win, shape, kh, kw));
+}
+
+// Non-overlapping, unpadded, undilated windows that tile the input exactly.
+bool simple_windows(const at::Tensor& self, at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
+                    at::IntArrayRef dilation) {
+  if (self.dim() != 4 || kernel.empty() || self.numel() == 0) return false;
+  int64_t kh = kernel[0], kw = kernel.size() > 1 ? kernel[1] : kernel[0];
+  int64_t sh = stride.empty() ? kh : stride[0], sw = stride.empty() ? kw : stride.size() > 1 ? stride[1] : sh;
+  bool no_pad = std::all_of(padding.begin(), padding.end(), [](int64_t p) { return p == 0; });
+  bool no_dil = std::all_of(dilation.begin(), dilation.end(), [](int64_t d) { return d == 1; });
+  return sh == kh && sw == kw && no_pad && no_dil && self.size(2) % kh == 0 && self.size(3) % kw == 0;
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          at::IntArrayRef dilation, bool ceil_mode) {
+  require(float_ok(self) && simple_windows(self, kernel_size, stride, padding, dilation));
+  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
+  GraphSpec spec("aten::pool2d");
+  spec.input(self).attr("kind", std::string("max")).attr("kh", kh).attr("kw", kw);
+  auto r = runtime::run_graph(spec, build_pool, {self});
+  return {r[0], r[1]};
+}
+
+at::Tensor max_pool2d_with_indices_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                            bool ceil_mode, const at::Tensor& indices) {
+  require(float_ok(self) && simple_windows(self, kernel_size, stride, padding, dilation) &&
+          grad_output.scalar_type() == self.scalar_type());
+  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
+  GraphSpec spec("aten::pool2d_backward");
+  spec.input(grad_output).input(indices).attr("shape", self.sizes().vec())
+      .attr("kind", std::string("max_backward")).attr("kh", kh).attr("kw", kw);
+  return runtime::run_graph(spec, build_pool, {grad_output, indices})[0];
+}
+
+at::Tensor avg_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                      bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+  require(float_ok(self) && !divisor_override && simple_windows(self, kernel_size, stride, padding, {1, 1}));
+  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
+  GraphSpec spec("aten::pool2d");
+  spec.input(self).attr("kind", std::string("avg")).attr("kh", kh).attr("kw", kw)
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return runtime::run_graph(spec, build_pool, {self})[0];
+}
+
+at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                               std::optional<int64_t> divisor_override) {
+  require(float_ok(self) && !divisor_override && simple_windows(self, kernel_size, stride, padding, {1, 1}) &&
+          grad_output.scalar_type() == self.scalar_type());
+  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
+  GraphSpec spec("aten::pool2d_backward");
+  spec.input(grad_output).attr("shape", self.sizes().vec()).attr("kind", std::string("avg_backward"))
+      .attr("kh", kh).attr("kw", kw);
+  return runtime::run_graph(spec, build_pool, {grad_output})[0];
+}
+
+at::Tensor adaptive_avg_pool2d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  require(self.dim() == 4 && output_size.size() == 2 && self.numel() > 0);
+  int64_t oh = output_size[0].expect_int(), ow = output_size[1].expect_int();
+  require(oh > 0 && ow > 0 && self.size(2) % oh == 0 && self.size(3) % ow == 0);
+  int64_t kh = self.size(2) / oh, kw = self.size(3) / ow;
+  return (avg_pool2d)(self, at::IntArrayRef{kh, kw}, at::IntArrayRef{kh, kw}, at::IntArrayRef{0, 0}, false, true, std::nullopt);
+}
+
+at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self) {
+  require(self.dim() == 4 && grad_output.dim() == 4 && self.numel() > 0);
+  int64_t oh = grad_output.size(2), ow = grad_output.size(3);
+  require(self.size(2) % oh == 0 && self.size(3) % ow == 0);
+  int64_t kh = self.size(2) / oh, kw = self.size(3) / ow;
+  return (avg_pool2d_backward)(grad_output, self, at::IntArrayRef{kh, kw}, at::IntArrayRef{kh, kw}, at::IntArrayRef{0, 0}, false, true, std::nullopt);
+}
+
+// --- losses: smooth_l1 / huber / binary_cross_entropy ------------------------------------
+// Inputs (self, target, [weight], [grad_output]); attrs: kind, reduction, beta, numel, backward.
+void build_loss(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x = cast_to(g, g.placeholder(s.input(0), "self"), compute);
+  G t = cast_to(g, g.placeholder(s.input(1), "target"), compute);
+  size_t next = 2;
+  G w = s.int_attr("has_weight") ? cast_to(g, g.placeholder(s.input(next++), "weight"), compute) : G{};
+  const std::string& kind = s.str_attr("kind");
+  double beta = s.float_attr("beta");
+  int64_t reduction = s.int_attr("reduction");
+  bool backward = s.int_attr("backward");
+  G d = g.sub(x, t), ad = g.abs(d);
+  G r;
+  if (!backward) {
+    if (kind == "smooth_l1") {
+      r = beta == 0 ? ad : g.select(g.lt(ad, k(g, beta, ad)), g.div(g.mul(k(g, 0.5, d), g.mul(d, d)), k(g, beta, d)),
+                                    g.sub(ad, k(g, 0.5 * beta, ad)));
+    } else if (kind == "huber") {
+      r = g.select(g.lt(ad, k(g, beta, ad)), g.mul(k(g, 0.5, d), g.mul(d, d)), g.mul(k(g, beta, ad), g.sub(ad, k(g, 0.5 * beta, ad))));
+    } else {  // binary_cross_entropy: log clamped at -100 like torch
+      G lx = g.maximum(g.unary(NodeKind::Log, x), k(g, -100, x));
+      G l1x = g.maximum(g.unary(NodeKind::Log, g.sub(k(g, 1, x), x)), k(g, -100, x));
+      r = g.neg(g.add(g.mul(t, lx), g.mul(g.sub(k(g, 1, t), t), l1x)));
+    }
+    if (w.id >= 0) r = g.mul(r, w);
+    if (reduction != 0) {
+      std::vector<int64_t> all(g.type(r).rank());
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+      r = g.reshape(g.reduce(reduction == 1 ? NodeKind::ReduceMean : NodeKind::ReduceSum, r, all), {});
+    }
+    g.output(cast_to(g, r, attr_dtype(s, "result")));
+    return;
+  }
+  G dy = cast_to(g, g.placeholder(s.input(next++), "grad_output"), compute);
+  if (kind == "smooth_l1") {
+    G sign = g.unary(NodeKind::Sign, d);
+    r = beta == 0 ? sign : g.select(g.lt(ad, k(g, beta, ad)), g.div(d, k(g, beta, d)), sign);
+  } else if (kind == "huber") {
+    r = g.select(g.lt(ad, k(g, beta, ad)), d, g.mul(k(g, beta, d), g.unary(NodeKind::Sign, d)));
+  } else {
+    G denom = g.maximum(g.mul(g.sub(k(g, 1, x), x), x), k(g, 1e-12, x));
+    r = g.div(d, denom);
+  }
+  if (w.id >= 0) r = g.mul(r, w);
+  r = g.mul(r, dy);
+  if (reduction == 1) r = g.div(r, k(g, static_cast<double>(s.int_attr("numel")), r));
+  g.output(cast_to(g, r, attr_dtype(s, "result")));
+}
+
+at::Tensor run_loss(const char* kind, const at::Tensor* grad, const at::Tensor& self, const at::Tensor& target,
+                    const std::optional<at::Tensor>& weight, int64_t reduction, double beta) {
+  at::ScalarType r = at::result_type(self, target);
+  require(at::isFloatingType(r) && graph_dtype_ok(r) && self.numel() > 0 && self.sizes() == target.sizes());
+  bool hw = defined(weight);
+  GraphSpec spec("aten::loss");
+  spec.input(self).input(target);
+  std::vector<at::Tensor> inputs{self, target};
+  if (hw) {
+    at::Tensor w = weight->expand(self.sizes());
+    spec.input(w);
+    inputs.push_back(w);
+  }
+  if (grad) {
+    at::Tensor gexp = grad->expand(self.sizes());
+    spec.input(gexp);
+    inputs.push_back(gexp);
+  }
+  spec.attr("kind", std::string(kind)).attr("reduction", reduction).attr("beta", beta).attr("has_weight", int64_t{hw})
+      .attr("backward", int64_t{grad != nullptr}).attr("numel", self.numel())
+      .attr("compute", dname(opmath_type(r))).attr("result", dname(r));
+  return runtime::run_graph(spec, build_loss, inputs)[0];
+}
+
+at::Tensor smooth_l1_loss(const at::Tensor& self, const at::Tensor& target, int64_t reduction, double beta) {
+  TORCH_CHECK(beta >= 0, "smooth_l1_loss does not support negative values for beta.");
+  return run_loss("smooth_l1", nullptr, self, target, std::nullopt, reduction, beta);
+}
+at::Tensor smooth_l1_loss_backward(const at::Tensor& grad, const at::Tensor& self, const at::Tensor& target,
+                                   int64_t reduction, double beta) {
+  return run_loss("smooth_l1", &grad, self, target, std::nullopt, reduction, beta);
+}
+at::Tensor huber_loss(const at::Tensor& self, const at::Tensor& target, int64_t reduction, double delta) {
+  TORCH_CHECK(delta > 0, "huber_loss does not support non-positive values for delta.")
+  return run_loss("huber", nullptr, self, target, std::nullopt, reduction, delta);
+}
+at::Tensor huber_loss_backward(const at::Tensor& grad, const at::Tensor& self, const at::Tensor& target,
+                               int64_t reduction, double delta) {
+  return run_loss("huber", &grad, self, target, std::nullopt, reduction, delta);
+}
+at::Tensor binary_cross_entropy(const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                                int64_t reduction) {
+  return run_loss("bce", nullptr, self, target, weight, reduction, 0);
+}
+at::Tensor binary_cross_entropy_backward(const at::Tensor& grad, const at::Tensor& self, const at::Tensor& target,
+                                         const std::optional<at::Tensor>& weight, int64_t reduction) {
+  return run_loss("bce", &grad, self, target, weight, reduction, 0);
+}
+
+const std::vector<Row>& rows() {
+  static const std::vector<Row> r = {
+      MPS_EXT_ATEN_ROW("_batch_norm_with_update", batch_norm_with_update),
+      MPS_EXT_ATEN_ROW("_batch_norm_no_update", batch_norm_no_update),
+      MPS_EXT_ATEN_ROW("batch_norm_backward", batch_norm_backward),
+      MPS_EXT_ATEN_ROW("native_batch_norm", native_batch_norm),
+      MPS_EXT_ATEN_ROW("native_batch_norm_backward", native_batch_norm_backward),
+      MPS_EXT_ATEN_ROW("native_group_norm", native_group_norm),
+      MPS_EXT_ATEN_ROW("native_group_norm_backward", native_group_norm_backward),
+      MPS_EXT_ATEN_ROW("max_pool2d_with_indices", max_pool2d_with_indices),
+      MPS_EXT_ATEN_ROW("max_pool2d_with_indices_backward", max_pool2d_with_indices_backward),
+      MPS_EXT_ATEN_ROW("avg_pool2d", avg_pool2d),
+      MPS_EXT_ATEN_ROW("avg_pool2d_backward", avg_pool2d_backward),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d", adaptive_avg_pool2d),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward),
+      MPS_EXT_ATEN_ROW("smooth_l1_loss", smooth_l1_loss),
+      MPS_EXT_ATEN_ROW("smooth_l1_loss_backward", smooth_l1_loss_backward),
+      MPS_EXT_ATEN_ROW("huber_loss", huber_loss),
+      MPS_EXT_ATEN_ROW("huber_loss_backward", huber_loss_backward),
+      MPS_EXT_ATEN_ROW("binary_cross_entropy", binary_cross_entropy),
+      MPS_EXT_ATEN_ROW("binary_cross_entropy_backward", binary_cross_entropy_backward),
+  };
+  return r;
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  for (const Row& row : rows()) register_op(m, row.op, row.kernel);
+}
+
+}  // namespace mps_ext::ops::aten

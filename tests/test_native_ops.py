@@ -1,0 +1,433 @@
+"""Native aten ops on the mpsgraph device (csrc/ops/aten/): every case runs on
+the device and on the CPU, must agree, and must not touch the CPU fallback
+(torch.ops.mps_ext._fallback_count() unchanged: the MPS_EXT_FALLBACK=error
+contract). Training runs in a subprocess with MPS_EXT_FALLBACK=error."""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mps_ext  # noqa: F401
+from conftest import supports_dtype
+
+DEV = "mpsgraph"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def fallbacks():
+    return torch.ops.mps_ext._fallback_count()
+
+
+def to_dev(v):
+    if isinstance(v, torch.Tensor):
+        return v.to(DEV)
+    if isinstance(v, (list, tuple)):
+        return type(v)(to_dev(e) for e in v)
+    return v
+
+
+def check(fn, *args, native=True, atol=None, rtol=None):
+    """fn on CPU vs on the device; no fallback when `native`."""
+    expected = fn(*args)
+    before = fallbacks()
+    got = fn(*to_dev(args))
+    if native:
+        assert fallbacks() == before, "the op fell back to the CPU"
+    exp = expected if isinstance(expected, (tuple, list)) else [expected]
+    res = got if isinstance(got, (tuple, list)) else [got]
+    for e, r in zip(exp, res):
+        assert r.device.type == DEV
+        torch.testing.assert_close(r.cpu(), e, atol=atol, rtol=rtol, equal_nan=True)
+
+
+def rnd(*shape, dtype=torch.float32):
+    return torch.randn(*shape).to(dtype)
+
+
+UNARY = ["abs", "neg", "sign", "floor", "ceil", "round", "trunc", "frac", "exp", "expm1", "log", "log2", "log10",
+         "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "sinh", "cosh", "tanh", "sigmoid", "erf",
+         "relu", "isnan", "isinf", "isfinite", "logical_not"]
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary(name):
+    fn = getattr(torch, name)
+    x = rnd(3, 5)
+    if name in ("log", "log2", "log10", "sqrt", "rsqrt", "log1p"):
+        x = x.abs() + 0.1
+    check(fn, x)
+    check(fn, x.t())          # non-contiguous
+    check(fn, torch.empty(0, 3))  # empty
+
+
+ACTIVATIONS = [
+    ("gelu", lambda x: F.gelu(x)), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")), ("silu", F.silu),
+    ("mish", F.mish), ("softplus", lambda x: F.softplus(x, beta=2.0, threshold=3.0)), ("elu", F.elu),
+    ("selu", F.selu), ("celu", F.celu), ("leaky_relu", lambda x: F.leaky_relu(x, 0.1)), ("hardtanh", F.hardtanh),
+    ("relu6", F.relu6), ("hardsigmoid", F.hardsigmoid), ("hardswish", F.hardswish),
+    ("threshold", lambda x: F.threshold(x, 0.2, -1.0)), ("hardshrink", F.hardshrink), ("softshrink", F.softshrink),
+]
+
+
+@pytest.mark.parametrize("name,fn", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+def test_activation_and_backward(name, fn):
+    x = rnd(4, 6) * 3
+    check(fn, x)
+    xc = x.clone().requires_grad_()
+    xd = x.to(DEV).requires_grad_()
+    g = rnd(4, 6)
+    fn(xc).backward(g)
+    before = fallbacks()
+    fn(xd).backward(g.to(DEV))
+    assert fallbacks() == before
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+
+
+BINARY = [torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum, torch.pow, torch.eq, torch.ne,
+          torch.lt, torch.le, torch.gt, torch.ge, torch.fmax, torch.fmin, torch.hypot, torch.remainder, torch.fmod,
+          torch.logical_and, torch.logical_or, torch.logical_xor, torch.xlogy,
+          lambda a, b: torch.add(a, b, alpha=0.5), lambda a, b: torch.rsub(a, b),
+          lambda a, b: torch.div(a, b, rounding_mode="floor"), lambda a, b: torch.div(a, b, rounding_mode="trunc")]
+
+
+@pytest.mark.parametrize("fn", BINARY)
+def test_binary_broadcast(fn):
+    a, b = rnd(3, 1, 4), rnd(5, 1).abs() + 0.5
+    check(fn, a, b)
+    try:
+        fn(a, 2.5)
+    except TypeError:  # this op takes no Scalar operand
+        pass
+    else:
+        check(fn, a, 2.5)                  # Scalar operand
+    check(fn, a.transpose(0, 2), rnd(3))   # non-contiguous + broadcast
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32])
+def test_type_promotion(dtype):
+    if not supports_dtype(DEV, dtype):
+        pytest.skip("no float64 on MPSGraph")
+    a = (torch.randn(4, 3) * 4).to(dtype)
+    check(torch.add, a, rnd(3), atol=1e-2, rtol=1e-2)   # promotes with float32
+    check(torch.mul, a, 3)
+    check(torch.eq, a, a)
+    check(torch.div, a, torch.full((3,), 2).to(dtype), atol=1e-2, rtol=1e-2)  # integer true division -> float
+    check(lambda t: t.sum(), a, atol=1e-1, rtol=1e-2)
+
+
+def test_ternary_and_masks():
+    c = torch.rand(3, 4) > 0.5
+    a, b = rnd(3, 4), rnd(4)
+    check(torch.where, c, a, b)
+    check(lambda x, m: x.masked_fill(m, -1.5), a, c)
+    check(lambda x: torch.clamp(x, -0.5, 0.5), a)
+    check(lambda x, lo: torch.clamp(x, min=lo), a, b)
+    check(torch.lerp, a, b.expand(3, 4), 0.3)
+    check(lambda x, y: torch.lerp(x, y, 0.8), a, b.expand(3, 4))
+    check(lambda x, y, z: torch.addcmul(x, y, z, value=0.5), a, b, a)
+    check(lambda x, y, z: torch.addcdiv(x, y, z.abs() + 1, value=2), a, b, a)
+
+
+def test_inplace_and_out():
+    a, b = rnd(3, 4), rnd(4)
+    check(lambda x, y: x.clone().add_(y, alpha=2), a, b)
+    check(lambda x: x.clone().mul_(3).sigmoid_(), a)
+    check(lambda x: x.t().clone().t().exp_(), a)  # in-place on a non-contiguous tensor
+    check(lambda x, y: torch.add(x, y, out=torch.empty(0, device=x.device)), a, b)
+    check(lambda x: x.clone().fill_(2.5), a)
+    check(lambda x: x.clone().zero_(), a)
+    x = a.to(DEV)
+    with pytest.raises(RuntimeError, match="doesn't match the broadcast shape"):
+        x[:1].add_(x)
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        torch.ones(3, dtype=torch.long, device=DEV).add_(0.5)
+    # an operand overlapping the output with another layout is read before it is written
+    sq = rnd(4, 4)
+    check(lambda t: t.clone().add_(t.clone().t()), sq)
+    check(lambda t: t.clone().mul_(t[0]), sq)
+
+
+def test_factories():
+    before = fallbacks()
+    for t in [torch.zeros(2, 3, device=DEV), torch.ones(4, device=DEV), torch.full((2, 2), 7.0, device=DEV),
+              torch.arange(5, device=DEV), torch.arange(1.0, 2.0, 0.25, device=DEV), torch.zeros_like(rnd(3).to(DEV))]:
+        assert t.device.type == DEV
+    assert fallbacks() == before
+    torch.testing.assert_close(torch.arange(1.0, 2.0, 0.25, device=DEV).cpu(), torch.arange(1.0, 2.0, 0.25))
+    torch.testing.assert_close(torch.arange(3, 17, 4, device=DEV).cpu(), torch.arange(3, 17, 4))
+
+
+REDUCTIONS = [
+    lambda x: x.sum(), lambda x: x.sum(1), lambda x: x.sum((0, 2), keepdim=True), lambda x: x.mean(-1),
+    lambda x: x.amax(1), lambda x: x.amin((0, 1)), lambda x: x.max(), lambda x: x.min(), lambda x: x.max(1),
+    lambda x: x.min(2, keepdim=True), lambda x: x.argmax(), lambda x: x.argmax(1), lambda x: x.argmin(0),
+    lambda x: x.var(1), lambda x: x.std(), lambda x: x.var(2, correction=0), lambda x: x.norm(),
+    lambda x: torch.linalg.vector_norm(x, 1, dim=1), lambda x: torch.linalg.vector_norm(x, float("inf")),
+    lambda x: (x > 0).any(), lambda x: (x > 0).all(1), lambda x: x.cumsum(1), lambda x: x.cumsum(0),
+]
+
+
+@pytest.mark.parametrize("i", range(len(REDUCTIONS)))
+def test_reductions(i):
+    fn = REDUCTIONS[i]
+    x = rnd(3, 4, 5)
+    check(fn, x, atol=1e-5, rtol=1e-5)
+    check(fn, x.transpose(0, 2).contiguous().transpose(0, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_max_nan():
+    x = rnd(3, 4)
+    x[1, 2] = float("nan")
+    check(lambda t: t.max(1), x)
+    check(lambda t: t.amax(), x)
+
+
+MATMUL = [
+    (torch.mm, (rnd(3, 4), rnd(4, 5))), (torch.bmm, (rnd(2, 3, 4), rnd(2, 4, 5))),
+    (lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2), (rnd(5), rnd(3, 4), rnd(4, 5))),
+    (torch.baddbmm, (rnd(2, 3, 5), rnd(2, 3, 4), rnd(2, 4, 5))), (torch.dot, (rnd(6), rnd(6))),
+    (torch.mv, (rnd(3, 4), rnd(4))), (torch.addmv, (rnd(3), rnd(3, 4), rnd(4))),
+    (torch.matmul, (rnd(2, 3, 4), rnd(4, 5))), (F.linear, (rnd(3, 4), rnd(5, 4), rnd(5))),
+    (lambda a, b: a.t() @ b, (rnd(4, 3), rnd(4, 5))),
+]
+
+
+@pytest.mark.parametrize("i", range(len(MATMUL)))
+def test_matmul_family(i):
+    fn, args = MATMUL[i]
+    check(fn, *args, atol=1e-5, rtol=1e-5)
+
+
+def test_matmul_errors():
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        torch.mm(torch.ones(2, 3, device=DEV), torch.ones(4, 2, device=DEV))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_softmax_layer_norm_with_backward(dtype):
+    tol = dict(atol=1e-2, rtol=1e-2) if dtype == torch.float16 else {}
+    x = rnd(4, 7, dtype=dtype)
+    w, b = rnd(7, dtype=dtype), rnd(7, dtype=dtype)
+    fns = [lambda t: F.softmax(t, -1), lambda t: F.log_softmax(t, 0),
+           lambda t: F.layer_norm(t, (7,), w.to(t.device), b.to(t.device)), lambda t: F.layer_norm(t, (4, 7))]
+    for fn in fns:
+        check(fn, x, **tol)
+        xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
+        fn(xc).square().sum().backward()
+        before = fallbacks()
+        fn(xd).square().sum().backward()
+        assert fallbacks() == before
+        torch.testing.assert_close(xd.grad.cpu(), xc.grad, **tol)
+
+
+@pytest.mark.parametrize("kw", [{}, {"label_smoothing": 0.1}, {"reduction": "sum"}, {"reduction": "none"},
+                                {"ignore_index": 2}, {"weight": "w"}])
+def test_cross_entropy_and_backward(kw):
+    kw = dict(kw)
+    if kw.get("weight") == "w":
+        kw["weight"] = torch.rand(5) + 0.5
+    x, t = rnd(6, 5), torch.tensor([0, 2, 4, 1, 2, 3])
+    xc = x.clone().requires_grad_()
+    xd = x.to(DEV).requires_grad_()
+    kd = {k: to_dev(v) for k, v in kw.items()}
+    lc = F.cross_entropy(xc, t, **kw)
+    before = fallbacks()
+    ld = F.cross_entropy(xd, t.to(DEV), **kd)
+    ld.sum().backward()
+    assert fallbacks() == before
+    lc.sum().backward()
+    torch.testing.assert_close(ld.cpu(), lc)
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+
+
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_mse_loss_and_backward(red):
+    x, t = rnd(3, 4), rnd(3, 4)
+    xc, xd = x.clone().requires_grad_(), x.to(DEV).requires_grad_()
+    F.mse_loss(xc, t, reduction=red).sum().backward()
+    before = fallbacks()
+    F.mse_loss(xd, t.to(DEV), reduction=red).sum().backward()
+    assert fallbacks() == before
+    torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+
+
+def test_embedding_index_select_cat_tril():
+    w, idx = rnd(10, 4), torch.tensor([[1, 3, 3], [9, 0, 1]])
+    wc, wd = w.clone().requires_grad_(), w.to(DEV).requires_grad_()
+    F.embedding(idx, wc, padding_idx=3).square().sum().backward()
+    before = fallbacks()
+    out = F.embedding(idx.to(DEV), wd, padding_idx=3)
+    out.square().sum().backward()
+    assert fallbacks() == before
+    torch.testing.assert_close(wd.grad.cpu(), wc.grad)
+    check(lambda a, i: a.index_select(1, i), rnd(3, 5), torch.tensor([4, 0, 0]))
+    check(lambda a, b: torch.cat([a, b], 1), rnd(2, 3), rnd(2, 1))
+    check(lambda a, b: torch.stack([a, b]), rnd(2, 3), rnd(2, 3))
+    check(lambda a: torch.tril(a, -1), rnd(2, 4, 4))
+    check(lambda a: torch.roll(a, (1, -2), (0, 1)), rnd(3, 5))
+    check(lambda a: torch.flip(a, (0, 2)), rnd(3, 2, 4))
+    check(lambda a, i: torch.gather(a, 1, i), rnd(3, 5), torch.tensor([[0, 4], [1, 1], [3, 2]]))
+    check(lambda a, i: torch.gather(a, 0, i), rnd(3, 2), torch.tensor([[2, 0], [1, 1]]).expand(2, 2).contiguous()[:, :].t().contiguous()[:2])
+    check(lambda a: torch.triu(a, 1), rnd(3, 5))
+    with pytest.raises(IndexError, match="index out of range"):
+        rnd(3, 2).to(DEV).index_select(0, torch.tensor([5], device=DEV))
+
+
+def test_foreach_ops():
+    xs = [rnd(3), rnd(2, 2)]
+    ys = [rnd(3), rnd(2, 2)]
+    for fn in [lambda a, b: torch._foreach_add(a, b, alpha=0.5), lambda a, b: torch._foreach_mul(a, 2.0),
+               lambda a, b: torch._foreach_lerp(a, b, 0.1), lambda a, b: torch._foreach_addcmul(a, b, b, value=0.3),
+               lambda a, b: torch._foreach_sqrt([t.abs() for t in a]), lambda a, b: torch._foreach_norm(a)]:
+        check(fn, xs, ys)
+
+
+def test_fallback_for_unsupported_input_is_counted():
+    before = fallbacks()
+    x = torch.tensor([5, 7], device=DEV)
+    torch.testing.assert_close(torch.div(x, 2, rounding_mode="floor").cpu(), torch.tensor([2, 3]))  # integer floor div
+    assert fallbacks() == before + 1
+
+
+# --- training with MPS_EXT_FALLBACK=error -------------------------------------------
+TRAIN = textwrap.dedent("""
+    import sys, torch, torch.nn as nn, torch.nn.functional as F, mps_ext
+    kind = sys.argv[1]
+    torch.manual_seed(0)
+    if kind == "mlp":
+        make = lambda: nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.LayerNorm(32), nn.Linear(32, 4))
+        x, y = torch.randn(16, 8), torch.randint(0, 4, (16,))
+        loss_fn = lambda m, x, y: F.cross_entropy(m(x), y, label_smoothing=0.1)
+    elif kind == "gpt":
+        class GPT(nn.Module):
+            def __init__(self, v=17, d=16, t=8):
+                super().__init__()
+                self.tok, self.pos = nn.Embedding(v, d), nn.Embedding(t, d)
+                self.ln1, self.ln2, self.lnf = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+                self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+                self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+                self.head = nn.Linear(d, v, bias=False)
+                self.head.weight = self.tok.weight  # tied
+            def forward(self, idx):
+                b, t = idx.shape
+                h = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
+                q, k, v = self.qkv(self.ln1(h)).view(b, t, 3, 2, 8).permute(2, 0, 3, 1, 4)
+                att = (q @ k.transpose(-2, -1)) / 8 ** 0.5
+                mask = torch.tril(torch.ones(t, t, device=idx.device)) == 0
+                att = att.masked_fill(mask, float("-inf")).softmax(-1)
+                h = h + self.proj((att @ v).transpose(1, 2).reshape(b, t, 16))
+                h = h + self.mlp(self.ln2(h))
+                return self.head(self.lnf(h))
+        make = GPT
+        x = torch.randint(0, 17, (4, 8)); y = torch.randint(0, 17, (4, 8))
+        loss_fn = lambda m, x, y: F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+    elif kind == "cnn":
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.c1, self.bn, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, padding=1)
+                self.fc = nn.Linear(8 * 2 * 2, 5)
+            def forward(self, x):
+                h = F.max_pool2d(F.relu(self.bn(self.c1(x))), 2)
+                h = F.adaptive_avg_pool2d(F.relu(self.c2(h)), 2)
+                return self.fc(F.dropout(h.flatten(1), 0.1, self.training))
+        make = Net
+        x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 5, (4,))
+        loss_fn = lambda m, x, y: F.cross_entropy(m(x), y)
+    elif kind == "nn_lstm":
+        class Seq(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm, self.out = nn.LSTM(6, 12), nn.Linear(12, 3)
+            def forward(self, x):
+                return self.out(self.lstm(x)[0][-1])
+        make = Seq
+        x, y = torch.randn(5, 4, 6), torch.randn(4, 3)
+        loss_fn = lambda m, x, y: F.mse_loss(m(x), y)
+    elif kind == "bn_pool":  # a CNN's other layers (batch_norm, pooling, dropout) around Linear stand-ins for conv
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inp, self.bn, self.gn = nn.Linear(12, 4 * 8 * 8), nn.BatchNorm2d(4), nn.GroupNorm(2, 4)
+                self.fc = nn.Linear(4 * 2 * 2, 3)
+            def forward(self, x):
+                h = self.inp(x).view(-1, 4, 8, 8)
+                h = F.max_pool2d(F.relu(self.bn(h)), 2)
+                h = F.adaptive_avg_pool2d(self.gn(h), 2)
+                return self.fc(F.dropout(h.flatten(1), 0.2, self.training))
+        make = Net
+        x, y = torch.randn(6, 12), torch.randint(0, 3, (6,))
+        loss_fn = lambda m, x, y: F.cross_entropy(m(x), y)
+    elif kind == "lstm":
+        # The LSTM recurrence written out (nn.LSTMCell on a PrivateUse1 device
+        # calls the fused _thnn_fused_lstm_cell, which is not native yet).
+        class Seq(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ih, self.hh, self.out = nn.Linear(6, 48), nn.Linear(12, 48), nn.Linear(12, 3)
+            def forward(self, x):
+                h = c = torch.zeros(x.shape[1], 12, device=x.device)
+                for t in range(x.shape[0]):
+                    i, f, g, o = (self.ih(x[t]) + self.hh(h)).chunk(4, 1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                return self.out(h)
+        make = Seq
+        x, y = torch.randn(5, 4, 6), torch.randn(4, 3)
+        loss_fn = lambda m, x, y: F.mse_loss(m(x), y)
+    ref = make(); dev = make(); dev.load_state_dict(ref.state_dict()); dev.to("mpsgraph")
+    if kind == "gpt":  # Module.to() unties shared parameters on PrivateUse1 devices (torch's
+        dev.head.weight = dev.tok.weight  # _has_compatible_shallow_copy_type lists no PrivateUse1): tie again
+    opt_r = torch.optim.AdamW(ref.parameters(), lr=1e-2); opt_d = torch.optim.AdamW(dev.parameters(), lr=1e-2)
+    torch.manual_seed(1)  # the CPU and device generators start equal: dropout masks match
+    for step in range(int(sys.argv[2])):
+        out = []
+        for m, o, d in [(ref, opt_r, "cpu"), (dev, opt_d, "mpsgraph")]:
+            o.zero_grad()
+            loss = loss_fn(m, x.to(d), y.to(d))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+            o.step()
+            out.append(loss.item())
+        print(step, repr(out[0]), repr(out[1]))
+""")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "gpt", "lstm", "bn_pool", "cnn", "nn_lstm"])
+def test_training_without_fallback(kind):
+    env = dict(os.environ, MPS_EXT_FALLBACK="error", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", TRAIN, kind, "20"], env=env, capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split() for line in r.stdout.strip().splitlines()]
+    assert len(rows) == 20
+    first, last = rows[0], rows[-1]
+    assert abs(float(first[1]) - float(first[2])) <= 1e-6 * abs(float(first[1])) + 1e-7
+    assert abs(float(last[1]) - float(last[2])) <= 1e-4 * abs(float(last[1]))
+
+
+def test_readme_lists_native_ops():
+    from mps_ext import ops
+    readme = (ROOT / "README.md").read_text()
+    assert ops.readme_section() in readme, "README's native op list is stale: run `python -m mps_ext.ops --update-readme`"
+
+
+def test_kernel_nodes_match_their_decompositions():
+    """The gathers and scans run ATen's CPU op as a kernel node; the mpsgraph
+    runtime runs their decompositions (Iota one-hots, MatMul): same results."""
+    x = rnd(3, 5).to(DEV)
+    idx = torch.tensor([4, 0, 0, 2], device=DEV)
+    cases = [lambda: x.cumsum(1), lambda: x.cumsum(0), lambda: x.index_select(1, idx), lambda: x.index_select(0, idx[1:]),
+             lambda: torch.flip(x, (0, 1)), lambda: torch.gather(x, 1, torch.tensor([[0, 4], [1, 1], [3, 2]], device=DEV)),
+             lambda: torch.ops.aten.embedding_dense_backward(g, idx, 6, -1, False)]
+    g = rnd(4, 5).to(DEV)
+    for fn in cases:
+        expected = fn()
+        with mps_ext.graph.decompositions():
+            got = fn()
+        torch.testing.assert_close(got.cpu(), expected.cpu())
