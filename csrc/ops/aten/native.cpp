@@ -108,11 +108,3 @@ TORCH_LIBRARY_FRAGMENT(mps_ext, m) {
 }
 
 }  // namespace mps_ext::ops::aten
-
-// _copy_from on a conj/neg-bit view re-entered itself forever (the Conjugate
-// and Negative fallbacks materialize through clone -> copy_ -> _copy_from):
-// the device's _copy_from resolves both bits itself (cpu_alias keeps them and
-// the CPU copy resolves them), so those keys fall through. (Belongs with
-// csrc/device/basic_ops.cpp; kept here to leave that file to its owner.)
-TORCH_LIBRARY_IMPL(aten, Conjugate, m) { m.impl("_copy_from", torch::CppFunction::makeFallthrough()); }
-TORCH_LIBRARY_IMPL(aten, Negative, m) { m.impl("_copy_from", torch::CppFunction::makeFallthrough()); }
