@@ -63,6 +63,10 @@ class ReferenceExecutable final : public Executable {
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
                               const OutputAllocator& allocate_output) override {
+    // A graph computes in the dtypes its builder chose: the ATen calls that
+    // evaluate its nodes must not see the thread's autocast state (an op under
+    // torch.autocast("cpu") already had its inputs cast at its own key).
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     const auto& nodes = graph_->nodes();
     TORCH_INTERNAL_ASSERT(inputs.size() == graph_->inputs().size(), "graph expects ", graph_->inputs().size(),
                           " inputs, got ", inputs.size());
