@@ -4,7 +4,19 @@ Importing registers the ``torch.ops.mps_ext.*`` operators. Each op is a small
 graph in an MPSGraph-shaped IR, run by the ``mpsgraph`` runtime on macOS or by
 the ``reference`` runtime (C++ on the CPU) everywhere.
 """
-import torch  # noqa: F401  (loads libtorch before the extension)
+
+
+def _autoload() -> None:
+    """The ``torch.backends`` entry point (pyproject.toml): ``import torch`` imports
+    mps_ext through it, so a process that never imports mps_ext itself (a spawned
+    DataLoader worker, a torch.multiprocessing child) still knows ``"mpsgraph"``.
+    Importing the package does the registration; nothing is left to do. Defined
+    before ``import torch``: when a script imports mps_ext first, torch's own
+    import runs this entry point while mps_ext is still half-initialised.
+    ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` turns autoloading off."""
+
+
+import torch  # noqa: E402,F401  (loads libtorch before the extension)
 
 from . import _C  # registers the operators with the dispatcher
 from . import device as _device
@@ -44,10 +56,3 @@ __all__ = ["autocast", "graph", "nn", "profiler", "fft", "stft", "istft", "runti
            "overridable_aten_ops",
            "overridden_aten_ops", "quantization", "quantize_model"]
 
-
-def _autoload() -> None:
-    """The ``torch.backends`` entry point (pyproject.toml): ``import torch`` imports
-    mps_ext through it, so a process that never imports mps_ext itself (a spawned
-    DataLoader worker, a torch.multiprocessing child) still knows ``"mpsgraph"``.
-    Importing the package did the registration; nothing is left to do.
-    ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` turns autoloading off."""
