@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 
@@ -23,17 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import mps_ext
-from common import time_call, write_results
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from common import cpu_model, time_call, write_results
 
 
 def ratio_row(rows, case, dtype, t_torch, t_ours, **extra):

@@ -29,23 +29,12 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mps_ext
-from common import cpu_model, describe_machine, sync, time_call, write_results
+from common import cpu_flags, cpu_model, describe_machine, sync, time_call, write_results
 
 SIZES = {  # d_model, heads, layers, seq, batch, vocab
     "small": (128, 4, 2, 64, 8, 512),
     "medium": (256, 4, 2, 128, 8, 1024),
 }
-
-
-def cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 class LM(torch.nn.Module):

@@ -13,25 +13,14 @@ to benchmarks/results/device.json.
 from __future__ import annotations
 
 import os
-import platform
 
 import torch
 import torch.nn as nn
 
 import mps_ext
-from common import time_call, write_results
+from common import cpu_model, time_call, write_results
 
 DEV = "mpsgraph"
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def step(model, x):

@@ -32,20 +32,6 @@ ROOT = HERE.parent
 UNHOOKED = ROOT / "build" / "bench-unhooked"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    if platform.system() == "Darwin":
-        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
-        if out.returncode == 0:
-            return out.stdout.strip()
-    return platform.processor() or platform.machine()
-
-
 def build_unhooked() -> Path:
     """The same sources with the hooks compiled out, as a package in UNHOOKED/pkg."""
     import torch
@@ -115,7 +101,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(HERE))
-    from common import write_results
+    from common import cpu_model, write_results
 
     unhooked = args.unhooked.resolve() if args.unhooked else None
     if unhooked is None:

@@ -12,26 +12,15 @@ benchmarks/results/spectral.json.
 from __future__ import annotations
 
 import argparse
-import platform
 
 import torch
 
 import time
 
 import mps_ext
-from common import sync, time_call, write_results
+from common import cpu_model, sync, time_call, write_results
 
 MiB = 1 << 20
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -33,7 +33,18 @@ def _cpuinfo_field(name: str) -> str | None:
 
 
 def cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    model = _cpuinfo_field("model name")
+    if model is None and platform.system() == "Darwin":
+        import subprocess
+
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+        model = out.stdout.strip() if out.returncode == 0 else None
+    return model or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo), empty where they cannot be read."""
+    return set((_cpuinfo_field("flags") or "").split())
 
 
 def last_level_cache_bytes() -> int | None:
