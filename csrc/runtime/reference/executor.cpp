@@ -57,8 +57,12 @@ class ReferenceExecutable final : public Executable {
             [use_kernels](const std::string& name) { return use_kernels && find_kernel(name) != nullptr; }))),
         plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)),
         in_place_(in_place_updates(*graph_)),
+        kernels_(graph_->nodes().size(), nullptr),
         output_index_(graph_->nodes().size(), -1) {
     for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
+    // Kernel nodes left after inlining have a CPU kernel: look each up once.
+    for (size_t id = 0; id < graph_->nodes().size(); ++id)
+      if (graph_->nodes()[id].kind == NodeKind::Kernel) kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
   }
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
@@ -115,7 +119,7 @@ class ReferenceExecutable final : public Executable {
     for (int in : n.inputs) args.push_back(env[in]);
     switch (n.kind) {
       case NodeKind::Kernel:
-        env[id] = find_kernel(n.str_attr("kernel"))(
+        env[id] = kernels_[id](
             n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return new_output(id, sizes, dtype); });
         return;
       case NodeKind::SliceUpdate:
@@ -133,6 +137,7 @@ class ReferenceExecutable final : public Executable {
   std::shared_ptr<const graph::Graph> graph_;  // kernels without a CPU kernel inlined
   Plan plan_;
   std::vector<bool> in_place_;
+  std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (kernel nodes only)
   std::vector<int> output_index_;  // node id -> graph output index, or -1
 };
 }  // namespace
