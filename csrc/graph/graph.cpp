@@ -392,6 +392,95 @@ Tensor Graph::random_uniform(Tensor state, Shape shape) {
 }
 
 namespace {
+bool is_index_dtype(DType t) { return t == DType::Int32 || t == DType::Int64; }
+
+void check_index(const TensorType& t, const char* what) {
+  if (!is_index_dtype(t.dtype))
+    fail(std::string(what) + ": index must be int32 or int64, got " + dtype_name(t.dtype));
+}
+
+// The scatter modes the IR knows (MPSGraphScatterMode's set/add/mul/max/min).
+void check_scatter_mode(const std::string& mode, const char* what) {
+  if (mode != "set" && mode != "add" && mode != "mul" && mode != "max" && mode != "min")
+    fail(std::string(what) + ": mode must be \"set\", \"add\", \"mul\", \"max\" or \"min\", got \"" + mode + "\"");
+}
+
+// `a` and `b` agree on every dim but `axis` (dynamic matches anything).
+void check_same_except(const Shape& a, const Shape& b, int64_t axis, const char* what, const char* names) {
+  bool ok = a.size() == b.size();
+  for (size_t d = 0; ok && d < a.size(); ++d)
+    ok = static_cast<int64_t>(d) == axis || a[d] == b[d] || a[d] == kDynamic || b[d] == kDynamic;
+  if (!ok)
+    fail(std::string(what) + ": " + names + " shapes " + shape_str(a) + " and " + shape_str(b) +
+         " must agree except along axis " + std::to_string(axis));
+}
+}  // namespace
+
+Tensor Graph::gather_along_axis(Tensor x, Tensor index, int64_t axis) {
+  const char* what = "gather_along_axis";
+  const TensorType& tx = checked(x, what).type;
+  const TensorType& ti = checked(index, what).type;
+  check_index(ti, what);
+  if (tx.rank() < 1) fail(std::string(what) + ": x must have rank >= 1");
+  axis = normalize_axis(axis, tx.rank(), what);
+  check_same_except(tx.shape, ti.shape, axis, what, "x and index");
+  return add_node(NodeKind::GatherAlongAxis, {x.id, index.id}, {tx.dtype, ti.shape}, {{"axis", axis}});
+}
+
+Tensor Graph::scatter_along_axis(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode) {
+  const char* what = "scatter_along_axis";
+  const TensorType& td = checked(data, what).type;
+  const TensorType& tu = checked(updates, what).type;
+  const TensorType& ti = checked(index, what).type;
+  check_index(ti, what);
+  check_scatter_mode(mode, what);
+  if (tu.dtype != td.dtype) fail(std::string(what) + ": updates dtype must match data dtype");
+  if (td.rank() < 1) fail(std::string(what) + ": data must have rank >= 1");
+  axis = normalize_axis(axis, td.rank(), what);
+  if (tu.shape != ti.shape) fail(std::string(what) + ": updates " + shape_str(tu.shape) + " and index " + shape_str(ti.shape) + " must have one shape");
+  check_same_except(td.shape, ti.shape, axis, what, "data and index");
+  return add_node(NodeKind::ScatterAlongAxis, {data.id, updates.id, index.id}, td, {{"axis", axis}, {"mode", mode}});
+}
+
+Tensor Graph::gather(Tensor x, Tensor index, int64_t axis) {
+  const TensorType& tx = checked(x, "gather").type;
+  const TensorType& ti = checked(index, "gather").type;
+  check_index(ti, "gather");
+  if (ti.rank() != 1) fail("gather: index must have rank 1, got " + shape_str(ti.shape));
+  if (tx.rank() < 1) fail("gather: x must have rank >= 1");
+  axis = normalize_axis(axis, tx.rank(), "gather");
+  Shape out = tx.shape;
+  out[axis] = ti.shape[0];
+  return add_node(NodeKind::Gather, {x.id, index.id}, {tx.dtype, out}, {{"axis", axis}});
+}
+
+Tensor Graph::scatter(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode) {
+  const TensorType& td = checked(data, "scatter").type;
+  const TensorType& tu = checked(updates, "scatter").type;
+  const TensorType& ti = checked(index, "scatter").type;
+  check_index(ti, "scatter");
+  check_scatter_mode(mode, "scatter");
+  if (mode != "set" && mode != "add") fail("scatter: mode must be \"set\" or \"add\", got \"" + mode + "\"");
+  if (ti.rank() != 1) fail("scatter: index must have rank 1, got " + shape_str(ti.shape));
+  if (tu.dtype != td.dtype) fail("scatter: updates dtype must match data dtype");
+  if (td.rank() < 1) fail("scatter: data must have rank >= 1");
+  axis = normalize_axis(axis, td.rank(), "scatter");
+  check_same_except(td.shape, tu.shape, axis, "scatter", "data and updates");
+  if (tu.shape[axis] != ti.shape[0] && tu.shape[axis] != kDynamic && ti.shape[0] != kDynamic)
+    fail("scatter: updates " + shape_str(tu.shape) + " must have the index's " + std::to_string(ti.shape[0]) +
+         " entries along axis " + std::to_string(axis));
+  return add_node(NodeKind::Scatter, {data.id, updates.id, index.id}, td, {{"axis", axis}, {"mode", mode}});
+}
+
+Tensor Graph::arg_sort(Tensor x, int64_t axis, bool descending) {
+  const TensorType& t = checked(x, "arg_sort").type;
+  if (t.dtype == DType::Complex64 || t.dtype == DType::Complex128) fail("arg_sort: complex tensors have no order");
+  axis = normalize_axis(axis, t.rank(), "arg_sort");
+  return add_node(NodeKind::ArgSort, {x.id}, {DType::Int64, t.shape},
+                  {{"axis", axis}, {"descending", int64_t{descending ? 1 : 0}}});
+}
+
+namespace {
 // `s` broadcasts into `target` without expanding it (numpy rules; a dynamic
 // size matches anything).
 // SDPA nodes made before is_causal existed have no such attr.
@@ -749,6 +838,13 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
       case NodeKind::MatMul: g.matmul(in(0), in(1)); break;
       case NodeKind::RandomUniform: g.random_uniform(in(0), n.ints_attr("shape")); break;
       case NodeKind::Iota: g.iota(n.ints_attr("shape"), n.int_attr("axis"), n.type.dtype); break;
+      case NodeKind::GatherAlongAxis: g.gather_along_axis(in(0), in(1), n.int_attr("axis")); break;
+      case NodeKind::ScatterAlongAxis:
+        g.scatter_along_axis(in(0), in(1), in(2), n.int_attr("axis"), n.str_attr("mode"));
+        break;
+      case NodeKind::Gather: g.gather(in(0), in(1), n.int_attr("axis")); break;
+      case NodeKind::Scatter: g.scatter(in(0), in(1), in(2), n.int_attr("axis"), n.str_attr("mode")); break;
+      case NodeKind::ArgSort: g.arg_sort(in(0), n.int_attr("axis"), n.int_attr("descending") != 0); break;
       case NodeKind::Dequantize: g.dequantize(in(0), in(1), in(2), dtype_from_name(n.str_attr("dtype"))); break;
       case NodeKind::DequantizeLUT: g.dequantize_lut(in(0), in(1)); break;
       case NodeKind::ScaledDotProductAttention:

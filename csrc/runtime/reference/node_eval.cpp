@@ -89,6 +89,21 @@ at::Tensor conv_weight_gradient(const graph::Node& n, const at::Tensor& grad, co
   return std::get<1>(at::convolution_backward(grad, input, weight, std::nullopt, p.stride, p.padding, p.dilation,
                                               /*transposed=*/false, no_padding, p.groups, {false, true, false}));
 }
+// Indexing nodes: ATen's ops check every index against the axis size.
+at::Tensor scatter_along_axis(const graph::Node& n, const std::vector<at::Tensor>& a) {
+  const std::string& mode = n.str_attr("mode");
+  int64_t axis = n.int_attr("axis");
+  at::Tensor index = a[2].to(at::kLong);
+  if (mode == "set") return at::scatter(a[0], axis, index, a[1]);
+  const char* reduce = mode == "add" ? "sum" : mode == "mul" ? "prod" : mode == "max" ? "amax" : "amin";
+  return at::scatter_reduce(a[0], axis, index, a[1], reduce, /*include_self=*/true);
+}
+
+at::Tensor scatter(const graph::Node& n, const std::vector<at::Tensor>& a) {
+  int64_t axis = n.int_attr("axis");
+  at::Tensor index = a[2].to(at::kLong);
+  return n.str_attr("mode") == "add" ? at::index_add(a[0], axis, index, a[1]) : at::index_copy(a[0], axis, index, a[1]);
+}
 }  // namespace
 
 at::Tensor slice_update(const graph::Node& n, at::Tensor data, const std::vector<at::Tensor>& a) {
@@ -198,6 +213,12 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
       along[axis] = shape[axis];
       return at::arange(shape[axis], at::TensorOptions().dtype(dtype)).reshape(along).expand(shape).contiguous();
     }
+    case NodeKind::GatherAlongAxis: return at::gather(a[0], n.int_attr("axis"), a[1].to(at::kLong));
+    case NodeKind::ScatterAlongAxis: return scatter_along_axis(n, a);
+    case NodeKind::Gather: return at::index_select(a[0], n.int_attr("axis"), a[1]);
+    case NodeKind::Scatter: return scatter(n, a);
+    case NodeKind::ArgSort:
+      return std::get<1>(at::sort(a[0], /*stable=*/true, n.int_attr("axis"), n.int_attr("descending") != 0));
     case NodeKind::Dequantize: return at::mul(at::sub(a[0].to(dtype), a[2].to(dtype)), a[1]);
     case NodeKind::DequantizeLUT: return dequantize_lut(a[0], a[1]);
     case NodeKind::ScaledDotProductAttention: return sdpa(n, a);
