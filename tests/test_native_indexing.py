@@ -189,14 +189,6 @@ def test_index_noncontiguous_empty_and_cpu_indices():
     torch.testing.assert_close(got.cpu(), x[torch.tensor([1, -4])])
 
 
-def test_bool_mask_indexing_falls_back_and_is_counted():
-    x = torch.randn(4, 3)
-    before = fallbacks()
-    got = x.to(DEV)[x.to(DEV) > 0]
-    assert fallbacks() > before  # data-dependent size: CPU
-    torch.testing.assert_close(got.cpu(), x[x > 0])
-
-
 def put(x, idx, v, accumulate):
     x = x.clone()
     x.index_put_(idx, v, accumulate=accumulate)
@@ -385,3 +377,29 @@ def test_graphs_use_gather_scatter_nodes_not_one_hot_matmuls():
         kinds |= {n["op"] for n in json.loads(as_json)["nodes"]}
     assert {"gather", "scatter", "arg_sort", "gather_along_axis"} <= kinds
     assert "matmul" not in kinds and "iota" not in kinds
+
+
+# --- nonzero / masked_select / x[mask]: data-dependent sizes ---------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nonzero_masked_select_and_mask_indexing(dtype):
+    x = values((4, 6), dtype)
+    x[1] = 0  # a row of zeros
+    m = torch.rand(4, 6) > 0.5
+    check(torch.nonzero, x)
+    check(torch.nonzero, x.t())  # non-contiguous
+    check(lambda a: torch.nonzero(a, as_tuple=True), x)
+    check(torch.argwhere, x)
+    check(torch.masked_select, x, m)
+    check(torch.masked_select, x, m[:1])  # broadcast mask
+    check(lambda a, b: a[b], x, m)
+    check(lambda a, b: a[:, b[0]], x, m)  # mask on a later dim
+    check(lambda a, b: a[b[:, 0]], x, m)
+
+    def set_masked(a, b, v):
+        a = a.clone()
+        a[b] = v
+        return a
+
+    check(set_masked, x, m, values((), dtype))
+    check(torch.nonzero, torch.zeros(3, 0, dtype=dtype))
+    check(torch.nonzero, torch.zeros(5, dtype=dtype))  # nothing selected

@@ -3,7 +3,7 @@
 // one-hot matmuls): gather, scatter/scatter_add/scatter_reduce, index_select
 // (embedding), embedding_dense_backward, index_add, index_copy, advanced
 // indexing x[i, j] (index.Tensor) and x[i, j] = v / += v (_index_put_impl_),
-// sort, topk. Indices are checked on the host before a graph runs (torch's
+// sort, topk, nonzero/masked_select (and so x[mask]). Indices are checked on the host before a graph runs (torch's
 // messages; nothing is written on error); negative indices wrap where torch
 // wraps them (advanced indexing), in the graph.
 #include <ATen/native/Resize.h>
@@ -322,17 +322,33 @@ struct IndexPlan {
 
 IndexPlan plan_index(const at::Tensor& self, const c10::List<std::optional<at::Tensor>>& indices) {
   IndexPlan p;
+  int64_t dim = 0;  // self's dim the next index applies to (a mask spans several)
   for (size_t i = 0; i < indices.size(); ++i) {
     std::optional<at::Tensor> t = indices.get(i);
-    if (!t || !t->defined()) continue;
-    // bool/byte masks select a data-dependent number of elements: CPU.
-    require(is_index_type(t->scalar_type()) && (t->is_privateuseone() || t->is_cpu()));
-    p.indices.push_back(t->to(self.device()));  // CPU index tensors are allowed, as torch
-    p.dims.push_back(static_cast<int64_t>(i));
+    if (!t || !t->defined()) {
+      ++dim;
+      continue;
+    }
+    bool mask = t->scalar_type() == at::kBool || t->scalar_type() == at::kByte;
+    require((is_index_type(t->scalar_type()) || mask) && (t->is_privateuseone() || t->is_cpu()));
+    at::Tensor index = t->to(self.device());  // CPU index tensors are allowed, as torch
+    if (mask) {  // a mask is the index tensors of its nonzero coordinates (torch's expandTensors)
+      TORCH_CHECK_INDEX(dim + index.dim() <= self.dim(), "too many indices for tensor of dimension ", self.dim());
+      for (int64_t j = 0; j < index.dim(); ++j)
+        TORCH_CHECK_INDEX(index.size(j) == self.size(dim + j), "The shape of the mask ", index.sizes(), " at index ", j,
+                          " does not match the shape of the indexed tensor ", self.sizes(), " at index ", dim + j);
+      at::Tensor nz = at::nonzero(index);
+      for (int64_t j = 0; j < index.dim(); ++j) {
+        p.indices.push_back(nz.select(1, j).contiguous());
+        p.dims.push_back(dim++);
+      }
+      continue;
+    }
+    p.indices.push_back(index);
+    p.dims.push_back(dim++);
   }
   require(!p.indices.empty());
-  TORCH_CHECK_INDEX(static_cast<int64_t>(indices.size()) <= self.dim(), "too many indices for tensor of dimension ",
-                    self.dim(), " (got ", indices.size(), ")");
+  TORCH_CHECK_INDEX(dim <= self.dim(), "too many indices for tensor of dimension ", self.dim(), " (got ", dim, ")");
   p.broadcast = p.indices[0].sizes().vec();
   for (const at::Tensor& t : p.indices) p.broadcast = at::infer_size(p.broadcast, t.sizes());
   bool adjacent = p.dims.back() - p.dims.front() + 1 == static_cast<int64_t>(p.dims.size());
@@ -488,6 +504,70 @@ at::Tensor& index_put_impl_(at::Tensor& self, const c10::List<std::optional<at::
   return self.copy_(runtime::run_graph(spec, build_index_put, inputs)[0]);
 }
 
+// --- nonzero / masked_select: data-dependent sizes ----------------------------------------
+// One graph of static shapes: the positions of the selected elements come
+// first in an ascending arg_sort of unique keys (!selected * N + position:
+// no reliance on a stable sort), every position's coordinates/values are
+// gathered in that order, and the count is a second output. The op reads the
+// count (one sync) and returns the first `count` rows.
+void build_select_positions(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  const graph::Shape& shape = s.input(0).shape;
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  G selected = g.reshape(s.str_attr("what") == "nonzero" ? g.binary(NodeKind::NotEqual, x, g.constant(0, s.input(0).dtype))
+                                                         : cast_to(g, g.placeholder(s.input(1), "mask"), DType::Bool),
+                         {n});
+  G rejected = g.cast(g.unary(NodeKind::LogicalNot, selected), DType::Int64);
+  G key = g.add(g.mul(rejected, g.constant(static_cast<double>(n), DType::Int64)), g.iota({n}, 0, DType::Int64));
+  G order = g.arg_sort(key, 0, false);
+  if (s.str_attr("what") == "nonzero") {
+    std::vector<G> coords;
+    for (size_t d = 0; d < shape.size(); ++d)
+      coords.push_back(g.reshape(g.gather(g.reshape(g.iota(shape, static_cast<int64_t>(d), DType::Int64), {n}), order, 0),
+                                 {n, 1}));
+    g.output(g.concat(coords, 1));
+  } else {
+    g.output(g.gather(g.reshape(x, {n}), order, 0));
+  }
+  g.output(g.reduce(NodeKind::ReduceSum, g.cast(selected, DType::Int64), {0}));
+}
+
+at::Tensor select_positions(const char* what, const at::Tensor& x, const at::Tensor& mask) {
+  GraphSpec spec("aten::select_positions");
+  std::vector<at::Tensor> inputs{x};
+  spec.input(x);
+  if (mask.defined()) {
+    spec.input(mask);
+    inputs.push_back(mask);
+  }
+  spec.attr("what", std::string(what));
+  auto r = runtime::run_graph(spec, build_select_positions, inputs);
+  at::Tensor count = device::cpu_alias(r[1]);
+  device::synchronize();
+  return r[0].narrow(0, 0, count.item<int64_t>()).clone();
+}
+
+at::Tensor nonzero(const at::Tensor& self) {
+  require(graph_ok(self) && self.dim() >= 1 && !at::isComplexType(self.scalar_type()));
+  TORCH_CHECK(self.numel() < (int64_t{1} << 31), "nonzero is not supported for tensors with more than INT_MAX elements");
+  if (self.numel() == 0) return at::empty({0, self.dim()}, self.options().dtype(at::kLong));
+  return select_positions("nonzero", self, {});
+}
+
+at::Tensor masked_select(const at::Tensor& self, const at::Tensor& mask) {
+  require(graph_ok(self) && mask.is_privateuseone());
+  TORCH_CHECK(mask.scalar_type() == at::kBool, "masked_select: expected BoolTensor for mask");
+  auto shape = at::infer_size(self.sizes(), mask.sizes());
+  at::Tensor x = self.expand(shape).contiguous(), m = mask.expand(shape).contiguous();
+  if (x.numel() == 0) return at::empty({0}, self.options());
+  if (x.dim() == 0) {
+    x = x.reshape({1});
+    m = m.reshape({1});
+  }
+  return select_positions("masked_select", x, m);
+}
+
 // --- sort / topk: ArgSort, then the values gathered along the axis -------------------------
 void build_sort(Graph& g, const GraphSpec& s) {
   G x = g.placeholder(s.input(0), "self");
@@ -565,6 +645,8 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("sort.stable", sort_stable),
       MPS_EXT_ATEN_ROW("sort", sort),
       MPS_EXT_ATEN_ROW("topk", topk),
+      MPS_EXT_ATEN_ROW("nonzero", nonzero),
+      MPS_EXT_ATEN_ROW("masked_select", masked_select),
   };
   return r;
 }
