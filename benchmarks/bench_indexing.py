@@ -18,10 +18,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# The repo root first: torch's backend autoload imports mps_ext with torch.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mps_ext  # noqa: E402,F401
 from common import describe_machine, time_pair, write_results  # noqa: E402
 
