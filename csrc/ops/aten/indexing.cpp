@@ -11,6 +11,7 @@
 #include "device/device.h"
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops::aten {
 namespace {
@@ -569,15 +570,34 @@ at::Tensor masked_select(const at::Tensor& self, const at::Tensor& mask) {
 }
 
 // --- sort / topk: ArgSort, then the values gathered along the axis -------------------------
+// topk's indices are a kernel node: the reference runtime runs ATen's partial
+// top-k (not a full sort); the decomposition (what MPSGraph runs) is the
+// ArgSort's first k. Ties may come in either order, as torch allows.
+at::Tensor topk_indices_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                            const runtime::reference::NewOutput& new_output) {
+  int64_t dim = n.int_attr("dim");
+  auto r = at::topk(in[0], n.int_attr("k"), dim, n.int_attr("descending") != 0, /*sorted=*/true);
+  at::Tensor out = new_output(std::get<1>(r).sizes(), at::kLong);
+  return out.copy_(std::get<1>(r));
+}
+MPS_EXT_REFERENCE_KERNEL("aten.topk_indices", topk_indices_cpu);
+
 void build_sort(Graph& g, const GraphSpec& s) {
   G x = g.placeholder(s.input(0), "self");
   int64_t dim = s.int_attr("dim"), k = s.int_attr("k");
-  G order = g.arg_sort(x, dim, s.int_attr("descending") != 0);
+  bool descending = s.int_attr("descending") != 0;
   const graph::Shape& shape = s.input(0).shape;
+  G order;
   if (!shape.empty() && k < shape[dim]) {  // topk: the first k
-    std::vector<int64_t> ends = shape;
-    ends[dim] = k;
-    order = g.slice(order, iota_vec(shape.size()), ends, iota_vec(shape.size(), 1));
+    graph::Attrs attrs{{"dim", dim}, {"k", k}, {"descending", int64_t{descending}}};
+    order = g.kernel("aten.topk_indices", {x}, attrs, [dim, k, descending](Graph& d, const std::vector<G>& in) {
+      const graph::Shape& sh = d.type(in[0]).shape;
+      std::vector<int64_t> ends = sh;
+      ends[dim] = k;
+      return d.slice(d.arg_sort(in[0], dim, descending), iota_vec(sh.size()), ends, iota_vec(sh.size(), 1));
+    });
+  } else {
+    order = g.arg_sort(x, dim, descending);
   }
   G values = shape.empty() ? x : g.gather_along_axis(x, order, dim);
   g.output(values);
