@@ -4,9 +4,10 @@
 
 Prints the machine (CPU model, ISA, threads, LLC), then per size and dtype the
 time, the ratio (torch time / mps_ext time: > 1 means mps_ext is faster) and
-effective GB/s, the x.clone() copy floor, and the per-call overhead on a
-1-element tensor for the Python wrapper and for torch.ops. Results go to
-benchmarks/results/softshrink.json.
+effective GB/s, minor page faults per call (Linux; a result written into
+freshly mapped memory costs one fault per 4 KiB page), the x.clone() copy
+floor, and the per-call overhead on a 1-element tensor for the Python wrapper
+and for torch.ops. Results go to benchmarks/results/softshrink.json.
 
 Results of 32 MiB and more come from huge pages in mps_ext (see
 csrc/runtime/reference/output_allocator.h); torch gets the same with
@@ -15,6 +16,7 @@ THP_MEM_ALLOC_ENABLE=1, so run with it set to compare kernels alone at 16M.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,24 @@ from common import describe_machine, time_call, time_pair, write_results
 
 SIZES = {"1M": 1 << 20, "4M": 1 << 22, "16M": 1 << 24}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def minor_faults() -> int:
+    if not sys.platform.startswith("linux"):
+        return 0
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def counting_faults(fn, counts, key):
+    """fn, adding its calls and minor page faults to counts[key]."""
+    def call():
+        before = minor_faults()
+        fn()
+        counts[key][0] += 1
+        counts[key][1] += minor_faults() - before
+    return call
 
 
 def fwd_bwd(fn, x, g):
@@ -47,7 +67,7 @@ def main() -> None:
     runtime = {"cpu": "reference", "mps": "mpsgraph"}.get(torch.device(dev).type, mps_ext.runtime())
     print(describe_machine())
     print(f"softshrink on {dev} (mps_ext runtime: {runtime}); ratio = torch time / mps_ext time")
-    print(f"{'case':<30}{'torch ms':>10}{'mps_ext ms':>12}{'ratio':>8}{'GB/s':>8}")
+    print(f"{'case':<30}{'torch ms':>10}{'mps_ext ms':>12}{'ratio':>8}{'GB/s':>8}{'faults/call torch, ours':>25}")
     for label in args.sizes:
         n = SIZES[label]
         for dname in args.dtypes:
@@ -69,13 +89,18 @@ def main() -> None:
                 print(f"{'copy floor ' + label:<30}{t_copy * 1e3:>10.3f}{'':>12}{'':>8}"
                       f"{2 * size * n / t_copy / 1e9:>8.1f}")
             for case, (f_ref, f_ours, nbytes) in cases.items():
-                t_ref, t_ours = time_pair(f_ref, f_ours, device=dev)
+                counts = {"torch": [0, 0], "mps_ext": [0, 0]}
+                t_ref, t_ours = time_pair(counting_faults(f_ref, counts, "torch"),
+                                          counting_faults(f_ours, counts, "mps_ext"), device=dev)
+                faults = {k: f / max(c, 1) for k, (c, f) in counts.items()}
                 row = {"case": case, "numel": n, "dtype": dname, "device": dev,
                        "torch_s": t_ref, "mps_ext_s": t_ours, "ratio": t_ref / t_ours,
-                       "mps_ext_GBps": nbytes / t_ours / 1e9, "torch_GBps": nbytes / t_ref / 1e9}
+                       "mps_ext_GBps": nbytes / t_ours / 1e9, "torch_GBps": nbytes / t_ref / 1e9,
+                       "torch_faults_per_call": faults["torch"], "mps_ext_faults_per_call": faults["mps_ext"]}
                 rows.append(row)
                 print(f"{f'{case} {label} {dname}':<30}{t_ref * 1e3:>10.3f}{t_ours * 1e3:>12.3f}"
-                      f"{row['ratio']:>8.2f}{row['mps_ext_GBps']:>8.1f}")
+                      f"{row['ratio']:>8.2f}{row['mps_ext_GBps']:>8.1f}"
+                      f"{faults['torch']:>16.0f},{faults['mps_ext']:>8.0f}")
 
     # Per-call cost on a tensor too small to matter: dispatch + graph-cache hit.
     x1 = torch.randn(1, device=dev)
