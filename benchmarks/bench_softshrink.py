@@ -9,9 +9,11 @@ freshly mapped memory costs one fault per 4 KiB page), the x.clone() copy
 floor, and the per-call overhead on a 1-element tensor for the Python wrapper
 and for torch.ops. Results go to benchmarks/results/softshrink.json.
 
-Results of 32 MiB and more come from huge pages in mps_ext (see
-csrc/runtime/reference/output_allocator.h); torch gets the same with
-THP_MEM_ALLOC_ENABLE=1, so run with it set to compare kernels alone at 16M.
+mps_ext's results of 256 KiB and more reuse recently freed blocks and new
+ones of 32 MiB and more sit on huge pages (csrc/runtime/reference/
+output_allocator.h): torch gets huge pages with THP_MEM_ALLOC_ENABLE=1 (set it
+to compare kernels alone at 16M), and the faults column shows when torch's
+results land in fresh pages (glibc heap state, history-dependent).
 """
 from __future__ import annotations
 
