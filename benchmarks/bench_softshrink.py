@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's; 1 gives steadier numbers on a shared machine)")
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="wall time, or process CPU time (steadier when the machine is oversubscribed)")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds per case (best of all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +71,8 @@ def main() -> None:
     rows = []
     runtime = {"cpu": "reference", "mps": "mpsgraph"}.get(torch.device(dev).type, mps_ext.runtime())
     print(describe_machine())
-    print(f"softshrink on {dev} (mps_ext runtime: {runtime}); ratio = torch time / mps_ext time")
+    print(f"softshrink on {dev} (mps_ext runtime: {runtime}); {args.clock} clock; "
+          f"ratio = torch time / mps_ext time")
     print(f"{'case':<30}{'torch ms':>10}{'mps_ext ms':>12}{'ratio':>8}{'GB/s':>8}{'faults/call torch, ours':>25}")
     for label in args.sizes:
         n = SIZES[label]
@@ -85,7 +89,7 @@ def main() -> None:
                 "fwd+bwd": (lambda: fwd_bwd(ref, xr, g), lambda: fwd_bwd(ours, xr, g), 5 * size * n),
             }
             if dtype == torch.float32:  # the floor for a one-in, one-out op: a copy into a fresh tensor
-                t_copy = time_call(lambda: x.clone(), device=dev)
+                t_copy = time_call(lambda: x.clone(), device=dev, clock=args.clock)
                 rows.append({"case": "x.clone() (copy floor)", "numel": n, "dtype": dname, "device": dev,
                              "torch_s": t_copy, "torch_GBps": 2 * size * n / t_copy / 1e9})
                 print(f"{'copy floor ' + label:<30}{t_copy * 1e3:>10.3f}{'':>12}{'':>8}"
@@ -93,7 +97,8 @@ def main() -> None:
             for case, (f_ref, f_ours, nbytes) in cases.items():
                 counts = {"torch": [0, 0], "mps_ext": [0, 0]}
                 t_ref, t_ours = time_pair(counting_faults(f_ref, counts, "torch"),
-                                          counting_faults(f_ours, counts, "mps_ext"), device=dev)
+                                          counting_faults(f_ours, counts, "mps_ext"), device=dev,
+                                          rounds=args.rounds, clock=args.clock)
                 faults = {k: f / max(c, 1) for k, (c, f) in counts.items()}
                 row = {"case": case, "numel": n, "dtype": dname, "device": dev,
                        "torch_s": t_ref, "mps_ext_s": t_ours, "ratio": t_ref / t_ours,
@@ -108,9 +113,11 @@ def main() -> None:
     x1 = torch.randn(1, device=dev)
     ours(x1, 0.5)  # compile once
     before = mps_ext.graph.cache_info()
-    t_ref, t_wrapper = time_pair(lambda: ref(x1, 0.5), lambda: ours(x1, 0.5), device=dev, rounds=9)
+    t_ref, t_wrapper = time_pair(lambda: ref(x1, 0.5), lambda: ours(x1, 0.5), device=dev, rounds=9,
+                                 clock=args.clock)
     t_aten_ops, t_ops = time_pair(lambda: torch.ops.aten.softshrink(x1, 0.5),
-                                  lambda: torch.ops.mps_ext.softshrink(x1, 0.5), device=dev, rounds=9)
+                                  lambda: torch.ops.mps_ext.softshrink(x1, 0.5), device=dev, rounds=9,
+                                  clock=args.clock)
     after = mps_ext.graph.cache_info()
     assert after.misses == before.misses, "the 1-element calls must all be cache hits"
     overhead = {"torch_F_us": t_ref * 1e6, "mps_ext_wrapper_us": t_wrapper * 1e6,
@@ -119,7 +126,8 @@ def main() -> None:
     print(f"1-element call: F.softshrink {t_ref * 1e6:.2f} us, mps_ext.nn.functional.softshrink "
           f"{t_wrapper * 1e6:.2f} us ({t_wrapper / t_ref:.2f}x); torch.ops.aten.softshrink {t_aten_ops * 1e6:.2f} us, "
           f"torch.ops.mps_ext.softshrink {t_ops * 1e6:.2f} us ({t_ops / t_aten_ops:.2f}x)")
-    path = write_results("softshrink", rows, {"call_overhead": overhead, "machine": describe_machine()})
+    path = write_results("softshrink", rows, {"call_overhead": overhead, "machine": describe_machine(),
+                                              "clock": args.clock})
     print(f"wrote {path}")
 
 
