@@ -39,6 +39,10 @@ enum class NodeKind : int16_t {
 #define MPS_EXT_NODE(kind, name) kind,
 #include "graph/node_kinds.def"
 };
+inline constexpr size_t kNumNodeKinds = 0
+#define MPS_EXT_NODE(kind, name) +1
+#include "graph/node_kinds.def"
+    ;
 const char* kind_name(NodeKind k);
 bool is_unary(NodeKind k);
 bool is_binary(NodeKind k);   // includes comparisons
