@@ -11,6 +11,7 @@
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
 #include "runtime/reference/node_eval.h"
+#include "runtime/reference/output_allocator.h"
 #include "runtime/runtime.h"
 #include "runtime/shape_buckets.h"
 
@@ -69,6 +70,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("_set_use_kernels", &runtime::set_use_kernels);
   m.def("_use_kernels", &runtime::use_kernels);
   m.def("_reference_kernels", &runtime::reference::kernel_names);
+  m.def("_output_cache_info", [] {  // the reference runtime's result-block cache (output_allocator.h)
+    auto i = runtime::reference::output_cache_info();
+    return py::make_tuple(i.hits, i.misses, i.cached_bytes, i.max_bytes);
+  });
+  m.def("_output_cache_clear", &runtime::reference::output_cache_clear);
   m.def("_cache_clear", &runtime::cache_clear);
   m.def("_begin_capture", &runtime::begin_capture);
   m.def("_end_capture", [] {

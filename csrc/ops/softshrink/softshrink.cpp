@@ -47,7 +47,9 @@ BackwardArgs check_backward(const at::Tensor& grad_output, const at::Tensor& sel
   check_floating("softshrink_backward", "grad_output", grad_output);
   check_floating("softshrink_backward", "self", self);
   check_lambd(self, lambd);
-  return {at::result_type(grad_output, self), at::infer_size(grad_output.sizes(), self.sizes())};
+  at::ScalarType dtype = grad_output.scalar_type() == self.scalar_type() ? self.scalar_type()  // (no dispatch)
+                                                                        : at::result_type(grad_output, self);
+  return {dtype, at::infer_size(grad_output.sizes(), self.sizes())};
 }
 
 // The IR form: inputs (x, lambd) -> x's dtype; math in lambd's dtype (opmath).
@@ -137,7 +139,8 @@ at::Tensor softshrink_backward(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Scalar& lambd) {
   auto [dtype, shape] = check_backward(grad_output, self, lambd);
   if (c10::multiply_integers(shape) == 0) return at::empty(shape, self.options().dtype(dtype));
-  at::Tensor g_in = grad_output.to(dtype), x_in = self.to(dtype);
+  const at::Tensor& g_in = grad_output.scalar_type() == dtype ? grad_output : grad_output.to(dtype);
+  const at::Tensor& x_in = self.scalar_type() == dtype ? self : self.to(dtype);
   at::Tensor l = scalar_input(lambd, opmath_type(dtype));
   GraphSpec spec("softshrink_backward");
   spec.input_dynamic(g_in).input_dynamic(x_in).input(l);
