@@ -31,6 +31,7 @@ def same(cpu_fn, *args, atol=1e-6, rtol=1e-5):
 # --- keys: every field the builder reads tells graphs apart ------------------------
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int32, torch.int64])
 def test_cached_hit_with_another_dtype_builds_its_own_graph(dtype):
+    mps_ext.graph.cache_clear()
     x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     same(lambda t: t + t, x)  # float32 graph cached
     before = misses()
@@ -53,6 +54,7 @@ def test_rank_and_scalar_type_are_part_of_the_key():
 
 
 def test_attribute_values_are_part_of_the_key():
+    mps_ext.graph.cache_clear()
     x = torch.randn(4, 5)
     before = misses()
     a = same(lambda t: F.gelu(t), x)

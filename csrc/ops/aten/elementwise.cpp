@@ -491,42 +491,63 @@ bool accept_elementwise(const c10::FunctionSchema& schema) {
 
 // _foreach_<op>[_]: the elementwise op per list element (lists, ScalarLists,
 // and single Tensors/Scalars shared by all elements).
+struct ForeachOverload {
+  enum Role : uint8_t { TensorList, ScalarList, Tensor, Scalar, Attr };
+  const Entry* entry = nullptr;
+  bool inplace = false;
+  std::vector<Role> roles;
+};
+std::unordered_map<const c10::FunctionSchema*, ForeachOverload>& foreach_overloads() {
+  static auto* m = new std::unordered_map<const c10::FunctionSchema*, ForeachOverload>();
+  return *m;
+}
+
 void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
   const c10::FunctionSchema& schema = op.schema();
-  const Entry& e = *find_entry(base_name(schema).substr(9));
+  const ForeachOverload& o = foreach_overloads().at(&schema);
   const auto& args = schema.arguments();
   const size_t first = stack->size() - args.size();
-  bool inplace = is_inplace(schema);
   size_t n = (*stack)[first].toTensorList().size();
   graph::Attrs attrs;
   for (size_t i = 0; i < args.size(); ++i)
-    if (!is_tensor_type(args[i].type()) && !is_scalar_type(args[i].type()) && !args[i].type()->cast<c10::ListType>())
-      read_attr(attrs, args[i], (*stack)[first + i]);
+    if (o.roles[i] == ForeachOverload::Attr) read_attr(attrs, args[i], (*stack)[first + i]);
+  // The lists, read once (not per element and pass).
+  c10::SmallVector<c10::List<at::Tensor>, 4> tensor_lists(args.size());
+  c10::SmallVector<std::optional<c10::impl::GenericList>, 4> scalar_lists(args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (o.roles[i] == ForeachOverload::TensorList) tensor_lists[i] = (*stack)[first + i].toTensorList();
+    else if (o.roles[i] == ForeachOverload::ScalarList) scalar_lists[i] = (*stack)[first + i].toList();
+  }
   std::vector<at::Tensor> results;
+  results.reserve(n);
   try {
     // Every element is checked before any is written, so a fallback never
     // sees a half-updated list.
     for (int pass = 0; pass < 2; ++pass)
     for (size_t j = 0; j < n; ++j) {
-      std::vector<Operand> ops;
+      c10::SmallVector<Operand, 4> ops;
       for (size_t i = 0; i < args.size(); ++i) {
         const c10::IValue& v = (*stack)[first + i];
-        const auto& t = args[i].type();
-        if (is_list_of(t, c10::TypeKind::TensorType)) ops.push_back({v.toTensorList().get(j), std::nullopt});
-        else if (is_list_of(t, c10::TypeKind::NumberType)) ops.push_back({at::Tensor(), v.toList().get(j).toScalar()});
-        else if (is_tensor_type(t)) ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt});
-        else if (is_scalar_type(t)) ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+        switch (o.roles[i]) {
+          case ForeachOverload::TensorList: ops.push_back({tensor_lists[i].get(j), std::nullopt}); break;
+          case ForeachOverload::ScalarList: ops.push_back({at::Tensor(), scalar_lists[i]->get(j).toScalar()}); break;
+          case ForeachOverload::Tensor: ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt}); break;
+          case ForeachOverload::Scalar:
+            ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+            break;
+          case ForeachOverload::Attr: break;
+        }
       }
-      at::Tensor dest = inplace ? ops[0].tensor : at::Tensor();
-      at::Tensor r = run_elementwise(e, ops, attrs, dest, inplace, /*check_only=*/pass == 0);
-      if (pass == 1) results.push_back(r);
+      at::Tensor dest = o.inplace ? ops[0].tensor : at::Tensor();
+      at::Tensor r = run_elementwise(*o.entry, ops, attrs, dest, o.inplace, /*check_only=*/pass == 0);
+      if (pass == 1) results.push_back(std::move(r));
     }
   } catch (const std::domain_error&) {
     return fallback(op, stack);
   }
   torch::jit::drop(*stack, args.size());
-  if (!inplace) torch::jit::push(*stack, c10::List<at::Tensor>(results));
+  if (!o.inplace) torch::jit::push(*stack, c10::List<at::Tensor>(results));
 }
 
 bool accept_foreach(const c10::FunctionSchema& schema) {
@@ -539,20 +560,33 @@ bool accept_foreach(const c10::FunctionSchema& schema) {
               : (schema.returns().size() != 1 || !is_list_of(schema.returns()[0].type(), c10::TypeKind::TensorType)))
     return false;
   int operands = 0;
+  ForeachOverload plan{e, inplace, {}};
   for (size_t i = 0; i < schema.arguments().size(); ++i) {
     const auto& a = schema.arguments()[i];
     const auto& t = a.type();
     if (i == 0 && !is_list_of(t, c10::TypeKind::TensorType)) return false;
-    if (is_list_of(t, c10::TypeKind::TensorType) || is_list_of(t, c10::TypeKind::NumberType) || is_scalar_type(t)) {
+    if (is_list_of(t, c10::TypeKind::TensorType)) {
+      plan.roles.push_back(ForeachOverload::TensorList);
+      ++operands;
+    } else if (is_list_of(t, c10::TypeKind::NumberType)) {
+      plan.roles.push_back(ForeachOverload::ScalarList);
+      ++operands;
+    } else if (is_scalar_type(t)) {
+      plan.roles.push_back(ForeachOverload::Scalar);
       ++operands;
     } else if (is_tensor_type(t)) {
       if (a.name() == "scalars") return false;  // a CPU tensor of per-element scalars
+      plan.roles.push_back(ForeachOverload::Tensor);
       ++operands;
     } else if (std::none_of(e->attrs.begin(), e->attrs.end(), [&](const char* n) { return a.name() == n; })) {
       return false;
+    } else {
+      plan.roles.push_back(ForeachOverload::Attr);
     }
   }
-  return operands == e->arity;
+  if (operands != e->arity) return false;
+  foreach_overloads()[&schema] = std::move(plan);
+  return true;
 }
 
 std::vector<std::string> names(const char* prefix) {
