@@ -39,6 +39,10 @@ enum class NodeKind : int16_t {
 #define MPS_EXT_NODE(kind, name) kind,
 #include "graph/node_kinds.def"
 };
+inline constexpr size_t kNumNodeKinds = 0
+#define MPS_EXT_NODE(kind, name) +1
+#include "graph/node_kinds.def"
+    ;
 const char* kind_name(NodeKind k);
 bool is_unary(NodeKind k);
 bool is_binary(NodeKind k);   // includes comparisons
@@ -94,6 +98,11 @@ struct Tensor {
 class Graph {
  public:
   // --- builder: vocabulary follows MPSGraph ---------------------------------
+  // The generic builder: a `kind` node over `inputs` with `attrs`. The kind's
+  // spec (graph/node_spec.h) checks both, normalises the attrs and infers the
+  // result type. The methods below are its spellings (attrs by name);
+  // with_input_shapes re-applies every node through it.
+  Tensor apply(NodeKind kind, const std::vector<Tensor>& inputs, Attrs attrs = {});
   Tensor placeholder(Shape shape, DType dtype, std::string name);
   Tensor placeholder(const TensorType& t, std::string name) { return placeholder(t.shape, t.dtype, std::move(name)); }
   // A variable is an input the graph mutates in place (a Tensor(a!) argument):

@@ -26,6 +26,12 @@
 namespace mps_ext::ops::aten {
 
 using BoxedKernel = void (*)(const c10::OperatorHandle&, torch::jit::Stack*);
+// The names every family's graph builders use.
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using runtime::GraphSpec;
+using G = graph::Tensor;
 
 // Which overloads of a base name a family serves: the predicate sees the
 // schema (arguments, returns) and accepts or skips it.
@@ -100,6 +106,14 @@ inline at::TensorOptions device_options(const at::Tensor& like, at::ScalarType d
 inline graph::Tensor k(graph::Graph& g, double v, graph::Tensor like) { return g.constant(v, g.type(like).dtype); }
 inline graph::Tensor cast_to(graph::Graph& g, graph::Tensor x, graph::DType t) {
   return g.type(x).dtype == t ? x : g.cast(x, t);
+}
+// x[..., start:end, ...] along `dim` (a static-shape graph value).
+inline graph::Tensor slice_along(graph::Graph& g, graph::Tensor x, int64_t dim, int64_t start, int64_t end) {
+  graph::Shape shape = g.type(x).shape;
+  std::vector<int64_t> starts(shape.size(), 0), strides(shape.size(), 1);
+  starts[dim] = start;
+  shape[dim] = end;
+  return g.slice(x, starts, shape, strides);
 }
 inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
 inline graph::DType attr_dtype(const runtime::GraphSpec& s, const char* name) {
