@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import mps_ext
 from mps_ext import _C
+from mps_ext.graph import Graph
 
 DEV = "mpsgraph"
 
@@ -133,10 +134,10 @@ def test_functional_results_do_not_alias_inputs():
 
 # --- fusion ------------------------------------------------------------------------------
 def test_single_streaming_node_is_a_fused_region():
-    g = _C.Graph()
+    g = Graph()
     a = g.placeholder([4], torch.float32, "a")
     b = g.placeholder([4], torch.float32, "b")
-    g.output(g.binary("multiply", a, b))
+    g.output(g.multiply(a, b))
     assert _C._fusion_plan(g) == [[2]]
 
 
@@ -144,13 +145,13 @@ def test_single_streaming_node_is_a_fused_region():
 def test_select_on_a_compare_computed_outside_the_region(shape, big):
     # An integer compare runs in ATen; the select after it must read its bool
     # result, not fold the compare's (unregistered) operands into itself.
-    g = _C.Graph()
+    g = Graph()
     d = g.placeholder(shape, torch.float32, "d")
     zero = g.constant(0.0, torch.float32)
-    b = g.broadcast(d, big)
+    b = g.broadcast(d, shape=big)
     i = g.placeholder(big, torch.int64, "i")
     j = g.placeholder(big, torch.int64, "j")
-    g.output(g.select(g.binary("equal", i, j), b, zero))
+    g.output(g.select(g.equal(i, j), b, zero))
     torch.manual_seed(0)
     ins = [torch.randn(shape), (torch.rand(big) > 0.5).long(), torch.ones(big, dtype=torch.long)]
     fused = _C._run_reference(g, ins, fuse=True)[0]
