@@ -180,3 +180,15 @@ def test_max_pool_backward_matches_cpu():
     F.max_pool2d(a, 2).backward(g)
     F.max_pool2d(b, 2).backward(g.to(DEV))
     torch.testing.assert_close(b.grad.cpu(), a.grad)
+
+
+def test_input_independent_values_are_reused_across_runs_and_never_handed_out():
+    # Max-pool's window indices are an Iota chain: computed once per compiled
+    # graph, then every call (different inputs) must still be right.
+    for seed in range(3):
+        x = torch.randn(2, 3, 4, 6, generator=torch.Generator().manual_seed(seed))
+        v, i = F.max_pool2d(x, 2, return_indices=True)
+        dv, di = F.max_pool2d(x.to(DEV), 2, return_indices=True)
+        torch.testing.assert_close(dv.cpu(), v)
+        assert torch.equal(di.cpu(), i)
+        di.zero_()  # a caller writing into a result must not touch the shared values

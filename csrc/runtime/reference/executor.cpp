@@ -65,6 +65,7 @@ class ReferenceExecutable final : public Executable {
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
       if (graph_->nodes()[id].kind == NodeKind::Kernel) kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
+    precompute_input_independent_steps();
   }
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
@@ -85,6 +86,7 @@ class ReferenceExecutable final : public Executable {
                             "input '", n.name, "' does not match its placeholder");
       env[graph_->inputs()[i]] = t;
     }
+    for (int id : precomputed_ids_) env[id] = precomputed_[id];
     // Graph outputs go where the caller wants them; other values are fresh.
     // (One pointer captured: the std::function stores it without allocating.)
     struct OutputState {
@@ -100,6 +102,7 @@ class ReferenceExecutable final : public Executable {
       return t;
     };
     for (const Step& s : plan_.steps) {
+      if (s.region < 0 && precomputed_[s.node].defined()) continue;
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
         if (run_region(r, env, new_output)) continue;
@@ -119,6 +122,10 @@ class ReferenceExecutable final : public Executable {
         outs.push_back(t);
         continue;
       }
+      if (precomputed_[id].defined()) {  // shared by every run: the caller gets its own copy
+        outs.push_back(t.clone());
+        continue;
+      }
       bool assign = nodes[id].kind == NodeKind::Assign;
       bool aliased = !assign && (std::any_of(inputs.begin(), inputs.end(), [&](const at::Tensor& in) { return t.is_alias_of(in); }) ||
                                  std::any_of(outs.begin(), outs.end(), [&](const at::Tensor& o) { return t.is_alias_of(o); }));
@@ -129,6 +136,37 @@ class ReferenceExecutable final : public Executable {
   }
 
  private:
+  // Single-node steps that depend on no input (Iota/Constant chains: window
+  // indices, one-hot positions, masks) have the same value on every run:
+  // evaluated once here, not by ATen on every call.
+  void precompute_input_independent_steps() {
+    const auto& nodes = graph_->nodes();
+    precomputed_.resize(nodes.size());
+    std::vector<bool> fixed(nodes.size(), false);
+    auto pure = [](NodeKind k) {
+      return !graph::is_input(k) && k != NodeKind::Kernel && k != NodeKind::Assign && k != NodeKind::SliceUpdate &&
+             k != NodeKind::RandomUniform;
+    };
+    for (size_t id = 0; id < nodes.size(); ++id) {
+      const graph::Node& n = nodes[id];
+      bool roots = n.inputs.empty() ? (n.kind == NodeKind::Constant || n.kind == NodeKind::Iota) : true;
+      fixed[id] = pure(n.kind) && roots &&
+                  std::all_of(n.inputs.begin(), n.inputs.end(), [&](int in) { return fixed[in]; });
+    }
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    std::vector<at::Tensor> env(nodes.size());
+    for (const Step& s : plan_.steps) {
+      if (s.region >= 0 || !fixed[s.node]) continue;
+      const graph::Node& n = nodes[s.node];
+      if (!std::all_of(n.inputs.begin(), n.inputs.end(), [&](int in) { return precomputed_[in].defined(); }))
+        continue;  // an input computed inside a fused region: leave the chain to the run
+      std::vector<at::Tensor> args;
+      for (int in : n.inputs) args.push_back(precomputed_[in]);
+      precomputed_[s.node] = eval_node(n, args);
+      precomputed_ids_.push_back(s.node);
+    }
+  }
+
   void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
@@ -156,6 +194,8 @@ class ReferenceExecutable final : public Executable {
   std::vector<bool> in_place_;
   std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (kernel nodes only)
   std::vector<int> output_index_;  // node id -> graph output index, or -1
+  std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
+  std::vector<int> precomputed_ids_;
 };
 }  // namespace
 
