@@ -6,7 +6,7 @@ fused CPU kernels over the same host memory), so the ratio measures what the
 device layer adds: graph-cache lookups, spec keys, boxed argument parsing. On a
 Mac the same graphs lower to MPSGraph.
 
-    python benchmarks/bench_training.py          # ~1 min
+    python benchmarks/bench_training.py [--threads N] [--models mlp,cnn]   # ~1 min
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before torch: its backend autoload imports mps_ext
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mps_ext  # noqa: E402,F401
 
-from common import environment, write_results  # noqa: E402
+from common import describe_machine, environment, write_results  # noqa: E402
 
 DEV = "mpsgraph"
 
@@ -143,15 +143,26 @@ def compare(cpu_step, dev_step, seconds=4.0):
 
 
 def main() -> None:
+    import argparse
     import warnings
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--models", default="mlp,cnn,gpt,lstm", help="comma-separated subset")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     warnings.simplefilter("ignore")  # fallback warnings: counted below instead
     cpu = platform.processor() or platform.machine()
+    print(describe_machine())
     print(f"training steps/s, {DEV} device ({mps_ext.runtime()} runtime) vs cpu; {cpu}, "
           f"ISA {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
     print(f"{'model':<8}{'cpu steps/s':>13}{'device steps/s':>16}{'ratio':>8}{'fallbacks/step':>16}")
     rows = []
     for name, make, x, y, loss_fn in cases():
+        if name not in args.models.split(","):
+            continue
         torch.manual_seed(0)
         ref = make()
         dev = make()
@@ -171,7 +182,7 @@ def main() -> None:
                "fallbacks_per_step": fb}
         rows.append(row)
         print(f"{name:<8}{cpu_sps:>13.1f}{dev_sps:>16.1f}{row['ratio']:>8.2f}{fb:>16d}")
-    path = write_results("bench_training", rows, {"runtime": mps_ext.runtime(), "env": environment()})
+    path = write_results(f"bench_training_t{torch.get_num_threads()}", rows, {"runtime": mps_ext.runtime(), "env": environment()})
     print(f"wrote {path}")
 
 

@@ -16,6 +16,8 @@
 #include <c10/core/CPUAllocator.h>
 #include <torch/library.h>
 
+#include <cstring>
+
 #include "device/device.h"
 #include "profiler/profiler.h"
 
@@ -24,8 +26,12 @@ namespace mps_ext::device {
 at::Tensor cpu_alias(const at::Tensor& t) {
   const c10::Storage& s = t.storage();
   void* base = const_cast<void*>(s.data());
-  auto* keep = new c10::Storage(s);  // the CPU storage keeps the device storage alive
-  c10::DataPtr ptr(base, keep, [](void* ctx) { delete static_cast<c10::Storage*>(ctx); }, c10::Device(c10::kCPU));
+  // The CPU storage keeps the device storage alive: one reference on it, held
+  // by the DataPtr's context (no separate allocation; runs on every graph op).
+  c10::StorageImpl* keep = s.unsafeGetStorageImpl();
+  c10::raw::intrusive_ptr::incref(keep);
+  c10::DataPtr ptr(base, keep, [](void* ctx) { c10::raw::intrusive_ptr::decref(static_cast<c10::StorageImpl*>(ctx)); },
+                   c10::Device(c10::kCPU));
   auto storage = c10::make_intrusive<c10::StorageImpl>(c10::StorageImpl::use_byte_size_t(), s.nbytes(),
                                                        std::move(ptr), c10::GetCPUAllocator(), /*resizable=*/true);
   at::Tensor cpu = at::detail::make_tensor<c10::TensorImpl>(c10::Storage(std::move(storage)),
@@ -46,7 +52,19 @@ at::Tensor device_tensor_over(const c10::Storage& storage, const at::Tensor& lik
   return t;
 }
 
+at::Tensor empty_device(at::IntArrayRef sizes, at::ScalarType dtype) {
+  return at::detail::empty_generic(sizes, allocator(), c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), dtype,
+                                   std::nullopt);
+}
+
 at::Tensor to_device(const at::Tensor& cpu) {
+  if (cpu.is_contiguous() && !cpu.is_conj() && !cpu.is_neg()) {
+    // The common case (graph results computed by ATen): one memcpy, no dispatcher.
+    at::Tensor out = empty_device(cpu.sizes(), cpu.scalar_type());
+    profiler::CopyScope profile_copy(cpu, out);
+    if (cpu.numel() > 0) std::memcpy(out.mutable_data_ptr(), cpu.const_data_ptr(), cpu.nbytes());
+    return out;
+  }
   auto options = cpu.options().device(c10::Device(kDeviceType, 0));
   at::Tensor out = cpu.is_non_overlapping_and_dense() ? at::empty_strided(cpu.sizes(), cpu.strides(), options)
                                                       : at::empty(cpu.sizes(), options);

@@ -69,6 +69,9 @@ at::Tensor cpu_alias(const at::Tensor& t);
 // A device tensor over `storage` (a device storage) with the given geometry.
 at::Tensor device_tensor_over(const c10::Storage& storage, const at::Tensor& like_geometry,
                               int64_t storage_offset);
+// A new contiguous device tensor (no dispatcher round trip: runtimes allocate
+// their outputs with it on every op).
+at::Tensor empty_device(at::IntArrayRef sizes, at::ScalarType dtype);
 // A new device tensor with `cpu`'s values (its strides when dense).
 at::Tensor to_device(const at::Tensor& cpu);
 

@@ -117,9 +117,12 @@ class Scope {
 // key; its text up to the first '|' names the op.
 class OpScope : public Scope {
  public:
-  OpScope(const std::string& graph_key, const std::vector<at::Tensor>& inputs) {
+  // `graph_key()` gives the key string; called only when profiling (the
+  // readable key is built on demand).
+  template <typename KeyFn>
+  OpScope(KeyFn&& graph_key, const std::vector<at::Tensor>& inputs) {
 #ifndef MPS_EXT_NO_PROFILER_HOOKS
-    if (state() != 0) [[unlikely]] active_ = detail::open_op(graph_key, inputs);
+    if (state() != 0) [[unlikely]] active_ = detail::open_op(graph_key(), inputs);
 #endif
   }
 };

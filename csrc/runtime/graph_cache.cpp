@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -22,7 +23,7 @@ namespace mps_ext::runtime {
 namespace {
 struct Entry {
   int variant;      // runtime x kernels-or-decompositions: one index each
-  std::string key;  // the spec's key
+  std::string key;  // the spec's key_bytes()
   std::shared_ptr<const graph::Graph> graph;
   std::shared_ptr<Executable> executable;
 };
@@ -83,48 +84,178 @@ const T& spec_attr(const graph::Attrs& attrs, const std::string& name, const std
               "' has no attribute '", name, "' of that type");
   return std::get<T>(it->second);
 }
+
+// The key's byte layout: the op name, then per input 'I' dtype rank dims, per
+// attribute a type tag, its name and value. Every variable-length field is
+// length-prefixed, so two different specs never share bytes.
+template <typename T>
+void put(c10::SmallVectorImpl<char>& b, T v) {
+  const char* p = reinterpret_cast<const char*>(&v);
+  b.append(p, p + sizeof(T));
+}
+void put_str(c10::SmallVectorImpl<char>& b, std::string_view v) {
+  put(b, static_cast<uint32_t>(v.size()));
+  b.append(v.begin(), v.end());
+}
+void put_ints(c10::SmallVectorImpl<char>& b, c10::ArrayRef<int64_t> v) {
+  put(b, static_cast<uint32_t>(v.size()));
+  const char* p = reinterpret_cast<const char*>(v.data());
+  b.append(p, p + v.size() * sizeof(int64_t));
+}
+
+struct Reader {
+  const char* p;
+  const char* end;
+  template <typename T>
+  T get() {
+    TORCH_INTERNAL_ASSERT(p + sizeof(T) <= end, "corrupt graph spec key");
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    p += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    auto n = get<uint32_t>();
+    TORCH_INTERNAL_ASSERT(p + n <= end, "corrupt graph spec key");
+    std::string v(p, n);
+    p += n;
+    return v;
+  }
+  std::vector<int64_t> ints() {
+    auto n = get<uint32_t>();
+    std::vector<int64_t> v(n);
+    for (auto& x : v) x = get<int64_t>();
+    return v;
+  }
+};
 }  // namespace
 
+struct GraphSpec::Decoded {
+  std::vector<graph::TensorType> inputs;
+  graph::Attrs attrs;
+  std::string key;  // readable
+};
+
+GraphSpec::GraphSpec(std::string_view op) { put_str(bytes_, op); }
+GraphSpec::GraphSpec(const GraphSpec& other) : bytes_(other.bytes_), num_inputs_(other.num_inputs_) {}
+GraphSpec::GraphSpec(GraphSpec&& other) noexcept : bytes_(std::move(other.bytes_)), num_inputs_(other.num_inputs_) {}
+GraphSpec::~GraphSpec() = default;
+
+void GraphSpec::put_tag(char tag, std::string_view name) {
+  decoded_.reset();  // read before being complete (an error message): decode again
+  bytes_.push_back(tag);
+  if (tag != 'I') put_str(bytes_, name);
+}
+
 GraphSpec& GraphSpec::input(const at::Tensor& t, std::initializer_list<int64_t> dynamic) {
-  graph::Shape shape = t.sizes().vec();
-  for (int64_t d : dynamic) shape.at(static_cast<size_t>(d < 0 ? d + t.dim() : d)) = graph::kDynamic;
-  return input(to_graph_dtype(t.scalar_type()), std::move(shape));
+  put_tag('I', {});
+  put(bytes_, static_cast<uint8_t>(to_graph_dtype(t.scalar_type())));
+  const size_t at = bytes_.size() + sizeof(uint32_t);
+  put_ints(bytes_, t.sizes());
+  for (int64_t d : dynamic) {
+    int64_t dim = d < 0 ? d + t.dim() : d;
+    TORCH_CHECK(dim >= 0 && dim < t.dim(), "GraphSpec::input: dynamic dim ", d, " out of range");
+    std::memcpy(bytes_.data() + at + dim * sizeof(int64_t), &graph::kDynamic, sizeof(int64_t));
+  }
+  ++num_inputs_;
+  return *this;
 }
 
 GraphSpec& GraphSpec::input_dynamic(const at::Tensor& t) {
-  return input(to_graph_dtype(t.scalar_type()), graph::Shape(static_cast<size_t>(t.dim()), graph::kDynamic));
+  put_tag('I', {});
+  put(bytes_, static_cast<uint8_t>(to_graph_dtype(t.scalar_type())));
+  put(bytes_, static_cast<uint32_t>(t.dim()));
+  for (int64_t i = 0; i < t.dim(); ++i) put(bytes_, graph::kDynamic);
+  ++num_inputs_;
+  return *this;
 }
 
-GraphSpec& GraphSpec::input(graph::DType dtype, graph::Shape shape) {
-  // Built on every op call: plain appends, no streams.
-  key_ += '|';
-  key_ += graph::dtype_name(dtype);
-  key_ += '[';
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) key_ += ',';
-    key_ += std::to_string(shape[i]);
+GraphSpec& GraphSpec::input(graph::DType dtype, const graph::Shape& shape) {
+  put_tag('I', {});
+  put(bytes_, static_cast<uint8_t>(dtype));
+  put_ints(bytes_, shape);
+  ++num_inputs_;
+  return *this;
+}
+
+GraphSpec& GraphSpec::attr(std::string_view name, int64_t value) {
+  put_tag('i', name);
+  put(bytes_, value);
+  return *this;
+}
+GraphSpec& GraphSpec::attr(std::string_view name, double value) {
+  put_tag('f', name);
+  put(bytes_, value);  // the bits: exact, -0.0 and NaN payloads included
+  return *this;
+}
+GraphSpec& GraphSpec::attr(std::string_view name, std::string_view value) {
+  put_tag('s', name);
+  put_str(bytes_, value);
+  return *this;
+}
+GraphSpec& GraphSpec::attr(std::string_view name, const std::vector<int64_t>& value) {
+  put_tag('v', name);
+  put_ints(bytes_, value);
+  return *this;
+}
+GraphSpec& GraphSpec::attr(std::string_view name, const graph::Attr& value) {
+  return std::visit([&](const auto& v) -> GraphSpec& {
+    using T = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<T, std::string>) return attr(name, std::string_view(v));
+    else return attr(name, v);
+  }, value);
+}
+
+const GraphSpec::Decoded& GraphSpec::decoded() const {
+  if (decoded_) return *decoded_;
+  auto d = std::make_unique<Decoded>();
+  Reader r{bytes_.data(), bytes_.data() + bytes_.size()};
+  d->key = r.str();
+  while (r.p < r.end) {
+    char tag = r.get<char>();
+    if (tag == 'I') {
+      auto dtype = static_cast<graph::DType>(r.get<uint8_t>());
+      graph::Shape shape = r.ints();
+      d->key += '|';
+      d->key += graph::dtype_name(dtype);
+      d->key += '[';
+      for (size_t i = 0; i < shape.size(); ++i) {
+        if (i) d->key += ',';
+        d->key += std::to_string(shape[i]);
+      }
+      d->key += ']';
+      d->inputs.push_back({dtype, std::move(shape)});
+      continue;
+    }
+    std::string name = r.str();
+    graph::Attr value;
+    switch (tag) {
+      case 'i': value = r.get<int64_t>(); break;
+      case 'f': value = r.get<double>(); break;
+      case 's': value = r.str(); break;
+      case 'v': value = r.ints(); break;
+      default: TORCH_INTERNAL_ASSERT(false, "corrupt graph spec key");
+    }
+    d->key += '|';
+    d->key += name;
+    d->key += '=';
+    append_attr(d->key, value);
+    d->attrs[name] = std::move(value);
   }
-  key_ += ']';
-  inputs_.push_back({dtype, std::move(shape)});
-  return *this;
+  decoded_ = std::move(d);
+  return *decoded_;
 }
 
-GraphSpec& GraphSpec::attr(std::string_view name, graph::Attr value) {
-  key_ += '|';
-  key_ += name;
-  key_ += '=';
-  append_attr(key_, value);
-  attrs_[std::string(name)] = std::move(value);
-  return *this;
-}
-
-int64_t GraphSpec::int_attr(const std::string& name) const { return spec_attr<int64_t>(attrs_, name, key_); }
-double GraphSpec::float_attr(const std::string& name) const { return spec_attr<double>(attrs_, name, key_); }
+const graph::TensorType& GraphSpec::input(size_t i) const { return decoded().inputs.at(i); }
+const graph::Attrs& GraphSpec::attrs() const { return decoded().attrs; }
+const std::string& GraphSpec::key() const { return decoded().key; }
+int64_t GraphSpec::int_attr(const std::string& name) const { return spec_attr<int64_t>(attrs(), name, key()); }
+double GraphSpec::float_attr(const std::string& name) const { return spec_attr<double>(attrs(), name, key()); }
 const std::string& GraphSpec::str_attr(const std::string& name) const {
-  return spec_attr<std::string>(attrs_, name, key_);
+  return spec_attr<std::string>(attrs(), name, key());
 }
 const std::vector<int64_t>& GraphSpec::ints_attr(const std::string& name) const {
-  return spec_attr<std::vector<int64_t>>(attrs_, name, key_);
+  return spec_attr<std::vector<int64_t>>(attrs(), name, key());
 }
 
 int64_t cache_maxsize() {
@@ -213,7 +344,7 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto it = c.index[variant].find(spec.key());
+    auto it = c.index[variant].find(spec.key_bytes());
     if (it != c.index[variant].end()) {
       c.lru.splice(c.lru.begin(), c.lru, it->second);
       f.graph = it->second->graph;
@@ -238,8 +369,8 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
   f.graph = build_graph(spec, build);
   f.executable = compile(kind, f.graph, kernels);
   std::lock_guard<std::mutex> lock(c.mutex);
-  if (c.index[variant].count(spec.key())) return f;  // a racing twin got there first: equivalent
-  c.lru.push_front(Entry{variant, spec.key(), f.graph, f.executable});
+  if (c.index[variant].count(spec.key_bytes())) return f;  // a racing twin got there first: equivalent
+  c.lru.push_front(Entry{variant, std::string(spec.key_bytes()), f.graph, f.executable});
   c.index[variant].emplace(c.lru.front().key, c.lru.begin());
   while (static_cast<int64_t>(c.lru.size()) > cache_maxsize()) {
     c.index[c.lru.back().variant].erase(c.lru.back().key);
@@ -253,13 +384,23 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
 at::Tensor into_output(const at::Tensor& result, const std::vector<at::Tensor>* outputs, size_t k) {
   if (!outputs) return result;
   const at::Tensor& out = (*outputs)[k];
-  if (!out.is_same(result)) out.copy_(result);
+  if (out.is_same(result)) return out;
+  if (result.is_cpu() && out.device().type() == c10::DeviceType::PrivateUse1 && out.is_contiguous() && result.is_contiguous() &&
+      out.scalar_type() == result.scalar_type() && out.sizes() == result.sizes() && !result.is_conj() &&
+      !result.is_neg()) {
+    // A result computed by ATen into fresh host memory -> the device tensor's
+    // (host) memory: one memcpy instead of a dispatched copy_.
+    device::synchronize();
+    if (result.numel() > 0) std::memcpy(out.mutable_data_ptr(), result.const_data_ptr(), result.nbytes());
+    return out;
+  }
+  out.copy_(result);
   return out;
 }
 
 std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
                             const std::vector<at::Tensor>* outputs) {
-  profiler::OpScope profile_op(spec.key(), inputs);  // profiler hook (issue 14): one relaxed load when off
+  profiler::OpScope profile_op([&]() -> const std::string& { return spec.key(); }, inputs);  // profiler hook (issue 14): one relaxed load when off
   TORCH_INTERNAL_ASSERT(!inputs.empty());
   c10::Device device = inputs[0].device();
   for (const at::Tensor& t : inputs)  // 0-d CPU scalars go with any device
@@ -282,26 +423,35 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
   };
   std::vector<at::Tensor> results;
   if (kind == Kind::Reference && device.type() == c10::DeviceType::PrivateUse1) {
-    // The mpsgraph device on the reference runtime: it computes on CPU aliases
-    // of the device's host-visible bytes; results are written straight into
-    // device memory (an out= tensor or a fresh device tensor).
+    // The mpsgraph device on the reference runtime: its memory is host
+    // memory, so the executor takes device tensors as they are (viewing them
+    // as CPU tensors only where ATen computes, reference::on_host) and writes
+    // results straight into device memory (an out= tensor or a fresh device
+    // tensor).
     device::synchronize();
-    std::vector<at::Tensor> host(inputs.size());
-    for (size_t i = 0; i < inputs.size(); ++i)
-      host[i] = inputs[i].device().type() == c10::DeviceType::PrivateUse1 ? device::cpu_alias(inputs[i]) : inputs[i];
-    std::vector<std::pair<at::Tensor, at::Tensor>> on_device;  // (device tensor, its CPU alias)
-    OutputAllocator allocate = [&](size_t k, at::IntArrayRef sizes, at::ScalarType dtype) {
-      at::Tensor d = caller_output(k, sizes, dtype);
-      if (!d.defined()) d = at::empty(sizes, inputs[0].options().device(device).dtype(dtype));
-      on_device.emplace_back(d, device::cpu_alias(d));
-      return on_device.back().second;
+    struct DeviceOutputs {
+      const std::vector<at::Tensor>* outputs;
+      c10::SmallVector<at::Tensor, 2> allocated;
+    } out_state{outputs, {}};
+    OutputAllocator allocate = [state = &out_state](size_t k, at::IntArrayRef sizes, at::ScalarType dtype) {
+      if (state->outputs) {
+        const at::Tensor& out = (*state->outputs)[k];
+        if (out.sizes() == sizes && out.scalar_type() == dtype && out.is_contiguous()) {
+          state->allocated.push_back(out);
+          return out;
+        }
+      }
+      state->allocated.push_back(device::empty_device(sizes, dtype));
+      return state->allocated.back();
     };
-    results = f.executable->run(host, allocate);
+    results = f.executable->run(inputs, allocate);
     for (at::Tensor& r : results) {
-      auto same = std::find_if(on_device.begin(), on_device.end(), [&](const auto& d) {
-        return d.second.data_ptr() == r.data_ptr() && d.second.sizes() == r.sizes() && d.second.strides() == r.strides();
+      if (!r.is_cpu()) continue;  // device memory already (an allocated output, a variable)
+      // A CPU kernel's view of an allocated output -> that device tensor.
+      auto same = std::find_if(out_state.allocated.begin(), out_state.allocated.end(), [&](const at::Tensor& d) {
+        return d.const_data_ptr() == r.const_data_ptr() && d.sizes() == r.sizes() && d.strides() == r.strides();
       });
-      r = same != on_device.end() ? same->first : (outputs ? r : device::to_device(r));
+      r = same != out_state.allocated.end() ? *same : (outputs ? r : device::to_device(r));
     }
   } else {
     OutputAllocator allocate;

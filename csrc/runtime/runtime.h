@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/SmallVector.h>
 
 #include <functional>
 #include <memory>
@@ -49,30 +50,54 @@ std::unique_ptr<Executable> compile(Kind kind, std::shared_ptr<const graph::Grap
 // Everything an op's graph depends on: op name, declared input types and
 // attributes. The builder reads only this, and the cache key is its
 // serialization, so a key cannot omit what the graph was built from.
+//
+// Built on every op call, so the hot path appends typed fields to one inline
+// byte buffer (no strings, no map, no heap for typical specs) -- that buffer
+// *is* the cache key. The accessors the builder uses decode it (lazily, on a
+// miss), so a builder cannot read anything the key does not hold.
 class GraphSpec {
  public:
-  explicit GraphSpec(std::string_view op) : key_(op) {}
+  explicit GraphSpec(std::string_view op);
+  GraphSpec(const GraphSpec& other);
+  GraphSpec(GraphSpec&& other) noexcept;
+  GraphSpec& operator=(const GraphSpec&) = delete;
+  ~GraphSpec();
   // The next input's declared type: t's dtype and sizes, with the dims listed
   // in `dynamic` left unknown (-1) so one graph serves all their sizes.
   GraphSpec& input(const at::Tensor& t, std::initializer_list<int64_t> dynamic = {});
   // The next input with every dim dynamic: one graph per rank (elementwise ops).
   GraphSpec& input_dynamic(const at::Tensor& t);
-  GraphSpec& input(graph::DType dtype, graph::Shape shape);
-  GraphSpec& attr(std::string_view name, graph::Attr value);
+  GraphSpec& input(graph::DType dtype, const graph::Shape& shape);
+  GraphSpec& attr(std::string_view name, const graph::Attr& value);
+  // Typed forms without a variant (the hot path); same key as the variant.
+  GraphSpec& attr(std::string_view name, int64_t value);
+  GraphSpec& attr(std::string_view name, double value);
+  GraphSpec& attr(std::string_view name, std::string_view value);
+  GraphSpec& attr(std::string_view name, const char* value) { return attr(name, std::string_view(value)); }
+  GraphSpec& attr(std::string_view name, const std::string& value) { return attr(name, std::string_view(value)); }
+  GraphSpec& attr(std::string_view name, const std::vector<int64_t>& value);
 
-  const graph::TensorType& input(size_t i) const { return inputs_.at(i); }
-  size_t num_inputs() const { return inputs_.size(); }
+  const graph::TensorType& input(size_t i) const;
+  size_t num_inputs() const { return num_inputs_; }
   int64_t int_attr(const std::string& name) const;
   double float_attr(const std::string& name) const;
   const std::string& str_attr(const std::string& name) const;
   const std::vector<int64_t>& ints_attr(const std::string& name) const;
-  const graph::Attrs& attrs() const { return attrs_; }
-  const std::string& key() const { return key_; }
+  const graph::Attrs& attrs() const;
+  // Readable form of the key ("op|float32[-1,-1]|name=value"): errors,
+  // profiler, dumps. Built on demand.
+  const std::string& key() const;
+  // The cache key: the typed fields, length-prefixed (injective).
+  std::string_view key_bytes() const { return {bytes_.data(), bytes_.size()}; }
 
  private:
-  std::string key_;
-  std::vector<graph::TensorType> inputs_;
-  graph::Attrs attrs_;
+  struct Decoded;
+  const Decoded& decoded() const;
+  void put_tag(char tag, std::string_view name);
+
+  c10::SmallVector<char, 224> bytes_;
+  size_t num_inputs_ = 0;
+  mutable std::unique_ptr<Decoded> decoded_;  // inputs, attrs and readable key, on demand
 };
 
 // A plain function, not a closure: it cannot read live tensors behind the

@@ -321,7 +321,7 @@ struct Operand {
 
 // Runs entry `e` on its operands; writes into `dest` (in-place self or out=)
 // when given. Throws std::domain_error when the device has no graph for it.
-at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, const graph::Attrs& attrs,
+at::Tensor run_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs,
                            const at::Tensor& dest, bool inplace, bool check_only = false) {
   at::native::ResultTypeState state{};
   for (int i : e.promote) {
@@ -344,7 +344,7 @@ at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, cons
     unsupported();
   if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
 
-  std::vector<int64_t> shape;
+  at::DimVector shape;
   bool first = true;
   c10::optional<c10::Device> device;
   for (const Operand& o : ops) {
@@ -353,7 +353,8 @@ at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, cons
     if (o.tensor.device().type() == c10::DeviceType::PrivateUse1) device = o.tensor.device();
     else TORCH_CHECK(o.tensor.is_cpu() && o.tensor.dim() == 0, "Expected all tensors to be on the same device, but found "
                      "at least two devices, mpsgraph:0 and ", o.tensor.device(), "!");
-    shape = first ? o.tensor.sizes().vec() : at::infer_size(shape, o.tensor.sizes());
+    if (first) shape.assign(o.tensor.sizes().begin(), o.tensor.sizes().end());
+    else if (o.tensor.sizes() != at::IntArrayRef(shape)) shape = at::infer_size_dimvector(shape, o.tensor.sizes());
     first = false;
   }
   if (!device) unsupported();  // only CPU scalars: not ours
@@ -368,9 +369,11 @@ at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, cons
   if (dest.defined() && !inplace) at::native::resize_output(dest, shape);
   if (c10::multiply_integers(shape) == 0)
     return dest.defined() ? dest : at::empty(shape, at::TensorOptions().device(*device).dtype(result));
+  const char* compute_name = graph::dtype_name(graph_dtype(compute));
 
   GraphSpec spec("aten::elementwise");
   std::vector<at::Tensor> inputs;
+  inputs.reserve(ops.size());
   int64_t present = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     const Operand& o = ops[i];
@@ -385,9 +388,9 @@ at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, cons
       inputs.push_back(t);
     }
   }
-  spec.attr("op", std::string(e.name))
-      .attr("compute", std::string(graph::dtype_name(graph_dtype(compute))))
-      .attr("result", std::string(graph::dtype_name(graph_dtype(result))))
+  spec.attr("op", e.name)
+      .attr("compute", compute_name)
+      .attr("result", graph::dtype_name(graph_dtype(result)))
       .attr("present", present);
   for (const auto& [name, value] : attrs) spec.attr(name, value);
 
@@ -411,38 +414,51 @@ void read_attr(graph::Attrs& attrs, const c10::Argument& a, const c10::IValue& v
   else if (v.isDouble()) attrs[a.name()] = v.toDouble();
 }
 
+// What each argument of one overload is, worked out once at registration
+// (accept_elementwise) instead of from the schema on every call.
+struct Overload {
+  enum Role : uint8_t { Tensor, Scalar, Out, Attr };
+  const Entry* entry = nullptr;
+  bool inplace = false;
+  std::vector<Role> roles;
+};
+
+// Keyed by the schema's address (the dispatcher's, stable for the process);
+// filled while the library registers, read-only afterwards.
+std::unordered_map<const c10::FunctionSchema*, Overload>& overloads() {
+  static auto* m = new std::unordered_map<const c10::FunctionSchema*, Overload>();
+  return *m;
+}
+
 void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
   const c10::FunctionSchema& schema = op.schema();
-  const Entry& e = *find_entry(base_name(schema));
+  const Overload& o = overloads().at(&schema);
   const auto& args = schema.arguments();
   const size_t first = stack->size() - args.size();
-  std::vector<size_t> outs = out_arguments(schema);
-  std::vector<Operand> ops;
+  c10::SmallVector<Operand, 4> ops;
   graph::Attrs attrs;
   at::Tensor dest;
   for (size_t i = 0; i < args.size(); ++i) {
-    const c10::IValue& v = (*stack)[first + i];
-    if (std::find(outs.begin(), outs.end(), i) != outs.end()) {
-      dest = v.toTensor();
-    } else if (is_tensor_type(args[i].type())) {
-      ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt});
-    } else if (is_scalar_type(args[i].type())) {
-      ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
-    } else {
-      read_attr(attrs, args[i], v);
+    c10::IValue& v = (*stack)[first + i];
+    switch (o.roles[i]) {
+      case Overload::Out: dest = v.toTensor(); break;
+      case Overload::Tensor: ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt}); break;
+      case Overload::Scalar:
+        ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+        break;
+      case Overload::Attr: read_attr(attrs, args[i], v); break;
     }
   }
-  bool inplace = is_inplace(schema);
-  if (inplace) dest = ops[0].tensor;
+  if (o.inplace) dest = ops[0].tensor;
   at::Tensor result;
   try {
-    result = run_elementwise(e, ops, attrs, dest, inplace);
+    result = run_elementwise(*o.entry, ops, attrs, dest, o.inplace);
   } catch (const std::domain_error&) {
     return fallback(op, stack);
   }
   torch::jit::drop(*stack, args.size());
-  torch::jit::push(*stack, result);
+  torch::jit::push(*stack, std::move(result));
 }
 
 bool accept_elementwise(const c10::FunctionSchema& schema) {
@@ -451,57 +467,87 @@ bool accept_elementwise(const c10::FunctionSchema& schema) {
     return false;
   std::vector<size_t> outs = out_arguments(schema);
   if (outs.size() > 1) return false;
+  Overload plan{e, is_inplace(schema), {}};
   int operands = 0;
   for (size_t i = 0; i < schema.arguments().size(); ++i) {
     const auto& a = schema.arguments()[i];
-    if (std::find(outs.begin(), outs.end(), i) != outs.end()) continue;
+    if (std::find(outs.begin(), outs.end(), i) != outs.end()) {
+      plan.roles.push_back(Overload::Out);
+      continue;
+    }
     if (is_tensor_type(a.type()) || is_scalar_type(a.type())) {
+      plan.roles.push_back(is_tensor_type(a.type()) ? Overload::Tensor : Overload::Scalar);
       ++operands;
     } else if (std::none_of(e->attrs.begin(), e->attrs.end(), [&](const char* n) { return a.name() == n; })) {
       return false;  // an argument the math does not read (round.decimals, ...)
+    } else {
+      plan.roles.push_back(Overload::Attr);
     }
   }
-  return operands == e->arity;
+  if (operands != e->arity) return false;
+  overloads()[&schema] = std::move(plan);
+  return true;
 }
 
 // _foreach_<op>[_]: the elementwise op per list element (lists, ScalarLists,
 // and single Tensors/Scalars shared by all elements).
+struct ForeachOverload {
+  enum Role : uint8_t { TensorList, ScalarList, Tensor, Scalar, Attr };
+  const Entry* entry = nullptr;
+  bool inplace = false;
+  std::vector<Role> roles;
+};
+std::unordered_map<const c10::FunctionSchema*, ForeachOverload>& foreach_overloads() {
+  static auto* m = new std::unordered_map<const c10::FunctionSchema*, ForeachOverload>();
+  return *m;
+}
+
 void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
   const c10::FunctionSchema& schema = op.schema();
-  const Entry& e = *find_entry(base_name(schema).substr(9));
+  const ForeachOverload& o = foreach_overloads().at(&schema);
   const auto& args = schema.arguments();
   const size_t first = stack->size() - args.size();
-  bool inplace = is_inplace(schema);
   size_t n = (*stack)[first].toTensorList().size();
   graph::Attrs attrs;
   for (size_t i = 0; i < args.size(); ++i)
-    if (!is_tensor_type(args[i].type()) && !is_scalar_type(args[i].type()) && !args[i].type()->cast<c10::ListType>())
-      read_attr(attrs, args[i], (*stack)[first + i]);
+    if (o.roles[i] == ForeachOverload::Attr) read_attr(attrs, args[i], (*stack)[first + i]);
+  // The lists, read once (not per element and pass).
+  c10::SmallVector<c10::List<at::Tensor>, 4> tensor_lists(args.size());
+  c10::SmallVector<std::optional<c10::impl::GenericList>, 4> scalar_lists(args.size());
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (o.roles[i] == ForeachOverload::TensorList) tensor_lists[i] = (*stack)[first + i].toTensorList();
+    else if (o.roles[i] == ForeachOverload::ScalarList) scalar_lists[i] = (*stack)[first + i].toList();
+  }
   std::vector<at::Tensor> results;
+  results.reserve(n);
   try {
     // Every element is checked before any is written, so a fallback never
     // sees a half-updated list.
     for (int pass = 0; pass < 2; ++pass)
     for (size_t j = 0; j < n; ++j) {
-      std::vector<Operand> ops;
+      c10::SmallVector<Operand, 4> ops;
       for (size_t i = 0; i < args.size(); ++i) {
         const c10::IValue& v = (*stack)[first + i];
-        const auto& t = args[i].type();
-        if (is_list_of(t, c10::TypeKind::TensorType)) ops.push_back({v.toTensorList().get(j), std::nullopt});
-        else if (is_list_of(t, c10::TypeKind::NumberType)) ops.push_back({at::Tensor(), v.toList().get(j).toScalar()});
-        else if (is_tensor_type(t)) ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt});
-        else if (is_scalar_type(t)) ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+        switch (o.roles[i]) {
+          case ForeachOverload::TensorList: ops.push_back({tensor_lists[i].get(j), std::nullopt}); break;
+          case ForeachOverload::ScalarList: ops.push_back({at::Tensor(), scalar_lists[i]->get(j).toScalar()}); break;
+          case ForeachOverload::Tensor: ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt}); break;
+          case ForeachOverload::Scalar:
+            ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+            break;
+          case ForeachOverload::Attr: break;
+        }
       }
-      at::Tensor dest = inplace ? ops[0].tensor : at::Tensor();
-      at::Tensor r = run_elementwise(e, ops, attrs, dest, inplace, /*check_only=*/pass == 0);
-      if (pass == 1) results.push_back(r);
+      at::Tensor dest = o.inplace ? ops[0].tensor : at::Tensor();
+      at::Tensor r = run_elementwise(*o.entry, ops, attrs, dest, o.inplace, /*check_only=*/pass == 0);
+      if (pass == 1) results.push_back(std::move(r));
     }
   } catch (const std::domain_error&) {
     return fallback(op, stack);
   }
   torch::jit::drop(*stack, args.size());
-  if (!inplace) torch::jit::push(*stack, c10::List<at::Tensor>(results));
+  if (!o.inplace) torch::jit::push(*stack, c10::List<at::Tensor>(results));
 }
 
 bool accept_foreach(const c10::FunctionSchema& schema) {
@@ -514,20 +560,33 @@ bool accept_foreach(const c10::FunctionSchema& schema) {
               : (schema.returns().size() != 1 || !is_list_of(schema.returns()[0].type(), c10::TypeKind::TensorType)))
     return false;
   int operands = 0;
+  ForeachOverload plan{e, inplace, {}};
   for (size_t i = 0; i < schema.arguments().size(); ++i) {
     const auto& a = schema.arguments()[i];
     const auto& t = a.type();
     if (i == 0 && !is_list_of(t, c10::TypeKind::TensorType)) return false;
-    if (is_list_of(t, c10::TypeKind::TensorType) || is_list_of(t, c10::TypeKind::NumberType) || is_scalar_type(t)) {
+    if (is_list_of(t, c10::TypeKind::TensorType)) {
+      plan.roles.push_back(ForeachOverload::TensorList);
+      ++operands;
+    } else if (is_list_of(t, c10::TypeKind::NumberType)) {
+      plan.roles.push_back(ForeachOverload::ScalarList);
+      ++operands;
+    } else if (is_scalar_type(t)) {
+      plan.roles.push_back(ForeachOverload::Scalar);
       ++operands;
     } else if (is_tensor_type(t)) {
       if (a.name() == "scalars") return false;  // a CPU tensor of per-element scalars
+      plan.roles.push_back(ForeachOverload::Tensor);
       ++operands;
     } else if (std::none_of(e->attrs.begin(), e->attrs.end(), [&](const char* n) { return a.name() == n; })) {
       return false;
+    } else {
+      plan.roles.push_back(ForeachOverload::Attr);
     }
   }
-  return operands == e->arity;
+  if (operands != e->arity) return false;
+  foreach_overloads()[&schema] = std::move(plan);
+  return true;
 }
 
 std::vector<std::string> names(const char* prefix) {

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "device/device.h"
 #include "runtime/reference/cpu_dispatch.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
@@ -13,6 +14,7 @@
 namespace mps_ext::runtime::reference {
 namespace {
 using graph::NodeKind;
+
 
 std::mutex& registry_mutex() {
   static std::mutex m;
@@ -63,6 +65,7 @@ class ReferenceExecutable final : public Executable {
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
       if (graph_->nodes()[id].kind == NodeKind::Kernel) kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
+    precompute_input_independent_steps();
   }
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
@@ -83,13 +86,23 @@ class ReferenceExecutable final : public Executable {
                             "input '", n.name, "' does not match its placeholder");
       env[graph_->inputs()[i]] = t;
     }
+    for (int id : precomputed_ids_) env[id] = precomputed_[id];
     // Graph outputs go where the caller wants them; other values are fresh.
-    NodeOutput new_output = [&](int node, at::IntArrayRef sizes, at::ScalarType dtype) {
-      int k = output_index_[node];
-      at::Tensor t = k >= 0 && allocate_output ? allocate_output(static_cast<size_t>(k), sizes, dtype) : at::Tensor();
-      return t.defined() ? t : empty_output(sizes, dtype);
+    // (One pointer captured: the std::function stores it without allocating.)
+    struct OutputState {
+      const ReferenceExecutable* self;
+      const OutputAllocator* allocate;
+      c10::SmallVector<const c10::TensorImpl*, 2> given;  // per graph output: the caller's tensor, if it gave one
+    } state{this, &allocate_output, c10::SmallVector<const c10::TensorImpl*, 2>(graph_->outputs().size(), nullptr)};
+    NodeOutput new_output = [st = &state](int node, at::IntArrayRef sizes, at::ScalarType dtype) {
+      int k = st->self->output_index_[node];
+      at::Tensor t = k >= 0 && *st->allocate ? (*st->allocate)(static_cast<size_t>(k), sizes, dtype) : at::Tensor();
+      if (!t.defined()) return empty_output(sizes, dtype);
+      st->given[k] = t.unsafeGetTensorImpl();
+      return t;
     };
     for (const Step& s : plan_.steps) {
+      if (s.region < 0 && precomputed_[s.node].defined()) continue;
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
         if (run_region(r, env, new_output)) continue;
@@ -99,28 +112,70 @@ class ReferenceExecutable final : public Executable {
       }
     }
     std::vector<at::Tensor> outs;
+    outs.reserve(graph_->outputs().size());
     for (int id : graph_->outputs()) {
-      at::Tensor t = env[id];
+      const at::Tensor& t = env[id];
       // Results must not alias inputs or each other (custom-op contract);
-      // an Assign's result is its variable, returned as such.
+      // an Assign's result is its variable, returned as such, and so is the
+      // memory the caller gave for the result (an in-place op's self).
+      if (t.unsafeGetTensorImpl() == state.given[outs.size()]) {
+        outs.push_back(t);
+        continue;
+      }
+      if (precomputed_[id].defined()) {  // shared by every run: the caller gets its own copy
+        outs.push_back(t.clone());
+        continue;
+      }
       bool assign = nodes[id].kind == NodeKind::Assign;
       bool aliased = !assign && (std::any_of(inputs.begin(), inputs.end(), [&](const at::Tensor& in) { return t.is_alias_of(in); }) ||
                                  std::any_of(outs.begin(), outs.end(), [&](const at::Tensor& o) { return t.is_alias_of(o); }));
-      outs.push_back(aliased ? t.clone() : assign ? t : t.contiguous());
+      if (assign || (!aliased && t.is_contiguous())) outs.push_back(t);
+      else outs.push_back(aliased ? on_host(t).clone() : on_host(t).contiguous());
     }
     return outs;
   }
 
  private:
+  // Single-node steps that depend on no input (Iota/Constant chains: window
+  // indices, one-hot positions, masks) have the same value on every run:
+  // evaluated once here, not by ATen on every call.
+  void precompute_input_independent_steps() {
+    const auto& nodes = graph_->nodes();
+    precomputed_.resize(nodes.size());
+    std::vector<bool> fixed(nodes.size(), false);
+    auto pure = [](NodeKind k) {
+      return !graph::is_input(k) && k != NodeKind::Kernel && k != NodeKind::Assign && k != NodeKind::SliceUpdate &&
+             k != NodeKind::RandomUniform;
+    };
+    for (size_t id = 0; id < nodes.size(); ++id) {
+      const graph::Node& n = nodes[id];
+      bool roots = n.inputs.empty() ? (n.kind == NodeKind::Constant || n.kind == NodeKind::Iota) : true;
+      fixed[id] = pure(n.kind) && roots &&
+                  std::all_of(n.inputs.begin(), n.inputs.end(), [&](int in) { return fixed[in]; });
+    }
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    std::vector<at::Tensor> env(nodes.size());
+    for (const Step& s : plan_.steps) {
+      if (s.region >= 0 || !fixed[s.node]) continue;
+      const graph::Node& n = nodes[s.node];
+      if (!std::all_of(n.inputs.begin(), n.inputs.end(), [&](int in) { return precomputed_[in].defined(); }))
+        continue;  // an input computed inside a fused region: leave the chain to the run
+      std::vector<at::Tensor> args;
+      for (int in : n.inputs) args.push_back(precomputed_[in]);
+      precomputed_[s.node] = eval_node(n, args);
+      precomputed_ids_.push_back(s.node);
+    }
+  }
+
   void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
     args.reserve(n.inputs.size());
-    for (int in : n.inputs) args.push_back(env[in]);
+    for (int in : n.inputs) args.push_back(on_host(env[in]));
     switch (n.kind) {
       case NodeKind::Kernel:
         env[id] = kernels_[id](
-            n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return new_output(id, sizes, dtype); });
+            n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return on_host(new_output(id, sizes, dtype)); });
         return;
       case NodeKind::SliceUpdate:
         env[id] = slice_update(n, in_place_[id] ? args[0] : args[0].clone(), args);
@@ -139,8 +194,15 @@ class ReferenceExecutable final : public Executable {
   std::vector<bool> in_place_;
   std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (kernel nodes only)
   std::vector<int> output_index_;  // node id -> graph output index, or -1
+  std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
+  std::vector<int> precomputed_ids_;
 };
 }  // namespace
+
+at::Tensor on_host(const at::Tensor& t) {
+  if (!t.defined() || t.device().type() != c10::DeviceType::PrivateUse1) return t;
+  return device::cpu_alias(t);
+}
 
 CpuCapability cpu_capability() {
   // ATen's own choice (honours ATEN_CPU_CAPABILITY), so we vectorize like it.

@@ -15,6 +15,12 @@ namespace mps_ext::runtime::reference {
 std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, bool fuse = true,
                                     bool use_kernels = true);
 
+// Inputs may be mpsgraph-device tensors: on this runtime the device's memory
+// is host memory, so fused regions read their bytes as they are, and ATen or
+// a CPU kernel gets this CPU view of them (other tensors pass through).
+// Graph outputs may be device tensors from the caller's OutputAllocator.
+at::Tensor on_host(const at::Tensor& t);
+
 // One node, evaluated with ATen: `args` are the values of node.inputs.
 at::Tensor eval_node(const graph::Node& node, const std::vector<at::Tensor>& args);
 

@@ -60,8 +60,11 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
   p.num_inputs = p.num_regs;
   // Peepholes fold a streamed value into its single user in the region, as
   // that user's first operand, when nothing else (no output) needs it.
+  auto in_region = [&](int id) { return std::find(r.nodes.begin(), r.nodes.end(), id) != r.nodes.end(); };
   auto folds_into_user = [&](int id) {
-    if (uniform[id] || users[id].size() != 1) return false;
+    // Only a value computed inside the region can fold (a compare ATen ran,
+    // e.g. on integers, is a region input like any other).
+    if (uniform[id] || users[id].size() != 1 || !in_region(id)) return false;
     int user = users[id][0];
     return g.node(user).inputs[0] == id &&
            std::find(r.outputs.begin(), r.outputs.end(), id) == r.outputs.end() &&
@@ -158,7 +161,9 @@ Plan plan_fusion(const graph::Graph& g) {
     std::vector<int> run;
     auto close = [&] {
       bool streams = std::any_of(run.begin(), run.end(), [&](int id) { return !uniform[id]; });
-      if (!streams || run.size() < 2) {
+      // A single streaming node is a region too: one pass straight into its
+      // output's memory, without ATen's TensorIterator setup per call.
+      if (!streams) {
         for (int id : run) plan.steps.push_back({id, -1});
       } else {
         FusedRegion r;
@@ -272,9 +277,14 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOu
     // Broadcasting or strided inputs: TensorIterator supplies the strides.
     at::TensorIteratorConfig config;
     config.check_all_same_dtype(false).resize_outputs(false).enforce_safe_casting_to_output(false);
-    for (const at::Tensor& o : outs) config.add_output(o);
+    c10::SmallVector<at::Tensor, 8> host;  // CPU views of device tensors (on_host): TensorIterator checks devices
+    for (const at::Tensor& o : outs) host.push_back(on_host(o));
     for (int i = 0; i < p.num_inputs; ++i)
-      if (!p.reg_uniform[i]) config.add_const_input(env[r.inputs[i]]);
+      if (!p.reg_uniform[i]) host.push_back(on_host(env[r.inputs[i]]));
+    for (size_t k = 0; k < host.size(); ++k) {
+      if (k < outs.size()) config.add_output(host[k]);
+      else config.add_const_input(host[k]);
+    }
     at::TensorIterator iter = config.build();
     const int ntensors = iter.ntensors();
     iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {

@@ -1,0 +1,194 @@
+"""The per-op fast path of the graph seam: binary cache keys built from typed
+spec fields, pooled 0-d scalar inputs, device tensors handed to the reference
+executor as they are (CPU views only where ATen computes), results written
+straight into caller memory, single-node fused regions.
+
+Every test here would fail if the mechanism it covers reused a wrong graph,
+a live scalar, or wrote to the wrong memory."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mps_ext
+from mps_ext import _C
+from mps_ext.graph import Graph
+
+DEV = "mpsgraph"
+
+
+def misses():
+    return mps_ext.graph.cache_info().misses
+
+
+def same(cpu_fn, *args, atol=1e-6, rtol=1e-5):
+    expected = cpu_fn(*args)
+    got = cpu_fn(*[a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args])
+    torch.testing.assert_close(got.cpu(), expected, atol=atol, rtol=rtol)
+    return got
+
+
+# --- keys: every field the builder reads tells graphs apart ------------------------
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int32, torch.int64])
+def test_cached_hit_with_another_dtype_builds_its_own_graph(dtype):
+    mps_ext.graph.cache_clear()
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    same(lambda t: t + t, x)  # float32 graph cached
+    before = misses()
+    same(lambda t: t + t, x.to(dtype))
+    assert misses() == before + 1
+    same(lambda t: t + t, x.to(dtype) * 2)  # same types: a hit
+    assert misses() == before + 1
+
+
+def test_rank_and_scalar_type_are_part_of_the_key():
+    x = torch.randn(2, 3)
+    same(lambda t: t * 3, x)
+    for fn, arg in [(lambda t: t * 3, torch.randn(2, 3, 4)),            # rank
+                    (lambda t: t * 3, torch.randn(5)),
+                    (lambda t: t * 2.5, x.to(torch.float16)),           # float scalar into half
+                    (lambda t: t * 2, torch.arange(6).reshape(2, 3)),   # int scalar into int64
+                    (lambda t: t * 2.5, torch.arange(6).reshape(2, 3)),  # float scalar promotes int64 -> float
+                    (lambda t: t * True, torch.ones(2, 3, dtype=torch.bool))]:
+        same(fn, arg, atol=1e-2, rtol=1e-2)
+
+
+def test_attribute_values_are_part_of_the_key():
+    mps_ext.graph.cache_clear()
+    x = torch.randn(4, 5)
+    before = misses()
+    a = same(lambda t: F.gelu(t), x)
+    b = same(lambda t: F.gelu(t, approximate="tanh"), x)
+    assert not torch.equal(a.cpu(), b.cpu())
+    y = torch.randn(4, 5) + 3
+    for mode in (None, "floor", "trunc"):
+        same(lambda t, u: torch.div(t, u, rounding_mode=mode), x * 10, y)
+    assert misses() >= before + 5  # gelu x2 + div x3, none shared
+
+
+def test_readable_key_decodes_the_binary_key():
+    x, y = torch.randn(2, 3, device=DEV), torch.randn(3, device=DEV)
+    key, _, _ = mps_ext.graph.capture(lambda: torch.add(x, y, alpha=2))[-1]
+    assert key == ('reference:aten::elementwise|float32[-1,-1]|float32[-1]|float32[]'
+                   '|op="add"|compute="float32"|result="float32"|present=7')
+
+
+def test_cache_check_rebuilds_on_hits():
+    # conftest sets MPS_EXT_CHECK_CACHE=1: a hit decodes the key and rebuilds.
+    x = torch.randn(3, 3)
+    for _ in range(3):
+        same(lambda t: F.leaky_relu(t, 0.2).sigmoid(), x)
+
+
+# --- pooled 0-d scalars ----------------------------------------------------------------
+def test_several_scalars_of_one_dtype_in_one_op_stay_distinct():
+    x = torch.randn(4, 4)
+    same(lambda t: F.elu(t, alpha=0.5), x)
+    same(lambda t: torch.ops.aten.elu(t, 0.7, 1.3, 0.9), x)  # alpha, scale, input_scale: three float scalars
+    same(lambda t: torch.clamp(t, -0.25, 0.5), x)
+    same(lambda t: torch.addcmul(t, t, t, value=0.3), x)
+
+
+def test_scalar_values_change_between_calls_of_one_graph():
+    x = torch.randn(8)
+    d = x.to(DEV)
+    outs = [(d + v).cpu() for v in (1.0, -2.0, 3.5)]
+    for v, o in zip((1.0, -2.0, 3.5), outs):
+        torch.testing.assert_close(o, x + v)
+
+
+# --- device tensors through the executor -----------------------------------------------
+def test_in_place_result_is_written_into_self():
+    acc = torch.zeros(5, 5, device=DEV)
+    ptr = acc.data_ptr()
+    y = torch.randn(5, 5)
+    r = acc.add_(y.to(DEV), alpha=0.5)
+    assert r is acc and acc.data_ptr() == ptr
+    torch.testing.assert_close(acc.cpu(), 0.5 * y)
+
+
+def test_overlapping_in_place_operands_still_correct():
+    x = torch.randn(4, 4)
+    d = x.to(DEV)
+    d.add_(d.t())
+    torch.testing.assert_close(d.cpu(), x + x.t())
+
+
+def test_graphs_mixing_fused_and_aten_nodes_on_device_views():
+    x = torch.randn(6, 8)
+    w = torch.randn(8, 3)
+    same(lambda a, b: torch.softmax(a @ b + 1, -1), x, w, atol=1e-5)
+    same(lambda a, b: (a.t()[2:] @ b[:4].t()), x, torch.randn(3, 6).t().contiguous().t(), atol=1e-5)
+    same(lambda a: a.t().sum(0), x, atol=1e-5)
+    same(lambda a: F.layer_norm(a[:, ::2], (4,)), x, atol=1e-5)
+
+
+def test_functional_results_do_not_alias_inputs():
+    x = torch.randn(3, 4, device=DEV)
+    y = x * 1  # a graph whose output equals its input's values
+    assert y.data_ptr() != x.data_ptr()
+    y.add_(1)
+    assert not torch.equal(x.cpu(), y.cpu())
+
+
+# --- fusion ------------------------------------------------------------------------------
+def test_single_streaming_node_is_a_fused_region():
+    g = Graph()
+    a = g.placeholder([4], torch.float32, "a")
+    b = g.placeholder([4], torch.float32, "b")
+    g.output(g.multiply(a, b))
+    assert _C._fusion_plan(g) == [[2]]
+
+
+@pytest.mark.parametrize("shape,big", [([2, 1], [2, 4]), ([1, 1, 2, 2, 1], [1, 1, 2, 2, 4])])
+def test_select_on_a_compare_computed_outside_the_region(shape, big):
+    # An integer compare runs in ATen; the select after it must read its bool
+    # result, not fold the compare's (unregistered) operands into itself.
+    g = Graph()
+    d = g.placeholder(shape, torch.float32, "d")
+    zero = g.constant(0.0, torch.float32)
+    b = g.broadcast(d, shape=big)
+    i = g.placeholder(big, torch.int64, "i")
+    j = g.placeholder(big, torch.int64, "j")
+    g.output(g.select(g.equal(i, j), b, zero))
+    torch.manual_seed(0)
+    ins = [torch.randn(shape), (torch.rand(big) > 0.5).long(), torch.ones(big, dtype=torch.long)]
+    fused = _C._run_reference(g, ins, fuse=True)[0]
+    plain = _C._run_reference(g, ins, fuse=False)[0]
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(plain, torch.where(ins[1] == ins[2], ins[0].expand(big), 0.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_single_node_regions_match_aten(dtype):
+    x = torch.randn(3, 5, dtype=dtype)
+    m = torch.rand(3, 5) > 0.5
+    tol = dict(atol=1e-3, rtol=1e-3) if dtype == torch.float16 else {}
+    same(lambda t: t * 0.5, x, **tol)
+    same(lambda t, u: torch.where(u, t, t * 2), x, m, **tol)
+    same(lambda t: t.t() * torch.ones(5, 1, dtype=dtype, device=t.device), x, **tol)  # strided + broadcast
+    same(lambda t: t.exp(), x, **tol)
+    same(lambda t: t.to(torch.float32), x, **tol)
+
+
+def test_max_pool_backward_matches_cpu():
+    x = torch.randn(2, 3, 4, 4)
+    a = x.clone().requires_grad_()
+    b = x.to(DEV).requires_grad_()
+    g = torch.randn(2, 3, 2, 2)
+    F.max_pool2d(a, 2).backward(g)
+    F.max_pool2d(b, 2).backward(g.to(DEV))
+    torch.testing.assert_close(b.grad.cpu(), a.grad)
+
+
+def test_input_independent_values_are_reused_across_runs_and_never_handed_out():
+    # Max-pool's window indices are an Iota chain: computed once per compiled
+    # graph, then every call (different inputs) must still be right.
+    for seed in range(3):
+        x = torch.randn(2, 3, 4, 6, generator=torch.Generator().manual_seed(seed))
+        v, i = F.max_pool2d(x, 2, return_indices=True)
+        dv, di = F.max_pool2d(x.to(DEV), 2, return_indices=True)
+        torch.testing.assert_close(dv.cpu(), v)
+        assert torch.equal(di.cpu(), i)
+        di.zero_()  # a caller writing into a result must not touch the shared values
