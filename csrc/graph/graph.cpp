@@ -316,6 +316,8 @@ Tensor Graph::unary(NodeKind kind, Tensor x) {
   bool logical = kind == NodeKind::LogicalNot;
   if (logical && t.dtype != DType::Bool) fail("logical_not: expects a bool tensor");
   if (kind == NodeKind::IsNaN) t.dtype = DType::Bool;
+  if (kind == NodeKind::BitwiseNot && (is_floating(t.dtype) || t.dtype == DType::Complex64 || t.dtype == DType::Complex128))
+    fail("bitwise_not: expects an integer or bool tensor");
   return add_node(kind, {x.id}, std::move(t));
 }
 
@@ -330,6 +332,12 @@ Tensor Graph::binary(NodeKind kind, Tensor a, Tensor b) {
   bool logical = kind == NodeKind::LogicalAnd || kind == NodeKind::LogicalOr;
   if (logical && ta.dtype != DType::Bool)
     fail(std::string(kind_name(kind)) + ": expects bool tensors");
+  bool bitwise = kind == NodeKind::BitwiseAnd || kind == NodeKind::BitwiseOr || kind == NodeKind::BitwiseXor;
+  bool shift = kind == NodeKind::LeftShift || kind == NodeKind::RightShift;
+  bool integral = !is_floating(ta.dtype) && ta.dtype != DType::Complex64 && ta.dtype != DType::Complex128;
+  if ((bitwise && !integral) || (shift && (!integral || ta.dtype == DType::Bool)))
+    fail(std::string(kind_name(kind)) + ": expects integer" + (bitwise ? " or bool" : "") + " tensors, got " +
+         dtype_name(ta.dtype));
   DType out = is_compare(kind) ? DType::Bool : ta.dtype;
   return add_node(kind, {a.id, b.id}, {out, broadcast_shapes(ta.shape, tb.shape)});
 }
@@ -635,6 +643,111 @@ Tensor Graph::convolution_weight_gradient(Tensor grad_output, Tensor input, Shap
   return add_node(NodeKind::ConvolutionWeightGradient, {grad_output.id, input.id}, {tg.dtype, weight_shape}, attrs);
 }
 
+// --- pooling ---------------------------------------------------------------------------
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode) {
+  int64_t span = in + 2 * padding - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;  // floor division
+  if (ceil_mode && (out - 1) * stride >= in + padding) --out;
+  return out;
+}
+
+PoolParams pool_params(const Node& n) {
+  return {n.ints_attr("kernel"), n.ints_attr("stride"), n.ints_attr("padding"), n.ints_attr("dilation"),
+          n.int_attr("ceil_mode") != 0};
+}
+
+namespace {
+Attrs pool_attrs(const PoolParams& p) {
+  return {{"kernel", p.kernel}, {"stride", p.stride}, {"padding", p.padding}, {"dilation", p.dilation},
+          {"ceil_mode", int64_t{p.ceil_mode ? 1 : 0}}};
+}
+
+// Checks the parameters against data of `shape`; returns the pooled shape.
+Shape pool_output_shape(const Shape& shape, const PoolParams& p, const char* what) {
+  auto msg = [&](const std::string& m) { fail(std::string(what) + ": " + m); };
+  size_t k = p.kernel.size();
+  if (k < 1 || k > 3) msg("pools 1 to 3 spatial dims, got a kernel of " + std::to_string(k));
+  if (p.stride.size() != k || p.padding.size() != k || p.dilation.size() != k)
+    msg("kernel, stride, padding and dilation need one entry per spatial dim (" + std::to_string(k) + ")");
+  if (shape.size() != k + 2) msg("expects [N, C, spatial...] data of rank " + std::to_string(k + 2) + ", got " + shape_str(shape));
+  for (int64_t d : shape)
+    if (d < 0) msg("needs static shapes, got " + shape_str(shape));
+  Shape out(shape.begin(), shape.begin() + 2);
+  for (size_t i = 0; i < k; ++i) {
+    if (p.kernel[i] < 1 || p.stride[i] < 1 || p.dilation[i] < 1 || p.padding[i] < 0)
+      msg("kernel sizes, strides and dilations must be positive, paddings >= 0");
+    if (p.padding[i] > ((p.kernel[i] - 1) * p.dilation[i] + 1) / 2)
+      msg("padding " + std::to_string(p.padding[i]) + " exceeds half the effective kernel size");
+    int64_t o = pool_output_size(shape[i + 2], p.kernel[i], p.stride[i], p.padding[i], p.dilation[i], p.ceil_mode);
+    if (o < 1) msg("input " + shape_str(shape) + " is too small for the kernel");
+    out.push_back(o);
+  }
+  return out;
+}
+
+const TensorType& floating_input(const Graph& g, Tensor t, const char* what) {
+  const TensorType& ty = g.type(t);
+  if (!is_floating(ty.dtype)) fail(std::string(what) + ": expects a floating-point tensor, got " + dtype_name(ty.dtype));
+  return ty;
+}
+
+Attrs avg_attrs(const PoolParams& p, bool count_include_pad, int64_t divisor_override, const char* what) {
+  for (int64_t d : p.dilation)
+    if (d != 1) fail(std::string(what) + ": average pooling has no dilation");
+  if (divisor_override < 0) fail(std::string(what) + ": divisor_override must be positive (0: none)");
+  Attrs a = pool_attrs(p);
+  a["count_include_pad"] = int64_t{count_include_pad ? 1 : 0};
+  a["divisor_override"] = divisor_override;
+  return a;
+}
+}  // namespace
+
+Tensor Graph::max_pool(Tensor x, const PoolParams& p) {
+  const TensorType& t = floating_input(*this, x, "max_pool");
+  Shape out = pool_output_shape(t.shape, p, "max_pool");
+  return add_node(NodeKind::MaxPool, {x.id}, {t.dtype, out}, pool_attrs(p));
+}
+
+Tensor Graph::max_pool_indices(Tensor x, const PoolParams& p) {
+  const TensorType& t = floating_input(*this, x, "max_pool_indices");
+  Shape out = pool_output_shape(t.shape, p, "max_pool_indices");
+  return add_node(NodeKind::MaxPoolIndices, {x.id}, {DType::Int64, out}, pool_attrs(p));
+}
+
+Tensor Graph::max_pool_gradient(Tensor grad_output, Tensor indices, Shape input_shape, const PoolParams& p) {
+  const char* what = "max_pool_gradient";
+  const TensorType& tg = floating_input(*this, grad_output, what);
+  const TensorType& ti = checked(indices, what).type;
+  if (ti.dtype != DType::Int64) fail(std::string(what) + ": indices must be int64");
+  Shape out = pool_output_shape(input_shape, p, what);
+  if (tg.shape != out || ti.shape != out)
+    fail(std::string(what) + ": grad_output " + shape_str(tg.shape) + " and indices " + shape_str(ti.shape) +
+         " must have the pooled shape " + shape_str(out) + " of an input " + shape_str(input_shape));
+  Attrs attrs = pool_attrs(p);
+  attrs["input_shape"] = input_shape;
+  return add_node(NodeKind::MaxPoolGradient, {grad_output.id, indices.id}, {tg.dtype, input_shape}, attrs);
+}
+
+Tensor Graph::avg_pool(Tensor x, const PoolParams& p, bool count_include_pad, int64_t divisor_override) {
+  const TensorType& t = floating_input(*this, x, "avg_pool");
+  Attrs attrs = avg_attrs(p, count_include_pad, divisor_override, "avg_pool");
+  Shape out = pool_output_shape(t.shape, p, "avg_pool");
+  return add_node(NodeKind::AvgPool, {x.id}, {t.dtype, out}, attrs);
+}
+
+Tensor Graph::avg_pool_gradient(Tensor grad_output, Tensor x, const PoolParams& p, bool count_include_pad,
+                                int64_t divisor_override) {
+  const char* what = "avg_pool_gradient";
+  const TensorType& tg = floating_input(*this, grad_output, what);
+  const TensorType& tx = floating_input(*this, x, what);
+  if (tg.dtype != tx.dtype) fail(std::string(what) + ": operand dtypes differ");
+  Attrs attrs = avg_attrs(p, count_include_pad, divisor_override, what);
+  Shape out = pool_output_shape(tx.shape, p, what);
+  if (tg.shape != out)
+    fail(std::string(what) + ": grad_output " + shape_str(tg.shape) + " must have the pooled shape " + shape_str(out));
+  return add_node(NodeKind::AvgPoolGradient, {grad_output.id, x.id}, tx, attrs);
+}
+
 Tensor Graph::kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
                      const Decomposition& decomposition) {
   if (name.empty()) fail("kernel: needs a name");
@@ -767,6 +880,16 @@ Graph Graph::with_input_shapes(const std::vector<Shape>& shapes) const {
         break;
       case NodeKind::ConvolutionWeightGradient:
         g.convolution_weight_gradient(in(0), in(1), n.ints_attr("weight_shape"), conv_params(n));
+        break;
+      case NodeKind::MaxPool: g.max_pool(in(0), pool_params(n)); break;
+      case NodeKind::MaxPoolIndices: g.max_pool_indices(in(0), pool_params(n)); break;
+      case NodeKind::MaxPoolGradient: g.max_pool_gradient(in(0), in(1), n.ints_attr("input_shape"), pool_params(n)); break;
+      case NodeKind::AvgPool:
+        g.avg_pool(in(0), pool_params(n), n.int_attr("count_include_pad") != 0, n.int_attr("divisor_override"));
+        break;
+      case NodeKind::AvgPoolGradient:
+        g.avg_pool_gradient(in(0), in(1), pool_params(n), n.int_attr("count_include_pad") != 0,
+                            n.int_attr("divisor_override"));
         break;
       default:
         if (is_unary(n.kind)) g.unary(n.kind, in(0));

@@ -7,6 +7,7 @@
 // selectors clang finds in each lower_<Kind> against each other.
 #import "runtime/mpsgraph/lowering.h"
 #include "runtime/mpsgraph/lowering_table.h"
+#include "runtime/mpsgraph/pool_plan.h"
 
 #include <c10/util/Exception.h>
 
@@ -216,6 +217,39 @@ MPSGraphTensor* sdpa_chain(const LowerCtx& c, const Node& n, MPSGraphTensor* mas
 }
 
 
+// Pooling: MPSGraph's 4-D pooling over a rank-5 view of the data, explicit
+// padding, average divisors corrected to torch's (pool_plan.h, tested on Linux).
+MPSGraphPooling4DOpDescriptor* pool_descriptor(const PoolPlan& plan) {
+  return [MPSGraphPooling4DOpDescriptor descriptorWithKernelSizes:ns_ints(plan.kernel) strides:ns_ints(plan.stride) dilationRates:ns_ints(plan.dilation) paddingValues:ns_ints(plan.padding) paddingStyle:MPSGraphPaddingStyleExplicit];  // macOS 12.0
+}
+
+PoolPlan avg_plan(const Node& n, const Shape& input_shape) {
+  return pool_plan(graph::pool_params(n), input_shape, /*avg=*/true, n.int_attr("count_include_pad") != 0,
+                   n.int_attr("divisor_override"));
+}
+
+// torch's flat index into an input plane is MPSGraph's GlobalFlatten3D index
+// of the rank-5 view (flattened over its innermost D, H, W, in unpadded input
+// coordinates as PyTorch's own MPS backend relies on for its 2-D pools); int32.
+void return_flat_indices(MPSGraphPooling4DOpDescriptor* desc) {
+  desc.returnIndicesMode = MPSGraphPoolingReturnIndicesGlobalFlatten3D;  // macOS 12.2
+  desc.returnIndicesDataType = MPSDataTypeInt32;  // macOS 12.2; the only type MPSGraph supports
+}
+
+void check_int32_plane(const Shape& in5) {
+  TORCH_CHECK(in5[2] * in5[3] * in5[4] <= INT32_MAX, "mps_ext: max-pool indices of a plane of more than 2^31 elements "
+              "do not fit MPSGraph's int32 indices; run it with MPS_EXT_RUNTIME=reference");
+}
+
+// The [1, 1, D, H, W] correction map as a constant of the node's dtype; nil when all ones.
+MPSGraphTensor* avg_correction(const LowerCtx& c, const Node& n, const PoolPlan& plan) {
+  if (!plan.needs_correction) return nil;
+  NSData* data = [NSData dataWithBytes:plan.correction.data() length:plan.correction.size() * sizeof(float)];
+  Shape shape = {1, 1, plan.out5[2], plan.out5[3], plan.out5[4]};
+  MPSGraphTensor* t = [c.g constantWithData:data shape:mps_shape(shape) dataType:MPSDataTypeFloat32];  // macOS 11.0
+  return n.type.dtype == graph::DType::Float32 ? t : [c.g castTensor:t toType:to_mps_dtype(n.type.dtype) name:nil];  // macOS 12.0
+}
+
 // --- one function per IR node kind --------------------------------------------------
 
 // Sources and state. Variables are caller tensors (bound like placeholders);
@@ -290,6 +324,13 @@ static MPSGraphTensor* lower_Round(const LowerCtx& c, const Node& n) { return [c
 static MPSGraphTensor* lower_LogicalNot(const LowerCtx& c, const Node& n) { return [c.g notWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_IsNaN(const LowerCtx& c, const Node& n) { return [c.g isNaNWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Erf(const LowerCtx& c, const Node& n) { return [c.g erfWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+// Bitwise (13.0). Shifts: torch gives 0 (left) or the sign fill (right) for
+// shift amounts outside [0, bit width); MPSGraph documents no such rule, so
+// out-of-range amounts are selected explicitly.
+static MPSGraphTensor* lower_BitwiseNot(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g notWithTensor:c.in(n, 0) name:nil];  // macOS 11.0
+  return [c.g bitwiseNOTWithTensor:c.in(n, 0) name:nil];  // macOS 13.0
+}
 // Elementwise, binary (MPSGraph broadcasts like numpy).
 static MPSGraphTensor* lower_Add(const LowerCtx& c, const Node& n) { return [c.g additionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Subtract(const LowerCtx& c, const Node& n) { return [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
@@ -300,6 +341,41 @@ static MPSGraphTensor* lower_Minimum(const LowerCtx& c, const Node& n) { return 
 static MPSGraphTensor* lower_Power(const LowerCtx& c, const Node& n) { return [c.g powerWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_LogicalAnd(const LowerCtx& c, const Node& n) { return [c.g logicalANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_LogicalOr(const LowerCtx& c, const Node& n) { return [c.g logicalORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+static MPSGraphTensor* lower_BitwiseAnd(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g logicalANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+static MPSGraphTensor* lower_BitwiseOr(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g logicalORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+static MPSGraphTensor* lower_BitwiseXor(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseXORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+// The amount as a bool "in [0, bit width)" mask, and the amount clamped into range.
+MPSGraphTensor* shift_in_range(const LowerCtx& c, const Node& n) {
+  MPSDataType t = to_mps_dtype(n.type.dtype);
+  int bits = n.type.dtype == graph::DType::Int64 ? 64 : n.type.dtype == graph::DType::Int32 ? 32 : 8;
+  MPSGraphTensor* ge0 = [c.g greaterThanOrEqualToWithPrimaryTensor:c.in(n, 1) secondaryTensor:[c.g constantWithScalar:0 dataType:t] name:nil];  // macOS 11.0
+  MPSGraphTensor* lt_bits = [c.g lessThanWithPrimaryTensor:c.in(n, 1) secondaryTensor:[c.g constantWithScalar:bits dataType:t] name:nil];  // macOS 11.0
+  return [c.g logicalANDWithPrimaryTensor:ge0 secondaryTensor:lt_bits name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_LeftShift(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor* shifted = [c.g bitwiseLeftShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+  MPSGraphTensor* zero = [c.g constantWithScalar:0 dataType:to_mps_dtype(n.type.dtype)];  // macOS 11.0
+  return [c.g selectWithPredicateTensor:shift_in_range(c, n) truePredicateTensor:shifted falsePredicateTensor:zero name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_RightShift(const LowerCtx& c, const Node& n) {
+  MPSDataType t = to_mps_dtype(n.type.dtype);
+  bool is_signed = n.type.dtype != graph::DType::UInt8;
+  int bits = n.type.dtype == graph::DType::Int64 ? 64 : n.type.dtype == graph::DType::Int32 ? 32 : 8;
+  MPSGraphTensor* shifted = [c.g bitwiseRightShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+  // Out of range: the sign fill (x >> (bits - 1) for signed types), 0 for unsigned.
+  MPSGraphTensor* fill = is_signed ? [c.g bitwiseRightShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:[c.g constantWithScalar:bits - 1 dataType:t] name:nil]  // macOS 13.0
+                                   : [c.g constantWithScalar:0 dataType:t];  // macOS 11.0
+  return [c.g selectWithPredicateTensor:shift_in_range(c, n) truePredicateTensor:shifted falsePredicateTensor:fill name:nil];  // macOS 11.0
+}
 static MPSGraphTensor* lower_Equal(const LowerCtx& c, const Node& n) { return [c.g equalWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_NotEqual(const LowerCtx& c, const Node& n) { return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Less(const LowerCtx& c, const Node& n) { return [c.g lessThanWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
@@ -383,6 +459,54 @@ static MPSGraphTensor* lower_ConvolutionWeightGradient(const LowerCtx& c, const 
   const Shape& w = n.ints_attr("weight_shape");
   if (n.type.rank() == 4) return [c.g convolution2DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShape:mps_shape(w) forwardConvolutionDescriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
   return [c.g convolution3DWeightsGradientWithIncomingGradientTensor:c.in(n, 0) sourceTensor:c.in(n, 1) outputShapeTensor:shape_constant(c.g, w) forwardConvolutionDescriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+}
+
+// Pooling: 4-D pooling over the rank-5 view (pool_plan), reshaped back.
+static MPSGraphTensor* lower_MaxPool(const LowerCtx& c, const Node& n) {
+  PoolPlan plan = pool_plan(graph::pool_params(n), c.in_shape(n, 0));
+  MPSGraphTensor* x = [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(plan.in5) name:nil];  // macOS 11.0
+  MPSGraphTensor* y = [c.g maxPooling4DWithSourceTensor:x descriptor:pool_descriptor(plan) name:nil];  // macOS 12.0
+  return [c.g reshapeTensor:y withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_MaxPoolIndices(const LowerCtx& c, const Node& n) {
+  PoolPlan plan = pool_plan(graph::pool_params(n), c.in_shape(n, 0));
+  check_int32_plane(plan.in5);
+  MPSGraphPooling4DOpDescriptor* desc = pool_descriptor(plan);
+  return_flat_indices(desc);
+  MPSGraphTensor* x = [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(plan.in5) name:nil];  // macOS 11.0
+  MPSGraphTensor* idx = [c.g maxPooling4DReturnIndicesWithSourceTensor:x descriptor:desc name:nil][1];  // macOS 12.2
+  idx = [c.g castTensor:idx toType:MPSDataTypeInt64 name:nil];  // macOS 12.0
+  return [c.g reshapeTensor:idx withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_MaxPoolGradient(const LowerCtx& c, const Node& n) {
+  PoolPlan plan = pool_plan(graph::pool_params(n), n.ints_attr("input_shape"));
+  check_int32_plane(plan.in5);
+  MPSGraphPooling4DOpDescriptor* desc = pool_descriptor(plan);
+  return_flat_indices(desc);
+  MPSGraphTensor* dy = [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(plan.out5) name:nil];  // macOS 11.0
+  MPSGraphTensor* idx = [c.g castTensor:c.in(n, 1) toType:MPSDataTypeInt32 name:nil];  // macOS 12.0
+  idx = [c.g reshapeTensor:idx withShape:mps_shape(plan.out5) name:nil];  // macOS 11.0
+  MPSGraphTensor* dx = [c.g maxPooling4DGradientWithGradientTensor:dy indicesTensor:idx outputShape:mps_shape(plan.in5) descriptor:desc name:nil];  // macOS 13.0
+  return [c.g reshapeTensor:dx withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_AvgPool(const LowerCtx& c, const Node& n) {
+  PoolPlan plan = avg_plan(n, c.in_shape(n, 0));
+  MPSGraphPooling4DOpDescriptor* desc = pool_descriptor(plan);
+  desc.includeZeroPadToAverage = NO;  // macOS 12.0
+  MPSGraphTensor* x = [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(plan.in5) name:nil];  // macOS 11.0
+  MPSGraphTensor* y = [c.g avgPooling4DWithSourceTensor:x descriptor:desc name:nil];  // macOS 12.0
+  if (MPSGraphTensor* fix = avg_correction(c, n, plan)) y = [c.g multiplicationWithPrimaryTensor:y secondaryTensor:fix name:nil];  // macOS 11.0
+  return [c.g reshapeTensor:y withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_AvgPoolGradient(const LowerCtx& c, const Node& n) {
+  PoolPlan plan = avg_plan(n, c.in_shape(n, 1));
+  MPSGraphPooling4DOpDescriptor* desc = pool_descriptor(plan);
+  desc.includeZeroPadToAverage = NO;  // macOS 12.0
+  MPSGraphTensor* dy = [c.g reshapeTensor:c.in(n, 0) withShape:mps_shape(plan.out5) name:nil];  // macOS 11.0
+  if (MPSGraphTensor* fix = avg_correction(c, n, plan)) dy = [c.g multiplicationWithPrimaryTensor:dy secondaryTensor:fix name:nil];  // macOS 11.0
+  MPSGraphTensor* x = [c.g reshapeTensor:c.in(n, 1) withShape:mps_shape(plan.in5) name:nil];  // macOS 11.0
+  MPSGraphTensor* dx = [c.g avgPooling4DGradientWithGradientTensor:dy sourceTensor:x descriptor:desc name:nil];  // macOS 12.0
+  return [c.g reshapeTensor:dx withShape:mps_shape(n.type.shape) name:nil];  // macOS 11.0
 }
 
 // Kernel nodes: hand-written kernels run only as whole graphs (executable.mm);

@@ -89,6 +89,70 @@ at::Tensor conv_weight_gradient(const graph::Node& n, const at::Tensor& grad, co
   return std::get<1>(at::convolution_backward(grad, input, weight, std::nullopt, p.stride, p.padding, p.dilation,
                                               /*transposed=*/false, no_padding, p.groups, {false, true, false}));
 }
+
+// Pooling through ATen's max_pool2d/3d and avg_pool2d/3d; 1-d pools are 2-d
+// pools over [N, C, 1, L] (torch's own max_pool1d/avg_pool1d do the same).
+struct Pool {
+  graph::PoolParams p;
+  bool one_d;
+  explicit Pool(const graph::Node& n) : p(graph::pool_params(n)), one_d(p.kernel.size() == 1) {
+    if (one_d)
+      for (auto* v : {&p.kernel, &p.stride, &p.dilation}) v->insert(v->begin(), 1);
+    if (one_d) p.padding.insert(p.padding.begin(), 0);
+  }
+  at::Tensor in(const at::Tensor& t) const { return one_d ? t.unsqueeze(2) : t; }
+  at::Tensor out(const at::Tensor& t) const { return one_d ? t.squeeze(2) : t; }
+  std::vector<int64_t> shape(std::vector<int64_t> s) const {
+    if (one_d) s.insert(s.begin() + 2, 1);
+    return s;
+  }
+  bool three_d() const { return p.kernel.size() == 3; }
+};
+
+at::Tensor max_pool(const graph::Node& n, const at::Tensor& x) {
+  Pool q(n);
+  const auto& p = q.p;
+  if (q.three_d()) return at::max_pool3d(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode);
+  return q.out(at::max_pool2d(q.in(x), p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode));
+}
+
+at::Tensor max_pool_indices(const graph::Node& n, const at::Tensor& x) {
+  Pool q(n);
+  const auto& p = q.p;
+  if (q.three_d()) return std::get<1>(at::max_pool3d_with_indices(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode));
+  return q.out(std::get<1>(at::max_pool2d_with_indices(q.in(x), p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode)));
+}
+
+at::Tensor max_pool_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& indices) {
+  Pool q(n);
+  const auto& p = q.p;
+  at::Tensor self = at::empty(q.shape(n.ints_attr("input_shape")), grad.options());  // only its shape is read
+  if (q.three_d())
+    return at::max_pool3d_with_indices_backward(grad, self, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode, indices);
+  return q.out(at::max_pool2d_with_indices_backward(q.in(grad), self, p.kernel, p.stride, p.padding, p.dilation,
+                                                    p.ceil_mode, q.in(indices)));
+}
+
+std::optional<int64_t> divisor(const graph::Node& n) {
+  int64_t d = n.int_attr("divisor_override");
+  return d ? std::optional<int64_t>(d) : std::nullopt;
+}
+
+at::Tensor avg_pool(const graph::Node& n, const at::Tensor& x) {
+  Pool q(n);
+  const auto& p = q.p;
+  bool include = n.int_attr("count_include_pad") != 0;
+  if (q.three_d()) return at::avg_pool3d(x, p.kernel, p.stride, p.padding, p.ceil_mode, include, divisor(n));
+  return q.out(at::avg_pool2d(q.in(x), p.kernel, p.stride, p.padding, p.ceil_mode, include, divisor(n)));
+}
+
+at::Tensor avg_pool_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& x) {
+  Pool q(n);
+  const auto& p = q.p;
+  bool include = n.int_attr("count_include_pad") != 0;
+  if (q.three_d()) return at::avg_pool3d_backward(grad, x, p.kernel, p.stride, p.padding, p.ceil_mode, include, divisor(n));
+  return q.out(at::avg_pool2d_backward(q.in(grad), q.in(x), p.kernel, p.stride, p.padding, p.ceil_mode, include, divisor(n)));
+}
 }  // namespace
 
 at::Tensor slice_update(const graph::Node& n, at::Tensor data, const std::vector<at::Tensor>& a) {
@@ -158,6 +222,13 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     case NodeKind::LogicalNot: return at::logical_not(a[0]);
     case NodeKind::IsNaN: return at::isnan(a[0]);
     case NodeKind::Erf: return at::erf(a[0]);
+    case NodeKind::BitwiseNot: return at::bitwise_not(a[0]);
+    case NodeKind::BitwiseAnd: return at::bitwise_and(a[0], a[1]);
+    case NodeKind::BitwiseOr: return at::bitwise_or(a[0], a[1]);
+    case NodeKind::BitwiseXor: return at::bitwise_xor(a[0], a[1]);
+    // A shift by >= the bit width (or < 0): 0 left, the sign fill right (ATen's rule).
+    case NodeKind::LeftShift: return at::bitwise_left_shift(a[0], a[1]);
+    case NodeKind::RightShift: return at::bitwise_right_shift(a[0], a[1]);
     case NodeKind::Add: return at::add(a[0], a[1]);
     case NodeKind::Subtract: return at::sub(a[0], a[1]);
     case NodeKind::Multiply: return at::mul(a[0], a[1]);
@@ -214,6 +285,11 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     }
     case NodeKind::ConvolutionDataGradient: return conv_data_gradient(n, a[0], a[1]);
     case NodeKind::ConvolutionWeightGradient: return conv_weight_gradient(n, a[0], a[1]);
+    case NodeKind::MaxPool: return max_pool(n, a[0]);
+    case NodeKind::MaxPoolIndices: return max_pool_indices(n, a[0]);
+    case NodeKind::MaxPoolGradient: return max_pool_gradient(n, a[0], a[1]);
+    case NodeKind::AvgPool: return avg_pool(n, a[0]);
+    case NodeKind::AvgPoolGradient: return avg_pool_gradient(n, a[0], a[1]);
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled node kind ", graph::kind_name(n.kind));
 }
