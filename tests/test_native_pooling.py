@@ -362,3 +362,29 @@ def test_mpsgraph_plan_emulated_avg(spatial, k, s, p, ceil, include, div):
         pytest.skip("avg_pool1d has no divisor_override")
     want = pool(x, k, s, p, ceil, include, **kwargs)
     torch.testing.assert_close(got.reshape(want.shape), want, rtol=1e-6, atol=1e-7)  # the map is float32
+
+
+# --- integer floor_divide / remainder ---------------------------------------------------------
+@pytest.mark.parametrize("dtype", INTS)
+def test_integer_floor_divide_and_remainder(dtype):
+    info = torch.iinfo(dtype)
+    lo, hi = max(info.min, -120), min(info.max, 120)
+    a = torch.randint(lo, hi, (6, 7)).to(dtype)
+    b = torch.randint(lo, hi, (7,)).to(dtype)
+    b[b == 0] = 3
+    check(lambda x, y: (torch.floor_divide(x, y), torch.remainder(x, y), x // y, x % y), a, b)  # signs of both
+    check(lambda x: (x // 4, x % 4, torch.remainder(x, 7)), a)
+    if dtype != torch.uint8:
+        check(lambda x: (x // -3, x % -3), a)
+    edge = torch.tensor([info.min, info.max, -1, 1, 0], dtype=torch.int64).clamp(info.min, info.max).to(dtype)
+    check(lambda x: (x // 5, x % 5, x // 1), edge)
+
+
+def test_integer_division_by_zero_raises_like_the_cpu():
+    a = torch.tensor([1, 2, 3])
+    z = torch.tensor([1, 0, 1])
+    for fn in [torch.floor_divide, torch.remainder]:
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn(a, z)
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn(a.to(DEV), z.to(DEV)).cpu()

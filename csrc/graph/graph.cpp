@@ -333,7 +333,8 @@ Tensor Graph::binary(NodeKind kind, Tensor a, Tensor b) {
   if (logical && ta.dtype != DType::Bool)
     fail(std::string(kind_name(kind)) + ": expects bool tensors");
   bool bitwise = kind == NodeKind::BitwiseAnd || kind == NodeKind::BitwiseOr || kind == NodeKind::BitwiseXor;
-  bool shift = kind == NodeKind::LeftShift || kind == NodeKind::RightShift;
+  bool shift = kind == NodeKind::LeftShift || kind == NodeKind::RightShift || kind == NodeKind::FloorDivide ||
+               kind == NodeKind::Remainder;  // (integer-only kinds)
   bool integral = !is_floating(ta.dtype) && ta.dtype != DType::Complex64 && ta.dtype != DType::Complex128;
   if ((bitwise && !integral) || (shift && (!integral || ta.dtype == DType::Bool)))
     fail(std::string(kind_name(kind)) + ": expects integer" + (bitwise ? " or bool" : "") + " tensors, got " +

@@ -217,9 +217,12 @@ const std::vector<Entry>& table() {
          if (mode == "floor") return un(g, NodeKind::Floor, q);
          if (mode == "trunc") return trunc(g, q);
          return q;)},
-      {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {}, E(return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
+      {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {},
+       E(if (!floating(g, x[0])) return g.binary(NodeKind::FloorDivide, integral(g, x[0], false), x[1]);
+         return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
       {"remainder", 2, {0, 1}, Result::Promoted, {}, {},
-       E(return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
+       E(if (!floating(g, x[0])) return g.binary(NodeKind::Remainder, integral(g, x[0], false), x[1]);
+         return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
       {"fmod", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, trunc(g, g.div(x[0], x[1])), x[1]));)},
       {"pow", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::Power, x[0], x[1]);)},
       {"maximum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
@@ -347,8 +350,7 @@ at::Tensor run_elementwise(const Entry& e, const std::vector<Operand>& ops, cons
   at::ScalarType compute = opmath_type(e.result == Result::Float ? (rounding ? promoted : result) : promoted);
   // Integer division/remainder semantics (floor/trunc on integers) are not float math.
   if (at::isIntegralType(compute, true) &&
-      (rounding || !std::strcmp(e.name, "floor_divide") || !std::strcmp(e.name, "remainder") ||
-       !std::strcmp(e.name, "fmod") || !std::strcmp(e.name, "pow")))
+      (rounding || !std::strcmp(e.name, "fmod") || !std::strcmp(e.name, "pow")))
     unsupported();
   if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
 

@@ -376,6 +376,17 @@ static MPSGraphTensor* lower_RightShift(const LowerCtx& c, const Node& n) {
                                    : [c.g constantWithScalar:0 dataType:t];  // macOS 11.0
   return [c.g selectWithPredicateTensor:shift_in_range(c, n) truePredicateTensor:shifted falsePredicateTensor:fill name:nil];  // macOS 11.0
 }
+// Integer floor division and remainder from floorModulo (documented: a -
+// floor(a / b) * b, 0 for b == 0): a - remainder is an exact multiple of b,
+// so the division is exact whatever rounding integer division uses. Division
+// by zero cannot raise on the GPU (torch's CPU raises ZeroDivisionError): the
+// remainder is 0 there, the quotient whatever MPSGraph's division gives.
+static MPSGraphTensor* lower_FloorDivide(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor* r = [c.g floorModuloWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  MPSGraphTensor* multiple = [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:r name:nil];  // macOS 11.0
+  return [c.g divisionWithPrimaryTensor:multiple secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+}
+static MPSGraphTensor* lower_Remainder(const LowerCtx& c, const Node& n) { return [c.g floorModuloWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Equal(const LowerCtx& c, const Node& n) { return [c.g equalWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_NotEqual(const LowerCtx& c, const Node& n) { return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 static MPSGraphTensor* lower_Less(const LowerCtx& c, const Node& n) { return [c.g lessThanWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0

@@ -109,18 +109,38 @@ struct Pool {
   bool three_d() const { return p.kernel.size() == 3; }
 };
 
-at::Tensor max_pool(const graph::Node& n, const at::Tensor& x) {
+std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(const graph::Node& n, const at::Tensor& x) {
   Pool q(n);
   const auto& p = q.p;
-  if (q.three_d()) return at::max_pool3d(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode);
-  return q.out(at::max_pool2d(q.in(x), p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode));
+  if (q.three_d()) return at::max_pool3d_with_indices(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode);
+  auto [v, i] = at::max_pool2d_with_indices(q.in(x), p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode);
+  return {q.out(v), q.out(i)};
+}
+
+// A MaxPool node and the MaxPoolIndices node of the same input (ops build
+// them in that order) share one ATen pass: MaxPool leaves its indices here
+// for the next MaxPoolIndices of the same tensor (same impl and version,
+// held alive by the memo) and attributes.
+struct MaxPoolMemo {
+  at::Tensor input, indices;
+  int64_t version = -1;
+  graph::Attrs attrs;
+};
+thread_local MaxPoolMemo max_pool_memo;
+
+at::Tensor max_pool(const graph::Node& n, const at::Tensor& x) {
+  auto [values, indices] = max_pool_with_indices(n, x);
+  max_pool_memo = {x, indices, static_cast<int64_t>(x._version()), n.attrs};
+  return values;
 }
 
 at::Tensor max_pool_indices(const graph::Node& n, const at::Tensor& x) {
-  Pool q(n);
-  const auto& p = q.p;
-  if (q.three_d()) return std::get<1>(at::max_pool3d_with_indices(x, p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode));
-  return q.out(std::get<1>(at::max_pool2d_with_indices(q.in(x), p.kernel, p.stride, p.padding, p.dilation, p.ceil_mode)));
+  MaxPoolMemo memo = std::move(max_pool_memo);
+  max_pool_memo = {};
+  if (memo.input.defined() && memo.input.is_same(x) && memo.version == static_cast<int64_t>(x._version()) &&
+      memo.attrs == n.attrs)
+    return memo.indices;
+  return std::get<1>(max_pool_with_indices(n, x));
 }
 
 at::Tensor max_pool_gradient(const graph::Node& n, const at::Tensor& grad, const at::Tensor& indices) {
@@ -229,6 +249,9 @@ at::Tensor eval_node(const graph::Node& n, const std::vector<at::Tensor>& a) {
     // A shift by >= the bit width (or < 0): 0 left, the sign fill right (ATen's rule).
     case NodeKind::LeftShift: return at::bitwise_left_shift(a[0], a[1]);
     case NodeKind::RightShift: return at::bitwise_right_shift(a[0], a[1]);
+    // Integer division by zero raises ZeroDivisionError, as torch on the CPU.
+    case NodeKind::FloorDivide: return at::floor_divide(a[0], a[1]);
+    case NodeKind::Remainder: return at::remainder(a[0], a[1]);
     case NodeKind::Add: return at::add(a[0], a[1]);
     case NodeKind::Subtract: return at::sub(a[0], a[1]);
     case NodeKind::Multiply: return at::mul(a[0], a[1]);

@@ -162,6 +162,7 @@ API_AVAILABLE(macos(11.0))
 - (MPSGraphTensor*)maxPooling4DGradientWithGradientTensor:(MPSGraphTensor*)gradient indicesTensor:(MPSGraphTensor*)indices outputShape:(MPSShape*)outputShape descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
 - (MPSGraphTensor*)avgPooling4DWithSourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
 - (MPSGraphTensor*)avgPooling4DGradientWithGradientTensor:(MPSGraphTensor*)gradient sourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)floorModuloWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
 // ArithmeticOps: bitwise (13.0)
 - (MPSGraphTensor*)bitwiseNOTWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
 - (MPSGraphTensor*)bitwiseANDWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
