@@ -17,7 +17,7 @@ import torch
 
 import mps_ext
 from common import describe_machine, time_call, write_results
-from mps_ext._C import Graph
+from mps_ext.graph import Graph
 
 
 def update_graph() -> Graph:
@@ -25,7 +25,7 @@ def update_graph() -> Graph:
     cache = g.variable([-1, -1], torch.float32, "cache")
     new = g.placeholder([-1, -1], torch.float32, "new")
     starts = g.placeholder([2], torch.int64, "starts")
-    g.output(g.assign(cache, g.slice_update_at(cache, new, starts)))
+    g.output(g.assign(cache, g.slice_update(cache, new, starts)))
     return g
 
 

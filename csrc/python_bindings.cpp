@@ -4,13 +4,16 @@
 // of the graph builder (for tests and for exploring the IR).
 #include <torch/extension.h>
 
+#include "graph/node_spec.h"
 #include "profiler/profiler.h"
 #include "runtime/mpsgraph/lowering_table.h"
 #include "runtime/mpsgraph/pool_plan.h"
 #include "runtime/reference/executor.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
+#include "runtime/reference/node_eval.h"
 #include "runtime/runtime.h"
+#include "runtime/shape_buckets.h"
 
 namespace py = pybind11;
 using namespace mps_ext;
@@ -20,6 +23,22 @@ using graph::NodeKind;
 namespace {
 graph::DType dtype_arg(const py::object& dtype) {
   return runtime::to_graph_dtype(torch::python::detail::py_object_to_dtype(dtype));
+}
+
+// Python attrs: bool/int -> int64, float -> double, str, a sequence of ints,
+// a torch.dtype -> its name.
+graph::Attrs attr_map(const py::dict& attrs) {
+  graph::Attrs out;
+  for (const auto& [key, value] : attrs) {
+    std::string name = py::cast<std::string>(key);
+    if (py::isinstance<py::bool_>(value) || py::isinstance<py::int_>(value)) out[name] = py::cast<int64_t>(value);
+    else if (py::isinstance<py::float_>(value)) out[name] = py::cast<double>(value);
+    else if (py::isinstance<py::str>(value)) out[name] = py::cast<std::string>(value);
+    else if (THPDtype_Check(value.ptr())) out[name] = std::string(graph::dtype_name(dtype_arg(py::reinterpret_borrow<py::object>(value))));
+    else if (py::isinstance<py::sequence>(value)) out[name] = py::cast<std::vector<int64_t>>(value);
+    else throw py::type_error("attr '" + name + "': expected an int, float, str, torch.dtype or a sequence of ints");
+  }
+  return out;
 }
 
 }  // namespace
@@ -59,6 +78,15 @@ PYBIND11_MODULE(_C, m) {
       out.append(py::make_tuple(c.key, c.graph->to_json(), c.graph->to_dot()));
     return out;
   });
+  // The mpsgraph runtime's compile-shape policy (runtime/shape_buckets.h): the
+  // key each concrete shape set in `runs` compiles under, in order.
+  m.def("_shape_bucket_keys", [](std::vector<graph::Shape> declared, const std::vector<std::vector<graph::Shape>>& runs,
+                                 int specializations) {
+    runtime::ShapeBuckets buckets(std::move(declared), specializations);
+    std::vector<std::vector<graph::Shape>> keys;
+    for (const auto& shapes : runs) keys.push_back(buckets.key(shapes));
+    return keys;
+  }, py::arg("declared"), py::arg("runs"), py::arg("specializations"));
   m.def("_device_runtime", [] { return runtime::kind_name(runtime::device_runtime()); });
   m.def("_mpsgraph_built", &runtime::mpsgraph_built);
   // The MPSGraph scaling mode an FFT node lowers to (graph::fft_scaling).
@@ -92,6 +120,16 @@ PYBIND11_MODULE(_C, m) {
 #define MPS_EXT_NODE(kind, name) kinds.push_back(name);
 #include "graph/node_kinds.def"
     return kinds;
+  });
+  // Kinds missing a spec (graph/node_spec.h) or a reference evaluation
+  // (runtime/reference/node_eval.h): empty when every kind is complete.
+  m.def("_incomplete_node_kinds", [] {
+    std::vector<std::string> missing;
+#define MPS_EXT_NODE(kind, name)                                                                            \
+  if (!graph::find_node_spec(NodeKind::kind)) missing.push_back(std::string(name) + ": spec");             \
+  if (!runtime::reference::has_node_eval(NodeKind::kind)) missing.push_back(std::string(name) + ": eval");
+#include "graph/node_kinds.def"
+    return missing;
   });
 
   // Profiler (csrc/profiler; mps_ext/profiler.py builds the Python API on these).
@@ -127,69 +165,12 @@ PYBIND11_MODULE(_C, m) {
       .def("constant", ([](Graph& g, double v, py::object dt, graph::Shape s) {
              return g.constant(v, dtype_arg(dt), s).id;
            }), py::arg("value"), py::arg("dtype"), py::arg("shape") = graph::Shape{})
-      .def("assign", ([T](Graph& g, int var, int val) { return g.assign(T(var), T(val)).id; }))
-      .def("cast", ([T](Graph& g, int x, py::object dt) { return g.cast(T(x), dtype_arg(dt)).id; }))
-      .def("reshape", ([T](Graph& g, int x, graph::Shape s) { return g.reshape(T(x), s).id; }))
-      .def("transpose", ([T](Graph& g, int x, std::vector<int64_t> p) { return g.transpose(T(x), p).id; }))
-      .def("slice", ([T](Graph& g, int x, std::vector<int64_t> b, std::vector<int64_t> e,
-                                std::vector<int64_t> s) { return g.slice(T(x), b, e, s).id; }))
-      .def("slice_update", ([T](Graph& g, int x, int u, std::vector<int64_t> b, std::vector<int64_t> e,
-                                       std::vector<int64_t> s) { return g.slice_update(T(x), T(u), b, e, s).id; }))
-      .def("slice_update_at", ([T](Graph& g, int x, int u, int starts) { return g.slice_update_at(T(x), T(u), T(starts)).id; }))
-      .def("concat", ([](Graph& g, std::vector<int> xs, int64_t axis) {
-             std::vector<graph::Tensor> ts;
-             for (int x : xs) ts.push_back({x});
-             return g.concat(ts, axis).id;
-           }))
-      .def("broadcast", ([T](Graph& g, int x, graph::Shape s) { return g.broadcast(T(x), s).id; }))
-      .def("unary", ([T](Graph& g, std::string k, int x) { return g.unary(graph::kind_from_name(k), T(x)).id; }))
-      .def("binary", ([T](Graph& g, std::string k, int a, int b) {
-             return g.binary(graph::kind_from_name(k), T(a), T(b)).id;
-           }))
-      .def("select", ([T](Graph& g, int p, int a, int b) { return g.select(T(p), T(a), T(b)).id; }))
-      .def("reduce", ([T](Graph& g, std::string k, int x, std::vector<int64_t> axes) {
-             return g.reduce(graph::kind_from_name(k), T(x), axes).id;
-           }))
-      .def("softmax", ([T](Graph& g, int x, int64_t axis) { return g.softmax(T(x), axis).id; }))
-      .def("matmul", ([T](Graph& g, int a, int b) { return g.matmul(T(a), T(b)).id; }))
-      .def("dequantize", ([T](Graph& g, int q, int scale, int zero_point, py::object dt) {
-             return g.dequantize(T(q), T(scale), T(zero_point), dtype_arg(dt)).id;
-           }), py::arg("q"), py::arg("scale"), py::arg("zero_point"), py::arg("dtype"))
-      .def("dequantize_lut", ([T](Graph& g, int indices, int lut) { return g.dequantize_lut(T(indices), T(lut)).id; }),
-           py::arg("indices"), py::arg("lut"))
-      .def("scaled_dot_product_attention",
-           ([T](Graph& g, int q, int k, int v, std::optional<int> mask, std::optional<double> scale, bool is_causal) {
-             std::optional<graph::Tensor> m;
-             if (mask) m = T(*mask);
-             return g.scaled_dot_product_attention(T(q), T(k), T(v), m, scale, is_causal).id;
-           }), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("mask") = py::none(), py::arg("scale") = py::none(),
-           py::arg("is_causal") = false)
-      .def("fft", ([T](Graph& g, int x, std::vector<int64_t> axes, bool inverse, std::string norm) {
-             return g.fft(T(x), axes, inverse, norm).id;
-           }), py::arg("x"), py::arg("axes"), py::arg("inverse") = false, py::arg("norm") = "backward")
-      .def("rfft", ([T](Graph& g, int x, std::vector<int64_t> axes, std::string norm) {
-             return g.rfft(T(x), axes, norm).id;
-           }), py::arg("x"), py::arg("axes"), py::arg("norm") = "backward")
-      .def("irfft", ([T](Graph& g, int x, std::vector<int64_t> axes, int64_t last_dim_size, std::string norm) {
-             return g.irfft(T(x), axes, norm, last_dim_size).id;
-           }), py::arg("x"), py::arg("axes"), py::arg("last_dim_size"), py::arg("norm") = "backward")
-      .def("convolution", ([T](Graph& g, int x, int w, graph::Shape stride, graph::Shape padding, graph::Shape dilation,
-                               int64_t groups) {
-             return g.convolution(T(x), T(w), {stride, padding, dilation, groups}).id;
-           }), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-           py::arg("groups") = 1)
-      .def("convolution_data_gradient",
-           ([T](Graph& g, int gy, int w, graph::Shape input_shape, graph::Shape stride, graph::Shape padding,
-                graph::Shape dilation, int64_t groups) {
-             return g.convolution_data_gradient(T(gy), T(w), input_shape, {stride, padding, dilation, groups}).id;
-           }), py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
-           py::arg("dilation"), py::arg("groups") = 1)
-      .def("convolution_weight_gradient",
-           ([T](Graph& g, int gy, int x, graph::Shape weight_shape, graph::Shape stride, graph::Shape padding,
-                graph::Shape dilation, int64_t groups) {
-             return g.convolution_weight_gradient(T(gy), T(x), weight_shape, {stride, padding, dilation, groups}).id;
-           }), py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
-           py::arg("dilation"), py::arg("groups") = 1)
+      // Every other kind: mps_ext.graph.Graph spells it g.<kind>(*inputs, **attrs).
+      .def("apply", ([T](Graph& g, const std::string& kind, const std::vector<int>& inputs, const py::dict& attrs) {
+             std::vector<graph::Tensor> in;
+             for (int id : inputs) in.push_back(T(id));
+             return g.apply(graph::kind_from_name(kind), in, attr_map(attrs)).id;
+           }), py::arg("kind"), py::arg("inputs"), py::arg("attrs") = py::dict())
       .def("attrs", [T](const Graph& g, int x) {
         py::dict out;
         for (const auto& [k, v] : g.node(x).attrs) std::visit([&](const auto& val) { out[py::str(k)] = val; }, v);

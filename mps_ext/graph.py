@@ -1,15 +1,48 @@
-"""Graph tools: the compiled-graph cache and a text "viewer".
+"""Graph tools: the IR builder, the compiled-graph cache and a text "viewer".
 
 >>> import torch, mps_ext
 >>> print(mps_ext.graph.dump(torch.ops.mps_ext.softshrink, torch.randn(4), format="dot"))
+
+Building IR by hand (tests, exploration): every node kind is a method taking
+its input node ids and its attrs by name, checked by the kind's spec:
+
+>>> g = mps_ext.graph.Graph()
+>>> x = g.placeholder([-1, 8], torch.float32, "x")
+>>> g.output(g.reduce_sum(g.abs(x), axes=[1]))
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any, Callable, Iterator, NamedTuple
 
 from . import _C
+
+
+class Graph(_C.Graph):
+    """An IR graph. Sources: ``placeholder(shape, dtype, name)``,
+    ``variable(...)``, ``constant(value, dtype, shape)``; every other node kind
+    (``mps_ext._C._node_kinds()``) is ``g.<kind>(*inputs, **attrs)``, e.g.
+    ``g.fft(x, axes=[-1], norm="ortho")`` -- one generic path (``apply``), so a
+    new kind needs no binding. Nodes are ints; ``type(id)`` gives
+    ``(dtype name, shape)``, ``attrs(id)`` the normalised attrs."""
+
+    def __getattr__(self, kind: str) -> Callable[..., int]:
+        if kind.startswith("_") or kind not in _node_kinds():
+            raise AttributeError(f"'Graph' has no attribute or node kind '{kind}'")
+
+        def build(*inputs: int | None, **attrs: Any) -> int:
+            # An optional trailing input (an SDPA mask) may be passed as None.
+            return self.apply(kind, [i for i in inputs if i is not None], attrs)
+
+        build.__name__ = kind
+        return build
+
+
+@functools.lru_cache(maxsize=None)
+def _node_kinds() -> frozenset[str]:
+    return frozenset(_C._node_kinds())
 
 
 class CacheInfo(NamedTuple):

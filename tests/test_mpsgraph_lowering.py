@@ -3,8 +3,8 @@ clang's view of the Objective-C++ code, the SDK stubs and the docs table.
 
 The registrations (csrc/runtime/mpsgraph/lowerings.def, read back through
 mps_ext._C._lowerings()) say which MPSGraph selector each IR node kind lowers
-to; clang's AST of lowering.mm says which selectors each lower_<Kind> really
-sends. Nothing here depends on how the source is formatted. The clang checks
+to; clang's AST of lowering.mm and of the families' *_lowering.mm files says
+which selectors each lower_<Kind> really sends. Nothing here depends on how the source is formatted. The clang checks
 skip only when clang++ is absent (apt-get install -y clang); CI installs it.
 """
 import functools
@@ -12,6 +12,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,17 @@ def node_kinds():
     return [k for k, _, _ in registrations()]
 
 
+def lowering_files():
+    """lowering.mm and every family file that defines lower_<Kind> functions."""
+    return [LOWERING] + [p for p in check_objc.mm_files()
+                         if p != LOWERING and "MPSGraphTensor* lower_" in p.read_text()]
+
+
 @functools.lru_cache(maxsize=None)
 def sent_selectors():
-    """{function name: [selectors of every message send in it]} from clang's AST of lowering.mm."""
-    cmd = check_objc.clang_command(check_objc.find_clang(), LOWERING)
-    cmd = cmd[:-1] + ["-Xclang", "-ast-dump=json", "-Xclang", "-ast-dump-filter=lower_", cmd[-1]]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    decoder, i, functions = json.JSONDecoder(), 0, {}
+    """{function name: [selectors of every message send in it], one list per
+    definition} from clang's AST of every lowering file."""
+    functions = {}
 
     def walk(node, sels):
         if isinstance(node, dict):
@@ -57,17 +62,33 @@ def sent_selectors():
             for v in node:
                 walk(v, sels)
 
-    while True:
-        while i < len(out) and out[i].isspace():
-            i += 1
-        if i >= len(out):
-            return functions
-        decl, i = decoder.raw_decode(out, i)
-        body = [n for n in decl.get("inner", []) if n.get("kind") == "CompoundStmt"]
-        if decl.get("kind") == "FunctionDecl" and body:  # definitions only
-            sels = []
-            walk(decl, sels)
-            functions.setdefault(decl["name"], []).append(sels)
+    def ast(path):
+        cmd = check_objc.clang_command(check_objc.find_clang(), path)
+        cmd = cmd[:-1] + ["-Xclang", "-ast-dump=json", "-Xclang", "-ast-dump-filter=lower_", cmd[-1]]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    with ThreadPoolExecutor(2) as pool:
+        dumps = list(pool.map(ast, lowering_files()))
+    for out in dumps:
+        decoder, i = json.JSONDecoder(), 0
+        while True:
+            while i < len(out) and out[i].isspace():
+                i += 1
+            if i >= len(out):
+                break
+            decl, i = decoder.raw_decode(out, i)
+            body = [n for n in decl.get("inner", []) if n.get("kind") == "CompoundStmt"]
+            if decl.get("kind") == "FunctionDecl" and body:  # definitions only
+                sels = []
+                walk(decl, sels)
+                functions.setdefault(decl["name"], []).append(sels)
+    return functions
+
+
+def test_family_kinds_are_lowered_next_to_their_family():
+    files = {p.relative_to(ROOT).as_posix() for p in lowering_files()}
+    assert {"csrc/ops/spectral/fft_lowering.mm", "csrc/ops/attention/sdpa_lowering.mm",
+            "csrc/ops/quantization/dequantize_lowering.mm", "csrc/ops/aten/convolution_lowering.mm"} <= files
 
 
 def table_rows():

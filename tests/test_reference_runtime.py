@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mps_ext._C import Graph, _fft_scaling, _fusion_plan, _run_reference
+from mps_ext.graph import Graph
+from mps_ext._C import _fft_scaling, _fusion_plan, _run_reference
 
 UNARY = ["identity", "abs", "negative", "sign", "exp", "log", "sqrt", "rsqrt", "reciprocal",
          "square", "sin", "cos", "tanh", "sigmoid", "floor", "ceil", "round"]
@@ -37,7 +38,7 @@ def close(a, b, dtype):
 def test_unary_chain_fused_equals_aten(op, dtype):
     g = Graph()
     x = g.placeholder([-1, -1], dtype, "x")
-    y = g.unary(op, g.unary("negative", x))  # two nodes (the first exact): one region
+    y = g.apply(op, [g.negative(x)])  # two nodes (the first exact): one region
     g.output(y)
     assert _fusion_plan(g) == [[1, 2]]
     fused, unfused = run_both(g, [values((37, 41), dtype)])
@@ -51,9 +52,9 @@ def test_binary_fused_equals_aten(op, dtype):
     a = g.placeholder([-1], dtype, "a")
     b = g.placeholder([-1], dtype, "b")
     s = g.placeholder([], dtype, "s")
-    r1 = g.binary(op, a, b)
-    r2 = g.binary(op, a, s)  # uniform (broadcast scalar) operand
-    r3 = g.binary(op, s, b)
+    r1 = g.apply(op, [a, b])
+    r2 = g.apply(op, [a, s])  # uniform (broadcast scalar) operand
+    r3 = g.apply(op, [s, b])
     for r in (r1, r2, r3):
         g.output(r)
     a_val, b_val = values((1003,), dtype), values((1003,), dtype).flip(0)
@@ -66,10 +67,10 @@ def test_binary_fused_equals_aten(op, dtype):
 def test_select_logic_and_casts():
     g = Graph()
     x = g.placeholder([-1], torch.float16, "x")
-    xf = g.cast(x, torch.float32)
-    p = g.binary("logical_or", g.unary("isnan", xf), g.binary("greater", xf, g.constant(1.0, torch.float32)))
-    y = g.select(g.unary("logical_not", p), xf, g.constant(-7.0, torch.float32))
-    g.output(g.cast(y, torch.float16))
+    xf = g.cast(x, dtype=torch.float32)
+    p = g.logical_or(g.isnan(xf), g.greater(xf, g.constant(1.0, torch.float32)))
+    y = g.select(g.logical_not(p), xf, g.constant(-7.0, torch.float32))
+    g.output(g.cast(y, dtype=torch.float16))
     g.output(p)  # a bool output of the region
     assert len(_fusion_plan(g)) == 1
     x_val = values((513,), torch.float16)
@@ -85,8 +86,8 @@ def test_broadcasting_regions(a_shape, b_shape):
     g = Graph()
     a = g.placeholder([-1] * len(a_shape), torch.float32, "a")
     b = g.placeholder([-1] * len(b_shape), torch.float32, "b")
-    t = g.binary("multiply", a, g.constant(2.0, torch.float32))
-    g.output(g.binary("add", t, b))
+    t = g.multiply(a, g.constant(2.0, torch.float32))
+    g.output(g.add(t, b))
     g.output(t)  # a region output narrower than the iteration space
     a_val, b_val = torch.randn(a_shape), torch.randn(b_shape)
     fused, unfused = run_both(g, [a_val, b_val])
@@ -98,7 +99,7 @@ def test_broadcasting_regions(a_shape, b_shape):
 def test_non_contiguous_inputs():
     g = Graph()
     x = g.placeholder([-1, -1], torch.float32, "x")
-    g.output(g.unary("exp", g.unary("negative", x)))
+    g.output(g.exp(g.negative(x)))
     base = torch.randn(30, 40)
     for view in (base.t(), base[::2, 1::3], base[:, :1].expand(30, 9)):
         torch.testing.assert_close(_run_reference(g, [view])[0], torch.exp(-view))
@@ -108,14 +109,14 @@ def test_structural_and_reduction_nodes_match_aten():
     g = Graph()
     x = g.placeholder([2, 3, 4], torch.float32, "x")
     w = g.placeholder([4, 5], torch.float32, "w")
-    g.output(g.softmax(g.matmul(x, w), -1))
-    g.output(g.reduce("reduce_max", g.transpose(x, [2, 0, 1]), [0]))
-    g.output(g.slice(x, [0, 1, 0], [2, 3, 4], [1, 1, 2]))
+    g.output(g.softmax(g.matmul(x, w), axis=-1))
+    g.output(g.reduce_max(g.transpose(x, perm=[2, 0, 1]), axes=[0]))
+    g.output(g.slice(x, starts=[0, 1, 0], ends=[2, 3, 4], strides=[1, 1, 2]))
     upd = g.placeholder([2, 1, 4], torch.float32, "u")
-    g.output(g.slice_update(x, upd, [0, 0, 0], [2, 1, 4], [1, 1, 1]))
-    g.output(g.concat([x, x], 1))
-    g.output(g.reduce("reduce_prod", x, [0, 2]))
-    g.output(g.reduce("reduce_mean", x, [1]))
+    g.output(g.slice_update(x, upd, starts=[0, 0, 0], ends=[2, 1, 4], strides=[1, 1, 1]))
+    g.output(g.concat(x, x, axis=1))
+    g.output(g.reduce_prod(x, axes=[0, 2]))
+    g.output(g.reduce_mean(x, axes=[1]))
     xv, wv, uv = torch.randn(2, 3, 4), torch.randn(4, 5), torch.randn(2, 1, 4)
     out = _run_reference(g, [xv, wv, uv])
     torch.testing.assert_close(out[0], torch.softmax(xv @ wv, -1))
@@ -134,7 +135,7 @@ def test_variable_assign_updates_in_place():
     g = Graph()
     cache = g.variable([2, 4], torch.float32, "cache")
     new = g.placeholder([2, 1], torch.float32, "new")
-    g.assign(cache, g.slice_update(cache, new, [0, 2], [2, 3], [1, 1]))
+    g.assign(cache, g.slice_update(cache, new, starts=[0, 2], ends=[2, 3], strides=[1, 1]))
     c, n = torch.zeros(2, 4), torch.ones(2, 1)
     _run_reference(g, [c, n])
     assert c[:, 2].eq(1).all() and c.sum() == 2
@@ -146,9 +147,9 @@ def test_softshrink_is_one_fused_region():
     g = Graph()
     x = g.placeholder([-1], torch.float32, "self")
     lam = g.placeholder([], torch.float32, "lambd")
-    neg = g.unary("negative", lam)
-    clamped = g.binary("maximum", g.binary("minimum", x, lam), neg)
-    g.output(g.binary("subtract", x, clamped))
+    neg = g.negative(lam)
+    clamped = g.maximum(g.minimum(x, lam), neg)
+    g.output(g.subtract(x, clamped))
     assert _fusion_plan(g) == [[2, 3, 4, 5]]
     xv = torch.tensor([-2.0, -0.5, -0.1, 0.0, 0.3, 0.5, 0.7, float("nan"), float("inf")])
     out = _run_reference(g, [xv, torch.tensor(0.5)])[0]
@@ -163,10 +164,10 @@ def test_clamp_peephole(order, dtype):
     lo = g.placeholder([], dtype, "lo")
     hi = g.placeholder([], dtype, "hi")
     if order == "min-then-max":
-        y = g.binary("maximum", g.binary("minimum", x, hi), lo)
+        y = g.maximum(g.minimum(x, hi), lo)
     else:
-        y = g.binary("minimum", g.binary("maximum", x, lo), hi)
-    g.output(g.binary("multiply", y, y))
+        y = g.minimum(g.maximum(x, lo), hi)
+    g.output(g.multiply(y, y))
     xv = values((999,), dtype)
     inputs = [xv, torch.tensor(-0.5, dtype=dtype), torch.tensor(0.75, dtype=dtype)]
     fused, unfused = run_both(g, inputs)
@@ -179,8 +180,8 @@ def test_clamp_peephole_keeps_a_shared_intermediate():
     g = Graph()
     x = g.placeholder([-1], torch.float32, "x")
     hi = g.constant(1.0, torch.float32)
-    m = g.binary("minimum", x, hi)  # also an output: must not vanish into the clamp
-    g.output(g.binary("maximum", m, g.constant(-1.0, torch.float32)))
+    m = g.minimum(x, hi)  # also an output: must not vanish into the clamp
+    g.output(g.maximum(m, g.constant(-1.0, torch.float32)))
     g.output(m)
     xv = torch.randn(300) * 3
     out = _run_reference(g, [xv])
@@ -209,8 +210,8 @@ def test_new_nodes_are_never_fused():
     q = g.placeholder([-1, -1], torch.uint8, "q")
     s = g.placeholder([], torch.float32, "s")
     z = g.placeholder([], torch.uint8, "z")
-    d = g.dequantize(q, s, z, torch.float32)
-    g.output(g.unary("exp", g.unary("negative", d)))
+    d = g.dequantize(q, s, z, dtype=torch.float32)
+    g.output(g.exp(g.negative(d)))
     assert _fusion_plan(g) == [d, [d + 1, d + 2]]
 
 
@@ -221,8 +222,7 @@ def test_dequantize_per_tensor_matches_torch_quantization(qdtype):
     xq = torch.quantize_per_tensor(x, 0.037, zp, qdtype)
     q = xq.int_repr()
     g = Graph()
-    g.output(g.dequantize(g.placeholder([-1, -1], q.dtype, "q"), g.placeholder([], torch.float32, "s"),
-                          g.placeholder([], q.dtype, "z"), torch.float32))
+    g.output(g.dequantize(g.placeholder([-1, -1], q.dtype, "q"), g.placeholder([], torch.float32, "s"), g.placeholder([], q.dtype, "z"), dtype=torch.float32))
     out = run1(g, [q, torch.tensor(0.037), torch.tensor(zp, dtype=q.dtype)])
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, xq.dequantize(), rtol=0, atol=1e-6)
@@ -237,8 +237,7 @@ def test_dequantize_per_channel_matches_torch_quantization(axis):
     xq = torch.quantize_per_channel(x, scales, zps, axis, torch.quint8)
     shape = [n, 1] if axis == 0 else [1, n]
     g = Graph()
-    g.output(g.dequantize(g.placeholder([-1, -1], torch.uint8, "q"), g.placeholder(shape, torch.float32, "s"),
-                          g.placeholder(shape, torch.uint8, "z"), torch.float32))
+    g.output(g.dequantize(g.placeholder([-1, -1], torch.uint8, "q"), g.placeholder(shape, torch.float32, "s"), g.placeholder(shape, torch.uint8, "z"), dtype=torch.float32))
     out = run1(g, [xq.int_repr(), scales.float().reshape(shape), zps.to(torch.uint8).reshape(shape)])
     torch.testing.assert_close(out, xq.dequantize(), rtol=1e-6, atol=1e-6)
 
@@ -253,8 +252,7 @@ def test_dequantize_group_wise_and_float_zero_points(dtype):
     zero_float = (torch.rand(out_f, in_f // gs, 1) * 15).to(dtype)
     for zero in (zero_int, zero_float):
         g = Graph()
-        g.output(g.dequantize(g.placeholder([-1, -1, -1], torch.uint8, "q"), g.placeholder([-1, -1, 1], dtype, "s"),
-                              g.placeholder([-1, -1, 1], zero.dtype, "z"), dtype))
+        g.output(g.dequantize(g.placeholder([-1, -1, -1], torch.uint8, "q"), g.placeholder([-1, -1, 1], dtype, "s"), g.placeholder([-1, -1, 1], zero.dtype, "z"), dtype=dtype))
         out = run1(g, [q, scale, zero])
         expected = torch.empty(q.shape, dtype=torch.float64)
         for o in range(out_f):
@@ -316,8 +314,8 @@ def test_scaled_dot_product_attention(mask_shape, ev):
     g = Graph()
     args = [g.placeholder([-1, 3, -1, 16], torch.float32, n) for n in "qk"] + [g.placeholder([-1, 3, -1, ev], torch.float32, "v")]
     m = None if mask is None else g.placeholder([-1] * len(mask_shape), torch.float32, "mask")
-    g.output(g.scaled_dot_product_attention(*args, mask=m))          # default scale 1/sqrt(E)
-    g.output(g.scaled_dot_product_attention(*args, mask=m, scale=0.9))
+    g.output(g.scaled_dot_product_attention(*args, m))          # default scale 1/sqrt(E)
+    g.output(g.scaled_dot_product_attention(*args, m, scale=0.9))
     inputs = [q, k, v] + ([] if mask is None else [mask])
     out = _run_reference(g, inputs)
     assert out[0].shape == (2, 3, 5, ev)
@@ -338,7 +336,7 @@ def complex_input(shape):
 def test_fft_matches_torch(axes, inverse, norm):
     x = complex_input((4, 6, 9))
     g = Graph()
-    g.output(g.fft(g.placeholder([-1, -1, -1], torch.complex64, "x"), axes, inverse=inverse, norm=norm))
+    g.output(g.fft(g.placeholder([-1, -1, -1], torch.complex64, "x"), axes=axes, inverse=inverse, norm=norm))
     out = run1(g, [x])
     fn = torch.fft.ifftn if inverse else torch.fft.fftn
     assert out.dtype == torch.complex64
@@ -351,7 +349,7 @@ def test_fft_matches_torch(axes, inverse, norm):
 def test_rfft_matches_torch(shape, axes, norm):
     x = torch.randn(shape)
     g = Graph()
-    y = g.rfft(g.placeholder([-1] * len(shape), torch.float32, "x"), axes, norm=norm)
+    y = g.rfft(g.placeholder([-1] * len(shape), torch.float32, "x"), axes=axes, norm=norm)
     g.output(y)
     out = run1(g, [x])
     expected = torch.fft.rfftn(x, dim=axes, norm=norm)
@@ -371,7 +369,7 @@ def test_irfft_matches_torch_and_inverts_rfft(lead_shape, axes, n, norm):
     spectrum = torch.fft.rfftn(x, dim=axes, norm=norm)
     g = Graph()
     h = g.placeholder([-1] * len(real_shape), torch.complex64, "h")
-    y = g.irfft(h, axes, n, norm=norm)
+    y = g.irfft(h, axes=axes, last_dim_size=n, norm=norm)
     g.output(y)
     out = run1(g, [spectrum])
     sizes = [real_shape[a % len(real_shape)] for a in axes]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import mps_ext
-from mps_ext._C import Graph
+from mps_ext.graph import Graph
 
 f32, i64 = torch.float32, torch.int64
 
@@ -103,7 +103,7 @@ def kv_update_graph(rank=2):
     cache = g.variable([-1] * rank, f32, "cache")
     new = g.placeholder([-1] * rank, f32, "new")
     starts = g.placeholder([rank], i64, "starts")
-    g.output(g.assign(cache, g.slice_update_at(cache, new, starts)))
+    g.output(g.assign(cache, g.slice_update(cache, new, starts)))
     return g
 
 
@@ -137,7 +137,7 @@ def test_slice_update_at_functional_form_does_not_mutate():
     data = g.placeholder([-1, -1], f32, "data")
     new = g.placeholder([-1, -1], f32, "new")
     starts = g.placeholder([2], i64, "starts")
-    g.output(g.slice_update_at(data, new, starts))
+    g.output(g.slice_update(data, new, starts))
     x = torch.zeros(4, 4)
     (y,) = mps_ext._C._run_reference(g, [x, torch.ones(1, 2), torch.tensor([1, 2])])
     assert x.abs().sum() == 0 and y.sum() == 2 and y[1, 2] == 1 and y[1, 3] == 1
@@ -147,9 +147,9 @@ def test_slice_update_at_validates_types():
     g = Graph()
     data = g.placeholder([4, 4], f32)
     with pytest.raises(ValueError, match="starts must be an int64"):
-        g.slice_update_at(data, g.placeholder([1, 4], f32), g.placeholder([2], f32))
+        g.slice_update(data, g.placeholder([1, 4], f32), g.placeholder([2], f32))
     with pytest.raises(ValueError, match="does not fit"):
-        g.slice_update_at(data, g.placeholder([5, 4], f32), g.placeholder([2], i64))
+        g.slice_update(data, g.placeholder([5, 4], f32), g.placeholder([2], i64))
 
 
 # --- the bounded cache ------------------------------------------------------------------
@@ -186,3 +186,22 @@ def test_default_cache_maxsize_and_check_mode_in_tests():
     torch.ops.mps_ext.softshrink(x, 0.5)
     torch.ops.mps_ext.softshrink(x, 0.25)
     assert mps_ext.graph.cache_info()[:3] == (1, 1, 1)
+
+
+def test_mpsgraph_shape_buckets_bound_the_executables_of_a_growing_length():
+    # The mpsgraph runtime compiles per key: static dims keep their size, a
+    # dynamic dim is specialised for its first N sizes, then one executable
+    # with the dim unknown (-1) serves every further size.
+    declared = [[1, 8, -1, 64], [-1]]
+    runs = [[[1, 8, s, 64], [3]] for s in range(1, 11)] + [[[1, 8, 2, 64], [3]], [[1, 8, 5, 64], [4]]]
+    keys = mps_ext._C._shape_bucket_keys(declared, runs, 4)
+    assert keys[:4] == [[[1, 8, s, 64], [3]] for s in range(1, 5)]
+    assert all(k == [[1, 8, -1, 64], [3]] for k in keys[4:10])
+    assert keys[10] == [[1, 8, 2, 64], [3]]   # a specialised size keeps its executable
+    assert keys[11] == [[1, 8, -1, 64], [4]]  # the second input's dim still has room
+    distinct = {repr(k) for k in keys}
+    assert len(distinct) == 6
+    # 0 specialisations: dynamic dims are unknown from the start.
+    assert mps_ext._C._shape_bucket_keys(declared, runs[:2], 0) == [[[1, 8, -1, 64], [-1]]] * 2
+    with pytest.raises(ValueError, match="expects \\[1,8,-1,64\\]"):
+        mps_ext._C._shape_bucket_keys(declared, [[[1, 8, 64], [3]]], 4)

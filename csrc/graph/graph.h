@@ -105,6 +105,11 @@ struct Tensor {
 class Graph {
  public:
   // --- builder: vocabulary follows MPSGraph ---------------------------------
+  // The generic builder: a `kind` node over `inputs` with `attrs`. The kind's
+  // spec (graph/node_spec.h) checks both, normalises the attrs and infers the
+  // result type. The methods below are its spellings (attrs by name);
+  // with_input_shapes re-applies every node through it.
+  Tensor apply(NodeKind kind, const std::vector<Tensor>& inputs, Attrs attrs = {});
   Tensor placeholder(Shape shape, DType dtype, std::string name);
   Tensor placeholder(const TensorType& t, std::string name) { return placeholder(t.shape, t.dtype, std::move(name)); }
   // A variable is an input the graph mutates in place (a Tensor(a!) argument):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import mps_ext
-from mps_ext._C import Graph, _run_reference
+from mps_ext.graph import Graph
+from mps_ext._C import _run_reference
 
 from conftest import supports_dtype
 
@@ -38,12 +39,12 @@ def test_convolution_nodes_infer_shapes_and_match_aten():
     g = Graph()
     xi = g.placeholder(list(x.shape), torch.float32, "x")
     wi = g.placeholder(list(w.shape), torch.float32, "w")
-    y = g.convolution(xi, wi, stride, padding, dilation, groups)
+    y = g.convolution(xi, wi, stride=stride, padding=padding, dilation=dilation, groups=groups)
     ref = F.conv2d(x, w, None, stride, padding, dilation, groups)
     assert g.type(y) == ("float32", list(ref.shape))
     gy = g.placeholder(list(ref.shape), torch.float32, "gy")
-    gx = g.convolution_data_gradient(gy, wi, list(x.shape), stride, padding, dilation, groups)
-    gw = g.convolution_weight_gradient(gy, xi, list(w.shape), stride, padding, dilation, groups)
+    gx = g.convolution_data_gradient(gy, wi, input_shape=list(x.shape), stride=stride, padding=padding, dilation=dilation, groups=groups)
+    gw = g.convolution_weight_gradient(gy, xi, weight_shape=list(w.shape), stride=stride, padding=padding, dilation=dilation, groups=groups)
     for t in (y, gx, gw):
         g.output(t)
     assert g.type(gx) == ("float32", list(x.shape)) and g.type(gw) == ("float32", list(w.shape))
@@ -61,13 +62,13 @@ def test_convolution_nodes_infer_shapes_and_match_aten():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda g, x, w: g.convolution(x, w, [1, 1], [0, 0], [1, 1], 4), "groups must be positive and divide"),
-    (lambda g, x, w: g.convolution(x, w, [1], [0], [1], 1), "one entry per spatial dim"),
-    (lambda g, x, w: g.convolution(x, g.placeholder([6, 4, 9, 9], torch.float32, "big"), [1, 1], [0, 0], [1, 1], 1),
+    (lambda g, x, w: g.convolution(x, w, stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=4), "groups must be positive and divide"),
+    (lambda g, x, w: g.convolution(x, w, stride=[1], padding=[0], dilation=[1], groups=1), "one entry per spatial dim"),
+    (lambda g, x, w: g.convolution(x, g.placeholder([6, 4, 9, 9], torch.float32, "big"), stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1),
      "larger than the padded input"),
-    (lambda g, x, w: g.convolution(x, g.placeholder([6, 4, 3, 3], torch.float16, "h"), [1, 1], [0, 0], [1, 1], 1),
+    (lambda g, x, w: g.convolution(x, g.placeholder([6, 4, 3, 3], torch.float16, "h"), stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1),
      "operand dtypes differ"),
-    (lambda g, x, w: g.convolution_data_gradient(x, w, [2, 4, 9, 7], [1, 1], [0, 0], [1, 1], 1),
+    (lambda g, x, w: g.convolution_data_gradient(x, w, input_shape=[2, 4, 9, 7], stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1),
      "is not the output shape"),
 ])
 def test_bad_convolution_graphs_raise_clear_errors(build, message):
@@ -85,9 +86,9 @@ def test_fused_region_of_unrelated_shapes_runs_node_by_node():
     g = Graph()
     x = g.placeholder([3, 28], torch.bfloat16, "x")
     c = g.placeholder([3, 7], torch.bfloat16, "c")
-    xf, cf = g.cast(x, torch.float32), g.cast(c, torch.float32)
-    gate = g.unary("sigmoid", g.slice(xf, [0, 7], [3, 14], [1, 1]))
-    g.output(g.cast(g.binary("multiply", gate, cf), torch.bfloat16))
+    xf, cf = g.cast(x, dtype=torch.float32), g.cast(c, dtype=torch.float32)
+    gate = g.sigmoid(g.slice(xf, starts=[0, 7], ends=[3, 14], strides=[1, 1]))
+    g.output(g.cast(g.multiply(gate, cf), dtype=torch.bfloat16))
     a, b = torch.randn(3, 28).bfloat16(), torch.randn(3, 7).bfloat16()
     want = (torch.sigmoid(a.float()[:, 7:14]) * b.float()).bfloat16()
     assert torch.equal(_run_reference(g, [a, b], fuse=True)[0], want)

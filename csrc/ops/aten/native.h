@@ -101,6 +101,14 @@ inline graph::Tensor k(graph::Graph& g, double v, graph::Tensor like) { return g
 inline graph::Tensor cast_to(graph::Graph& g, graph::Tensor x, graph::DType t) {
   return g.type(x).dtype == t ? x : g.cast(x, t);
 }
+// x[..., start:end, ...] along `dim` (a static-shape graph value).
+inline graph::Tensor slice_along(graph::Graph& g, graph::Tensor x, int64_t dim, int64_t start, int64_t end) {
+  graph::Shape shape = g.type(x).shape;
+  std::vector<int64_t> starts(shape.size(), 0), strides(shape.size(), 1);
+  starts[dim] = start;
+  shape[dim] = end;
+  return g.slice(x, starts, shape, strides);
+}
 inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
 inline graph::DType attr_dtype(const runtime::GraphSpec& s, const char* name) {
   return graph::dtype_from_name(s.str_attr(name));

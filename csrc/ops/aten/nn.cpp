@@ -75,7 +75,7 @@ std::vector<int64_t> reduced_shape(const at::Tensor& self, const std::vector<int
   return out;
 }
 
-// attrs: kind (sum|mean|amax|amin|norm2|norm1|norminf|var), dims, shape (result),
+// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var), dims, shape (result),
 // compute, result, correction (var).
 void build_reduce(Graph& g, const GraphSpec& s) {
   G x = cast_to(g, g.placeholder(s.input(0), "self"), attr_dtype(s, "compute"));
@@ -86,6 +86,14 @@ void build_reduce(Graph& g, const GraphSpec& s) {
   else if (kind == "mean") y = g.reduce(NodeKind::ReduceMean, x, dims);
   else if (kind == "amax") y = g.reduce(NodeKind::ReduceMax, x, dims);
   else if (kind == "amin") y = g.reduce(NodeKind::ReduceMin, x, dims);
+  else if (kind == "prod") y = g.reduce(NodeKind::ReduceProd, x, dims);
+  else if (kind == "logsumexp") {
+    // max + log(sum(exp(x - max))); an all -inf slice has max -inf: shift by 0 there.
+    G m = g.reduce(NodeKind::ReduceMax, x, dims);
+    G finite = g.lt(g.abs(m), k(g, INFINITY, m));
+    G shift = g.select(finite, m, k(g, 0, m));
+    y = g.add(g.unary(NodeKind::Log, g.reduce(NodeKind::ReduceSum, g.unary(NodeKind::Exp, g.sub(x, shift)), dims)), shift);
+  }
   else if (kind == "norm2") y = g.unary(NodeKind::Sqrt, g.reduce(NodeKind::ReduceSum, g.mul(x, x), dims));
   else if (kind == "norm1") y = g.reduce(NodeKind::ReduceSum, g.abs(x), dims);
   else if (kind == "norminf") y = g.reduce(NodeKind::ReduceMax, g.abs(x), dims);
@@ -126,6 +134,34 @@ at::Tensor sum_dim(const at::Tensor& self, at::OptionalIntArrayRef dim, bool kee
   return run_reduce("sum", self, dim, keepdim, opmath_type(r), r);
 }
 at::Tensor sum_all(const at::Tensor& self, std::optional<at::ScalarType> dtype) { return sum_dim(self, {}, false, dtype); }
+// out= reductions: without a dtype argument the result takes out's dtype (as ATen).
+at::Tensor& sum_out(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype,
+                    at::Tensor& out) {
+  write_result(sum_dim(self, dim, keepdim, dtype.value_or(out.scalar_type())), out);
+  return out;
+}
+
+at::Tensor prod_dims(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
+  at::ScalarType r = sum_type(self, dtype);
+  require(r != at::kBool);
+  return run_reduce("prod", self, dim, keepdim, opmath_type(r), r);
+}
+at::Tensor prod_all(const at::Tensor& self, std::optional<at::ScalarType> dtype) { return prod_dims(self, {}, false, dtype); }
+at::Tensor prod_dim(const at::Tensor& self, int64_t dim, bool keepdim, std::optional<at::ScalarType> dtype) {
+  return prod_dims(self, at::IntArrayRef{dim}, keepdim, dtype);
+}
+at::Tensor& prod_out(const at::Tensor& self, int64_t dim, bool keepdim, std::optional<at::ScalarType> dtype, at::Tensor& out) {
+  write_result(prod_dims(self, at::IntArrayRef{dim}, keepdim, dtype.value_or(out.scalar_type())), out);
+  return out;
+}
+
+// Integer inputs give the default float dtype, as torch.logsumexp.
+at::Tensor logsumexp(const at::Tensor& self, at::IntArrayRef dim, bool keepdim) {
+  at::ScalarType r = at::isIntegralType(self.scalar_type(), true) ? at::typeMetaToScalarType(at::get_default_dtype())
+                                                                  : self.scalar_type();
+  require(at::isFloatingType(r) && !dim.empty());
+  return run_reduce("logsumexp", self, dim, keepdim, opmath_type(r), r);
+}
 
 at::Tensor mean_dim(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
   at::ScalarType r = dtype.value_or(self.scalar_type());
@@ -1007,6 +1043,11 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("zero_", zero_),
       MPS_EXT_ATEN_ROW("sum.dim_IntList", sum_dim),
       MPS_EXT_ATEN_ROW("sum", sum_all),
+      MPS_EXT_ATEN_ROW("sum.IntList_out", sum_out),
+      MPS_EXT_ATEN_ROW("prod", prod_all),
+      MPS_EXT_ATEN_ROW("prod.dim_int", prod_dim),
+      MPS_EXT_ATEN_ROW("prod.int_out", prod_out),
+      MPS_EXT_ATEN_ROW("logsumexp", logsumexp),
       MPS_EXT_ATEN_ROW("mean.dim", mean_dim),
       MPS_EXT_ATEN_ROW("mean", mean_all),
       MPS_EXT_ATEN_ROW("amax", amax),

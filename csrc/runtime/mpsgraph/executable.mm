@@ -11,6 +11,7 @@
 #import <ATen/mps/MPSStream.h>
 #import "runtime/mpsgraph/lowering.h"
 #import "runtime/mpsgraph/metal_kernels.h"
+#include "runtime/shape_buckets.h"
 
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <list>
 #include <map>
+#include <memory>
 #include <mutex>
 
 namespace mps_ext::runtime::mpsgraph {
@@ -42,13 +44,15 @@ id<MTLBuffer> mtl_buffer_of(const at::Tensor& t, size_t* offset) {
 }
 
 namespace {
-// One concrete input-shape set: the IR graph re-inferred for those shapes,
-// lowered (so every lowering choice that needs a size sees it: native SDPA's
-// head dim, blockwise dequantize, broadcasts, LUT) and compiled.
+// One input-shape set (ShapeBuckets::key: concrete sizes, or -1 for a dim in
+// the dynamic bucket): the IR graph re-inferred for those shapes, lowered (so
+// every lowering choice that needs a size sees it: native SDPA's head dim,
+// blockwise dequantize, broadcasts, LUT) and compiled.
 struct Compiled {
   Lowered lowered;
   MPSGraphExecutable* exe = nil;
-  std::vector<Shape> target_shapes;  // per target, concrete
+  std::vector<Shape> target_shapes;  // per target; -1 where a bucketed dim reaches it
+  bool dynamic = false;              // some dim is in the dynamic bucket
   NSMutableDictionary<MPSGraphTensor*, NSNumber*>* feed_index = nil;    // placeholder -> input index
   NSMutableDictionary<MPSGraphTensor*, NSNumber*>* target_index = nil;  // target -> index in target_ids_
 };
@@ -73,19 +77,25 @@ class GraphExecutable final : public Executable {
       TORCH_CHECK(!(value.kind == NodeKind::Constant && dynamic),
                   "mps_ext: a dynamic-shape constant cannot be a graph result on MPSGraph; broadcast it first");
     }
-    for (int id : ir_->inputs()) input_types_.push_back(ir_->node(id).type);
+    std::vector<Shape> declared;
+    for (int id : ir_->inputs()) {
+      input_types_.push_back(ir_->node(id).type);
+      declared.push_back(ir_->node(id).type.shape);
+    }
+    buckets_ = std::make_unique<ShapeBuckets>(std::move(declared));
   }
 
   // Results are always fresh tensors on the inputs' device.
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override;
 
  private:
-  const Compiled& compiled_for(const std::vector<Shape>& shapes);
+  const Compiled& compiled_for(const std::vector<Shape>& input_shapes);
 
   std::shared_ptr<const graph::Graph> ir_;
   std::vector<graph::TensorType> input_types_;  // by input index
   std::vector<int> target_ids_;  // IR node id of each target tensor
   std::mutex mu_;
+  std::unique_ptr<ShapeBuckets> buckets_;  // which shapes to compile for (under mu_)
   // One executable per concrete input-shape set, LRU-bounded by
   // MPS_EXT_GRAPH_CACHE_SIZE like the graph cache (a decode loop whose
   // length grows must not grow memory without bound).
@@ -93,8 +103,14 @@ class GraphExecutable final : public Executable {
   std::map<std::vector<Shape>, std::pair<Compiled, std::list<std::vector<Shape>>::iterator>> cache_;
 };
 
-const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) {
+const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& input_shapes) {
   std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Shape> shapes;
+  try {
+    shapes = buckets_->key(input_shapes);
+  } catch (const graph::GraphError& e) {
+    TORCH_CHECK(false, "mps_ext: ", e.what());
+  }
   auto it = cache_.find(shapes);
   if (it != cache_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second.second);
@@ -103,11 +119,12 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& shapes) 
   Compiled c;
   graph::Graph concrete;
   try {
-    concrete = ir_->with_input_shapes(shapes);  // every node's type, concrete
+    concrete = ir_->with_input_shapes(shapes);  // every node's type, concrete but for bucketed dims
   } catch (const graph::GraphError& e) {
     TORCH_CHECK(false, "mps_ext: ", e.what());
   }
   for (int id : target_ids_) c.target_shapes.push_back(concrete.node(id).type.shape);
+  for (const Shape& s : shapes) c.dynamic = c.dynamic || std::count(s.begin(), s.end(), graph::kDynamic) > 0;
   @autoreleasepool {
     c.lowered = lower(concrete);
     NSMutableArray<MPSGraphTensor*>* targets = [NSMutableArray arrayWithCapacity:target_ids_.size()];
@@ -157,10 +174,21 @@ std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inpu
   }
   const Compiled& c = compiled_for(shapes);
 
+  // A dynamic-bucket executable leaves result sizes open: the IR's shape
+  // inference gives them for these inputs (no lowering, no compile).
+  std::vector<Shape> target_shapes = c.target_shapes;
+  if (c.dynamic) {
+    try {
+      graph::Graph sized = ir_->with_input_shapes(shapes);
+      for (size_t k = 0; k < target_shapes.size(); ++k) target_shapes[k] = sized.node(target_ids_[k]).type.shape;
+    } catch (const graph::GraphError& e) {
+      TORCH_CHECK(false, "mps_ext: ", e.what());
+    }
+  }
   std::vector<at::Tensor> results(target_ids_.size());
   for (size_t k = 0; k < results.size(); ++k) {
     const graph::Node& n = ir_->node(target_ids_[k]);
-    results[k] = at::empty(c.target_shapes[k], at::TensorOptions().dtype(to_scalar_type(n.type.dtype)).device(*device));
+    results[k] = at::empty(target_shapes[k], at::TensorOptions().dtype(to_scalar_type(n.type.dtype)).device(*device));
     TORCH_CHECK(results[k].numel() > 0, "mps_ext: MPSGraph cannot produce empty outputs");
   }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "graph/graph.h"
+#import "runtime/mpsgraph/lower_node.h"
 
 namespace mps_ext::runtime::mpsgraph {
 
@@ -24,14 +25,8 @@ struct Lowered {
 // see real sizes; a dynamic dim (-1) would stay -1 in placeholders.
 Lowered lower(const graph::Graph& ir);
 
-// Throws c10::Error for dtypes MPSGraph lacks (Float64).
-MPSDataType to_mps_dtype(graph::DType t);
-
 // The MTLBuffer behind an mps or mpsgraph-device tensor and the byte offset
 // of its first element (executable.mm). Not retained.
 id<MTLBuffer> mtl_buffer_of(const at::Tensor& t, size_t* offset);
-
-// An MPSShape; -1 entries stay -1 (dynamic, as MPSGraph spells it).
-MPSShape* mps_shape(c10::ArrayRef<int64_t> dims);
 
 }  // namespace mps_ext::runtime::mpsgraph

@@ -1,0 +1,25 @@
+// The reference runtime's ATen evaluation of each IR node kind: the semantics
+// every runtime must match. Core kinds register in node_eval.cpp, family kinds
+// next to their spec in csrc/ops/<family>/*_nodes.cpp.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "graph/graph.h"
+#include "runtime/runtime.h"
+
+namespace mps_ext::runtime::reference {
+
+// `args` are the values of node.inputs; the result has node.type.
+using NodeEval = at::Tensor (*)(const graph::Node& node, const std::vector<at::Tensor>& args);
+
+bool register_node_eval(graph::NodeKind kind, NodeEval eval);
+bool has_node_eval(graph::NodeKind kind);
+
+#define MPS_EXT_NODE_EVAL(Kind, fn)                                 \
+  [[maybe_unused]] static const bool mps_ext_node_eval_##Kind##_ = \
+      ::mps_ext::runtime::reference::register_node_eval(::mps_ext::graph::NodeKind::Kind, fn)
+
+}  // namespace mps_ext::runtime::reference
