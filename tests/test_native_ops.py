@@ -418,8 +418,9 @@ def test_readme_lists_native_ops():
 
 
 def test_kernel_nodes_match_their_decompositions():
-    """The gathers and scans run ATen's CPU op as a kernel node; the mpsgraph
-    runtime runs their decompositions (Iota one-hots, MatMul): same results."""
+    """The scans run ATen's CPU op as a kernel node; the mpsgraph runtime runs
+    their decompositions: same results. (Gathers are plain gather/scatter IR
+    nodes now, tests/test_native_indexing.py; they stay here as a regression.)"""
     x = rnd(3, 5).to(DEV)
     idx = torch.tensor([4, 0, 0, 2], device=DEV)
     cases = [lambda: x.cumsum(1), lambda: x.cumsum(0), lambda: x.index_select(1, idx), lambda: x.index_select(0, idx[1:]),

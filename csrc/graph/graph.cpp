@@ -241,6 +241,22 @@ Tensor Graph::iota(Shape shape, int64_t axis, DType dtype) {
 Tensor Graph::random_uniform(Tensor state, Shape shape) {
   return apply(NodeKind::RandomUniform, {state}, {{"shape", std::move(shape)}});
 }
+// Indexing and sorting: specs in csrc/ops/aten/indexing_nodes.cpp.
+Tensor Graph::gather_along_axis(Tensor x, Tensor index, int64_t axis) {
+  return apply(NodeKind::GatherAlongAxis, {x, index}, {{"axis", axis}});
+}
+Tensor Graph::scatter_along_axis(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode) {
+  return apply(NodeKind::ScatterAlongAxis, {data, updates, index}, {{"axis", axis}, {"mode", mode}});
+}
+Tensor Graph::gather(Tensor x, Tensor index, int64_t axis) {
+  return apply(NodeKind::Gather, {x, index}, {{"axis", axis}});
+}
+Tensor Graph::scatter(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode) {
+  return apply(NodeKind::Scatter, {data, updates, index}, {{"axis", axis}, {"mode", mode}});
+}
+Tensor Graph::arg_sort(Tensor x, int64_t axis, bool descending) {
+  return apply(NodeKind::ArgSort, {x}, {{"axis", axis}, {"descending", int64_t{descending ? 1 : 0}}});
+}
 Tensor Graph::dequantize(Tensor q, Tensor scale, Tensor zero_point, DType dtype) {
   return apply(NodeKind::Dequantize, {q, scale, zero_point}, {{"dtype", dtype_value(dtype)}});
 }

@@ -39,6 +39,10 @@ enum class NodeKind : int16_t {
 #define MPS_EXT_NODE(kind, name) kind,
 #include "graph/node_kinds.def"
 };
+inline constexpr size_t kNumNodeKinds = 0
+#define MPS_EXT_NODE(kind, name) +1
+#include "graph/node_kinds.def"
+    ;
 const char* kind_name(NodeKind k);
 bool is_unary(NodeKind k);
 bool is_binary(NodeKind k);   // includes comparisons
@@ -146,6 +150,31 @@ class Graph {
   // Ops use it as the decomposition of RNG kernel nodes whose CPU kernels draw
   // from the device generator (the CPU stream).
   Tensor random_uniform(Tensor state, Shape shape);
+
+  // Indexing. Indices are int32 or int64 and must lie in [0, size) of the
+  // indexed axis: ops wrap negative indices and check bounds before a graph
+  // runs (an out-of-range index is an error in the reference runtime and
+  // undefined on MPSGraph). Static shapes.
+  //
+  // torch.gather: out[i...] = x[i... with i_axis = index[i...]]. index has x's
+  // rank and x's sizes except along axis. Result: index's shape, x's dtype.
+  Tensor gather_along_axis(Tensor x, Tensor index, int64_t axis);
+  // torch.scatter (mode "set") / scatter_reduce with include_self ("add",
+  // "mul", "max", "min"): data with updates[i...] combined into
+  // data[i... with i_axis = index[i...]]. updates and index have one shape,
+  // data's except along axis. "set" with repeated indices keeps one of the
+  // writes (unspecified which, as torch). Result: data's type.
+  Tensor scatter_along_axis(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode);
+  // index_select: x's slices along axis picked by a rank-1 index [K]: x's
+  // shape with K along axis.
+  Tensor gather(Tensor x, Tensor index, int64_t axis);
+  // index_copy ("set") / index_add ("add"): data's slice index[k] along axis
+  // combined with updates' slice k. updates: data's shape with K along axis.
+  Tensor scatter(Tensor data, Tensor updates, Tensor index, int64_t axis, const std::string& mode);
+  // The int64 indices that sort x along axis, ascending or descending; equal
+  // elements keep their order (torch.sort(stable=True)). NaN sorts as the
+  // largest value, as torch.
+  Tensor arg_sort(Tensor x, int64_t axis, bool descending);
 
   // Affine dequantization: cast(q) - cast(zero_point), times scale, computed
   // in `dtype` (a floating dtype). q is uint8/int8/int32; scale has dtype

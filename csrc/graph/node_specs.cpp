@@ -9,13 +9,8 @@
 namespace mps_ext::graph {
 
 namespace {
-constexpr size_t kNumKinds = 0
-#define MPS_EXT_NODE(kind, name) +1
-#include "graph/node_kinds.def"
-    ;
-
-std::array<NodeSpec, kNumKinds>& specs() {
-  static std::array<NodeSpec, kNumKinds> table{};
+std::array<NodeSpec, kNumNodeKinds>& specs() {
+  static std::array<NodeSpec, kNumNodeKinds> table{};
   return table;
 }
 }  // namespace

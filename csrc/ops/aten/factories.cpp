@@ -8,11 +8,6 @@
 
 namespace mps_ext::ops::aten {
 namespace {
-using graph::DType;
-using graph::Graph;
-using graph::NodeKind;
-using runtime::GraphSpec;
-using G = graph::Tensor;
 
 // The out= tensor is the graph's variable (it also tells the runtime which
 // device runs the graph); attrs: n, m.

@@ -26,6 +26,12 @@
 namespace mps_ext::ops::aten {
 
 using BoxedKernel = void (*)(const c10::OperatorHandle&, torch::jit::Stack*);
+// The names every family's graph builders use.
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using runtime::GraphSpec;
+using G = graph::Tensor;
 
 // Which overloads of a base name a family serves: the predicate sees the
 // schema (arguments, returns) and accepts or skips it.

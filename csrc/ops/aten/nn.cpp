@@ -1,9 +1,8 @@
 // Non-elementwise aten ops on the mpsgraph device: fills, reductions, the
-// matmul family, softmax, layer_norm, losses, embedding/index_select, arange,
-// cat, tril/triu. Each is a typed kernel that declares a GraphSpec (static
-// shapes: these graphs reshape and reduce) and runs a plain builder. Gathers
-// are kernel nodes: the reference runtime runs ATen's CPU op, every other
-// runtime their decomposition (a one-hot Iota comparison and a MatMul).
+// matmul family, softmax, layer_norm, losses, arange, cat, tril/triu, roll,
+// flip. Each is a typed kernel that declares a GraphSpec (static shapes:
+// these graphs reshape and reduce) and runs a plain builder. Gathers and
+// scatters (index_select, embedding, gather, ...) live in indexing.cpp.
 #include <ATen/native/Resize.h>
 #include <ATen/native/TypeProperties.h>
 
@@ -678,96 +677,6 @@ at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
   return runtime::run_graph(spec, build_nll, inputs)[0];
 }
 
-// --- gathers: index_select (embedding) and embedding_dense_backward ------------------
-// Decomposition: one-hot rows (Iota == index) @ table.
-G index_select_decomposition(Graph& d, const std::vector<G>& in) {
-  const graph::TensorType w = d.type(in[0]);
-  int64_t n = d.type(in[1]).shape[0], v = w.shape[0];
-  G onehot = d.binary(NodeKind::Equal, d.iota({n, v}, 1, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {n, 1}));
-  return d.matmul(d.cast(onehot, w.dtype), in[0]);
-}
-at::Tensor index_select_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
-  at::Tensor out = new_output({in[1].size(0), in[0].size(1)}, in[0].scalar_type());
-  at::index_select_out(out, in[0], 0, in[1]);
-  return out;
-}
-MPS_EXT_REFERENCE_KERNEL("aten.index_select_rows", index_select_cpu);
-
-void build_index_select(Graph& g, const GraphSpec& s) {
-  G w = g.placeholder(s.input(0), "self");
-  G idx = g.placeholder(s.input(1), "index");
-  g.output(g.kernel("aten.index_select_rows", {w, idx}, {}, index_select_decomposition));
-}
-
-at::Tensor index_select(const at::Tensor& self, int64_t dim, const at::Tensor& index) {
-  require(graph_dtype_ok(self.scalar_type()) && at::isFloatingType(self.scalar_type()) && self.dim() >= 1 &&
-          index.dim() <= 1 && self.numel() > 0 && index.numel() > 0 && index.is_privateuseone());
-  TORCH_CHECK_INDEX(index.scalar_type() == at::kLong || index.scalar_type() == at::kInt,
-                    "index_select(): Expected dtype int32 or int64 for index");
-  dim = c10::maybe_wrap_dim(dim, self.dim());
-  // Rows of a [size(dim), rest] matrix: move dim first.
-  at::Tensor moved = self.movedim(dim, 0);
-  std::vector<int64_t> rest(moved.sizes().begin() + 1, moved.sizes().end());
-  at::Tensor w = moved.reshape({moved.size(0), -1});
-  at::Tensor idx = index.reshape({-1});
-  {
-    // Bounds: the CPU kernel checks them; the decomposition would give zeros.
-    at::Tensor cpu_idx = device::cpu_alias(idx);
-    device::synchronize();
-    TORCH_CHECK_INDEX(cpu_idx.numel() == 0 || (cpu_idx.min().item<int64_t>() >= -0 && cpu_idx.max().item<int64_t>() < self.size(dim)),
-                      "index out of range in self");
-  }
-  GraphSpec spec("aten::index_select");
-  spec.input(w).input(idx);
-  at::Tensor r = runtime::run_graph(spec, build_index_select, {w, idx})[0];
-  std::vector<int64_t> shape{idx.size(0)};
-  shape.insert(shape.end(), rest.begin(), rest.end());
-  return r.reshape(shape).movedim(0, dim).contiguous();
-}
-
-// grad_weight[v] = sum of grad rows whose index is v: one-hot^T @ grad.
-G embedding_backward_decomposition(Graph& d, const std::vector<G>& in) {
-  const graph::TensorType gt = d.type(in[0]);
-  int64_t n = gt.shape[0];
-  int64_t v = d.type(in[2]).shape[0];
-  G onehot = d.binary(NodeKind::Equal, d.iota({v, n}, 0, DType::Int64), d.reshape(d.cast(in[1], DType::Int64), {1, n}));
-  return d.matmul(d.cast(onehot, gt.dtype), in[0]);
-}
-at::Tensor embedding_backward_cpu(const graph::Node& node, const std::vector<at::Tensor>& in,
-                                  const runtime::reference::NewOutput& new_output) {
-  at::Tensor out = new_output({in[2].size(0), in[0].size(1)}, in[0].scalar_type());
-  out.zero_();
-  out.index_add_(0, in[1], in[0]);
-  return out;
-}
-MPS_EXT_REFERENCE_KERNEL("aten.embedding_rows_backward", embedding_backward_cpu);
-
-void build_embedding_backward(Graph& g, const GraphSpec& s) {
-  G grad = g.placeholder(s.input(0), "grad");
-  G idx = g.placeholder(s.input(1), "indices");
-  // The third input only carries the table's row count (a shape, not data).
-  G rows = g.placeholder(s.input(2), "rows");
-  g.output(g.kernel("aten.embedding_rows_backward", {grad, idx, rows}, {}, embedding_backward_decomposition));
-}
-
-at::Tensor embedding_dense_backward(const at::Tensor& grad_output, const at::Tensor& indices, c10::SymInt num_weights,
-                                    c10::SymInt padding_idx, bool scale_grad_by_freq) {
-  require(!scale_grad_by_freq && at::isFloatingType(grad_output.scalar_type()) && graph_dtype_ok(grad_output.scalar_type()) &&
-          indices.numel() > 0);
-  int64_t v = num_weights.expect_int(), pad = padding_idx.expect_int();
-  int64_t d = grad_output.size(-1);
-  at::Tensor grad = grad_output.reshape({-1, d});
-  at::Tensor idx = indices.reshape({-1});
-  if (pad >= 0) {  // rows of padding_idx get no gradient: route them to a row past the table
-    idx = at::where(idx == pad, v, idx);
-  }
-  at::Tensor rows = at::empty({v + 1}, grad.options().dtype(at::kBool));
-  GraphSpec spec("aten::embedding_dense_backward");
-  spec.input(grad).input(idx).input(rows);
-  at::Tensor r = runtime::run_graph(spec, build_embedding_backward, {grad, idx, rows})[0];
-  return r.narrow(0, 0, v).contiguous();
-}
-
 // --- arange, cat, tril/triu ---------------------------------------------------------
 void build_arange(Graph& g, const GraphSpec& s) {
   G start = g.placeholder(s.input(0), "start");
@@ -861,7 +770,7 @@ at::Tensor triu(const at::Tensor& self, int64_t diagonal) { return run_tri(self,
 at::Tensor& tril_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, false)); }
 at::Tensor& triu_(at::Tensor& self, int64_t diagonal) { return self.copy_(run_tri(self, diagonal, true)); }
 
-// --- roll (slices + concat), flip and gather (kernel nodes) ---------------------------------
+// --- roll (slices + concat) and flip (kernel nodes) ---------------------------------
 void build_roll(Graph& g, const GraphSpec& s) {
   G x = g.placeholder(s.input(0), "self");
   const auto& shifts = s.ints_attr("shifts");
@@ -932,60 +841,6 @@ at::Tensor flip(const at::Tensor& self, at::IntArrayRef dims) {
   GraphSpec spec("aten::flip");
   spec.input(self).attr("dims", ds);
   return runtime::run_graph(spec, build_flip, {self})[0];
-}
-
-// gather along the last dim: CPU at::gather; decomposition: one-hot of the
-// index against an Iota over the source dim, multiplied and summed.
-G gather_last_decomposition(Graph& d, const std::vector<G>& in) {
-  graph::TensorType xt = d.type(in[0]), it = d.type(in[1]);
-  int64_t n = xt.shape.back();
-  graph::Shape ishape = it.shape;
-  ishape.push_back(1);
-  graph::Shape oh = it.shape;
-  oh.push_back(n);
-  G idx = d.reshape(d.cast(in[1], DType::Int64), ishape);                  // [..., m, 1]
-  G hot = d.binary(NodeKind::Equal, idx, d.iota(oh, static_cast<int64_t>(oh.size()) - 1, DType::Int64));  // [..., m, n]
-  graph::Shape xs = xt.shape;
-  xs.insert(xs.end() - 1, 1);                                                  // [..., 1, n]
-  G picked = d.select(hot, d.reshape(in[0], xs), d.constant(0, xt.dtype));
-  return d.reshape(d.reduce(NodeKind::ReduceSum, picked, {static_cast<int64_t>(oh.size()) - 1}), it.shape);
-}
-at::Tensor gather_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
-  at::Tensor out = new_output(in[1].sizes(), in[0].scalar_type());
-  at::gather_out(out, in[0], -1, in[1]);
-  return out;
-}
-MPS_EXT_REFERENCE_KERNEL("aten.gather_last", gather_last_cpu);
-
-void build_gather(Graph& g, const GraphSpec& s) {
-  G x = g.placeholder(s.input(0), "self");
-  G idx = g.placeholder(s.input(1), "index");
-  int64_t dim = s.int_attr("dim"), rank = s.input(0).rank();
-  std::vector<int64_t> perm(rank);
-  for (int64_t i = 0; i < rank; ++i) perm[i] = i;
-  std::swap(perm[dim], perm[rank - 1]);
-  if (dim != rank - 1) {
-    x = g.transpose(x, perm);
-    idx = g.transpose(idx, perm);
-  }
-  G r = g.kernel("aten.gather_last", {x, idx}, {}, gather_last_decomposition);
-  g.output(dim == rank - 1 ? r : g.transpose(r, perm));
-}
-
-at::Tensor gather(const at::Tensor& self, int64_t dim, const at::Tensor& index, bool sparse_grad) {
-  require(graph_dtype_ok(self.scalar_type()) && self.dim() > 0 && self.dim() == index.dim() && index.numel() > 0 &&
-          self.numel() > 0 && index.is_privateuseone());
-  require(index.scalar_type() == at::kLong || index.scalar_type() == at::kInt);  // other dtypes: the CPU op's error
-  dim = c10::maybe_wrap_dim(dim, self.dim());
-  for (int64_t d = 0; d < self.dim(); ++d)
-    require(d == dim || index.size(d) == self.size(d));  // the common, unsliced case
-  at::Tensor cpu_idx = device::cpu_alias(index);
-  device::synchronize();
-  TORCH_CHECK_INDEX(cpu_idx.min().item<int64_t>() >= 0 && cpu_idx.max().item<int64_t>() < self.size(dim),
-                    "index out of bounds in gather");
-  GraphSpec spec("aten::gather");
-  spec.input(self).input(index).attr("dim", dim);
-  return runtime::run_graph(spec, build_gather, {self, index})[0];
 }
 
 // --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
@@ -1086,8 +941,6 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("mse_loss_backward", mse_loss_backward),
       MPS_EXT_ATEN_ROW("nll_loss_forward", nll_loss_forward),
       MPS_EXT_ATEN_ROW("nll_loss_backward", nll_loss_backward),
-      MPS_EXT_ATEN_ROW("index_select", index_select),
-      MPS_EXT_ATEN_ROW("embedding_dense_backward", embedding_dense_backward),
       MPS_EXT_ATEN_ROW("arange.start_out", arange_out),
       MPS_EXT_ATEN_ROW("cat", cat),
       MPS_EXT_ATEN_ROW("tril", tril),
@@ -1097,7 +950,6 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("softshrink", softshrink),
       MPS_EXT_ATEN_ROW("roll", roll),
       MPS_EXT_ATEN_ROW("flip", flip),
-      MPS_EXT_ATEN_ROW("gather", gather),
       MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
       MPS_EXT_ATEN_ROW("log_sigmoid_backward", log_sigmoid_backward),
       MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),

@@ -9,11 +9,6 @@
 
 namespace mps_ext::ops::aten {
 namespace {
-using graph::DType;
-using graph::Graph;
-using graph::NodeKind;
-using runtime::GraphSpec;
-using G = graph::Tensor;
 
 // Forward: x padded by (l, r) along d.
 G pad_dim(Graph& g, G x, int64_t d, int64_t l, int64_t r, bool reflect) {

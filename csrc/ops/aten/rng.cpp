@@ -1,5 +1,5 @@
 // RNG on the mpsgraph device: uniform_, normal_, bernoulli_/bernoulli,
-// random_ (randint), native_dropout. Each is a kernel node whose reference CPU
+// random_ (randint), randperm, native_dropout. Each is a kernel node whose reference CPU
 // kernel draws from the device generator's CPU twin (so a seeded device
 // produces the CPU's numbers, like the CPU fallback did) and whose
 // decomposition transforms RandomUniform (MPSGraph's stateful Philox) values.
@@ -7,6 +7,7 @@
 // duration of the run (the graph cannot carry it: it is not a tensor).
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/DistributionsHelper.h>
+#include <ATen/native/Resize.h>
 
 #include "device/device.h"
 #include "ops/aten/native.h"
@@ -80,7 +81,13 @@ MPS_EXT_REFERENCE_KERNEL("aten.uniform", uniform_cpu);
 MPS_EXT_REFERENCE_KERNEL("aten.normal", normal_cpu);
 MPS_EXT_REFERENCE_KERNEL("aten.bernoulli_scalar", bernoulli_scalar_cpu);
 MPS_EXT_REFERENCE_KERNEL("aten.bernoulli_tensor", bernoulli_tensor_cpu);
+at::Tensor randperm_cpu(const graph::Node& n, const std::vector<at::Tensor>&, const runtime::reference::NewOutput& out) {
+  const auto& shape = n.ints_attr("shape");
+  at::Tensor r = out(shape, runtime::to_scalar_type(n.type.dtype));
+  return at::randperm_out(r, shape[0], current());
+}
 MPS_EXT_REFERENCE_KERNEL("aten.random", random_cpu);
+MPS_EXT_REFERENCE_KERNEL("aten.randperm", randperm_cpu);
 
 // --- decompositions -------------------------------------------------------------
 G uniform01(Graph& d, G state, const graph::Shape& shape) { return d.random_uniform(state, shape); }
@@ -124,6 +131,11 @@ G random_decomposition(Graph& d, const std::vector<G>& in, const Params& p) {
   return d.cast(v, p.dtype);
 }
 
+// A random permutation: the order that sorts uniform noise.
+G randperm_decomposition(Graph& d, const std::vector<G>& in, const Params& p) {
+  return cast_to(d, d.arg_sort(uniform01(d, in[0], p.shape), 0, false), p.dtype);
+}
+
 // One builder for all: attrs kind, shape, dtype. Inputs: state + the op's operands.
 void build_rng(Graph& g, const GraphSpec& s) {
   const std::string& kind = s.str_attr("kind");
@@ -142,6 +154,7 @@ void build_rng(Graph& g, const GraphSpec& s) {
   else if (kind == "normal") y = node("aten.normal", normal_decomposition);
   else if (kind == "bernoulli_scalar") y = node("aten.bernoulli_scalar", bernoulli_scalar_decomposition);
   else if (kind == "bernoulli_tensor") y = node("aten.bernoulli_tensor", bernoulli_tensor_decomposition);
+  else if (kind == "randperm") y = node("aten.randperm", randperm_decomposition);
   else y = node("aten.random", random_decomposition);
   g.output(y);
 }
@@ -191,6 +204,15 @@ at::Tensor& random_from(at::Tensor& self, int64_t from, std::optional<int64_t> t
   return run_rng(self, "random", {scalar_input(from, at::kLong), scalar_input(*to, at::kLong)}, gen);
 }
 
+// randperm(n): the CPU generator's permutation (torch's CPU algorithm).
+at::Tensor& randperm_out(c10::SymInt n_, std::optional<at::Generator> gen, at::Tensor& out) {
+  int64_t n = n_.expect_int();
+  TORCH_CHECK(n >= 0, "n must be non-negative, got", n);
+  require(out.is_privateuseone() && graph_dtype_ok(out.scalar_type()) && out.scalar_type() != at::kBool);
+  at::native::resize_output(out, {n});
+  return run_rng(out, "randperm", {}, gen);
+}
+
 // native_dropout: the CPU's math (mask = bernoulli_(1-p) on a fresh tensor,
 // output = input * (mask / (1-p))), so the streams and values match it.
 std::tuple<at::Tensor, at::Tensor> native_dropout(const at::Tensor& input, double p, std::optional<bool> train) {
@@ -212,6 +234,7 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("bernoulli_.float", bernoulli_float),
       MPS_EXT_ATEN_ROW("bernoulli", bernoulli),
       MPS_EXT_ATEN_ROW("random_.from", random_from),
+      MPS_EXT_ATEN_ROW("randperm.generator_out", randperm_out),
       MPS_EXT_ATEN_ROW("native_dropout", native_dropout),
   };
   return r;

@@ -21,10 +21,6 @@ inline constexpr LoweringInfo kLoweringTable[] = {
 #include "runtime/mpsgraph/lowerings.def"
 };
 
-inline constexpr size_t kNumNodeKinds = 0
-#define MPS_EXT_NODE(kind, name) +1
-#include "graph/node_kinds.def"
-    ;
 
 // Every kind exactly once, in NodeKind order (the lowering indexes by kind).
 constexpr bool lowerings_cover_every_kind() {

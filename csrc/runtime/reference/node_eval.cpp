@@ -14,13 +14,8 @@ using graph::Node;
 using Args = std::vector<at::Tensor>;
 
 namespace {
-constexpr size_t kNumKinds = 0
-#define MPS_EXT_NODE(kind, name) +1
-#include "graph/node_kinds.def"
-    ;
-
-std::array<NodeEval, kNumKinds>& evals() {
-  static std::array<NodeEval, kNumKinds> table{};
+std::array<NodeEval, graph::kNumNodeKinds>& evals() {
+  static std::array<NodeEval, graph::kNumNodeKinds> table{};
   return table;
 }
 }  // namespace

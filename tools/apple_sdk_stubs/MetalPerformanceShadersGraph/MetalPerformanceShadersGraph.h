@@ -79,6 +79,17 @@ API_AVAILABLE(macos(14.0))
 + (nullable instancetype)descriptor;
 @end
 
+// MPSGraphScatterOps.h: how scattered values combine with the destination.
+typedef NS_ENUM(NSInteger, MPSGraphScatterMode) {
+  MPSGraphScatterModeAdd API_AVAILABLE(macos(11.0)) = 0L,
+  MPSGraphScatterModeSub API_AVAILABLE(macos(11.0)) = 1L,
+  MPSGraphScatterModeMul API_AVAILABLE(macos(11.0)) = 2L,
+  MPSGraphScatterModeDiv API_AVAILABLE(macos(11.0)) = 3L,
+  MPSGraphScatterModeMin API_AVAILABLE(macos(11.0)) = 4L,
+  MPSGraphScatterModeMax API_AVAILABLE(macos(11.0)) = 5L,
+  MPSGraphScatterModeSet API_AVAILABLE(macos(12.0)) = 6L,
+};
+
 // MPSGraphConvolutionOps.h. Layouts NCHW/OIHW (11.0), NCDHW/OIDHW (13.2).
 typedef NS_ENUM(NSUInteger, MPSGraphTensorNamedDataLayout) {
   MPSGraphTensorNamedDataLayoutNCHW API_AVAILABLE(macos(11.0)) = 0L,
@@ -262,6 +273,16 @@ API_AVAILABLE(macos(11.0))
 
 // GatherOps (11.0)
 - (MPSGraphTensor*)gatherWithUpdatesTensor:(MPSGraphTensor*)updatesTensor indicesTensor:(MPSGraphTensor*)indicesTensor axis:(NSUInteger)axis batchDimensions:(NSUInteger)batchDimensions name:(NSString* _Nullable)name;
+// GatherAlongAxisOps / ScatterAlongAxisOps (12.3; the axis-tensor forms),
+// ScatterOps (12.0), TopKOps (12.0).
+- (MPSGraphTensor*)gatherAlongAxisTensor:(MPSGraphTensor*)axisTensor withUpdatesTensor:(MPSGraphTensor*)updatesTensor indicesTensor:(MPSGraphTensor*)indicesTensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.3));
+- (MPSGraphTensor*)scatterAlongAxisTensor:(MPSGraphTensor*)axisTensor withDataTensor:(MPSGraphTensor*)dataTensor updatesTensor:(MPSGraphTensor*)updatesTensor indicesTensor:(MPSGraphTensor*)indicesTensor mode:(MPSGraphScatterMode)mode name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.3));
+- (MPSGraphTensor*)scatterWithDataTensor:(MPSGraphTensor*)dataTensor updatesTensor:(MPSGraphTensor*)updatesTensor indicesTensor:(MPSGraphTensor*)indicesTensor axis:(NSInteger)axis mode:(MPSGraphScatterMode)mode name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
+- (NSArray<MPSGraphTensor*>*)topKWithSourceTensor:(MPSGraphTensor*)source kTensor:(MPSGraphTensor*)kTensor name:(NSString* _Nullable)name
+    API_AVAILABLE(macos(12.0));
 
 // MPSGraphQuantizationOps (the forms used; the per-axis ones are 13.1)
 - (MPSGraphTensor*)dequantizeTensor:(MPSGraphTensor*)tensor scaleTensor:(MPSGraphTensor*)scaleTensor zeroPointTensor:(MPSGraphTensor*)zeroPointTensor dataType:(MPSDataType)dataType name:(NSString* _Nullable)name
