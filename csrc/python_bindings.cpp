@@ -7,6 +7,7 @@
 #include "graph/node_spec.h"
 #include "profiler/profiler.h"
 #include "runtime/mpsgraph/lowering_table.h"
+#include "runtime/mpsgraph/pool_plan.h"
 #include "runtime/reference/executor.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
@@ -108,6 +109,17 @@ PYBIND11_MODULE(_C, m) {
     std::vector<std::tuple<std::string, std::string, std::string>> rows;
     for (const auto& l : graph::kLoweringTable) rows.emplace_back(l.kind_id, l.selector, l.macos);
     return rows;
+  });
+  // The mpsgraph lowering's plan for a pooling node (pool_plan.h), for Linux tests.
+  m.def("_pool_plan", [](std::vector<int64_t> kernel, std::vector<int64_t> stride, std::vector<int64_t> padding,
+                         std::vector<int64_t> dilation, bool ceil_mode, std::vector<int64_t> input_shape, bool avg,
+                         bool count_include_pad, int64_t divisor_override) {
+    auto plan = runtime::mpsgraph::pool_plan({kernel, stride, padding, dilation, ceil_mode}, input_shape, avg,
+                                             count_include_pad, divisor_override);
+    py::dict d;
+    d["in5"] = plan.in5, d["out5"] = plan.out5, d["kernel"] = plan.kernel, d["stride"] = plan.stride;
+    d["dilation"] = plan.dilation, d["padding"] = plan.padding, d["correction"] = plan.correction;
+    return d;
   });
   m.def("_node_kinds", [] {
     std::vector<std::string> kinds;

@@ -24,7 +24,9 @@ def _grouped():
     groups = {}
     for op in native_ops():
         base = op.split(".")[0]
-        groups.setdefault(base.rstrip("_") if not base.startswith("_foreach") else base.rstrip("_"), set()).add(op)
+        if base.endswith("_") and not base.endswith("__"):  # in-place form; dunder names (__lshift__) stay whole
+            base = base[:-1]
+        groups.setdefault(base, set()).add(op)
     return groups
 
 

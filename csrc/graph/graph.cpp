@@ -128,6 +128,18 @@ ConvParams conv_params(const Node& n) {
   return {n.ints_attr("stride"), n.ints_attr("padding"), n.ints_attr("dilation"), n.int_attr("groups")};
 }
 
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode) {
+  int64_t span = in + 2 * padding - dilation * (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0);
+  int64_t out = (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;  // floor division
+  if (ceil_mode && (out - 1) * stride >= in + padding) --out;  // the last window starts inside
+  return out;
+}
+
+PoolParams pool_params(const Node& n) {
+  return {n.ints_attr("kernel"), n.ints_attr("stride"), n.ints_attr("padding"), n.ints_attr("dilation"),
+          n.int_attr("ceil_mode") != 0};
+}
+
 const Node& Graph::checked(Tensor t, const char* what) const {
   if (t.id < 0 || t.id >= static_cast<int>(nodes_.size()))
     fail(std::string(what) + ": tensor does not belong to this graph");
@@ -285,6 +297,36 @@ Tensor Graph::convolution_weight_gradient(Tensor grad_output, Tensor input, Shap
   Attrs attrs = conv_attrs(p);
   attrs["weight_shape"] = std::move(weight_shape);
   return apply(NodeKind::ConvolutionWeightGradient, {grad_output, input}, std::move(attrs));
+}
+
+namespace {
+Attrs pool_attrs(const PoolParams& p) {
+  return {{"kernel", p.kernel}, {"stride", p.stride}, {"padding", p.padding}, {"dilation", p.dilation},
+          {"ceil_mode", int64_t{p.ceil_mode ? 1 : 0}}};
+}
+Attrs avg_pool_attrs(const PoolParams& p, bool count_include_pad, int64_t divisor_override) {
+  Attrs a = pool_attrs(p);
+  a["count_include_pad"] = int64_t{count_include_pad ? 1 : 0};
+  a["divisor_override"] = divisor_override;
+  return a;
+}
+}  // namespace
+
+Tensor Graph::max_pool(Tensor x, const PoolParams& p) { return apply(NodeKind::MaxPool, {x}, pool_attrs(p)); }
+Tensor Graph::max_pool_indices(Tensor x, const PoolParams& p) {
+  return apply(NodeKind::MaxPoolIndices, {x}, pool_attrs(p));
+}
+Tensor Graph::max_pool_gradient(Tensor grad_output, Tensor indices, Shape input_shape, const PoolParams& p) {
+  Attrs attrs = pool_attrs(p);
+  attrs["input_shape"] = std::move(input_shape);
+  return apply(NodeKind::MaxPoolGradient, {grad_output, indices}, std::move(attrs));
+}
+Tensor Graph::avg_pool(Tensor x, const PoolParams& p, bool count_include_pad, int64_t divisor_override) {
+  return apply(NodeKind::AvgPool, {x}, avg_pool_attrs(p, count_include_pad, divisor_override));
+}
+Tensor Graph::avg_pool_gradient(Tensor grad_output, Tensor x, const PoolParams& p, bool count_include_pad,
+                                int64_t divisor_override) {
+  return apply(NodeKind::AvgPoolGradient, {grad_output, x}, avg_pool_attrs(p, count_include_pad, divisor_override));
 }
 
 Tensor Graph::kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,

@@ -84,6 +84,17 @@ struct ConvParams {
   int64_t groups = 1;
 };
 
+// Pooling windows over the k = kernel.size() (1-3) trailing spatial dims of
+// [N, C, spatial...] data, as torch.nn.functional.max_pool{k}d/avg_pool{k}d:
+// symmetric padding, ceil_mode output sizes (the last window starts inside
+// the input or its left padding). avg pools have dilation 1.
+struct PoolParams {
+  std::vector<int64_t> kernel, stride, padding, dilation;
+  bool ceil_mode = false;
+};
+// torch's pooling output size of one spatial dim.
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation, bool ceil_mode);
+
 // Thrown for malformed graphs (shape/dtype mismatches); ops surface it as a
 // RuntimeError naming the op.
 struct GraphError : std::runtime_error {
@@ -211,6 +222,20 @@ class Graph {
   Tensor convolution(Tensor input, Tensor weight, const ConvParams& p);
   Tensor convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p);
   Tensor convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p);
+  // Pooling (PoolParams). max_pool: the window maxima (NaN propagates);
+  // max_pool_indices: int64, the flat index (over the spatial dims of one
+  // input plane, torch's convention) of each window's first maximum or NaN;
+  // max_pool_gradient: grad_output scattered (summed) to input_shape at
+  // those indices. avg_pool: the window sums divided by the window size
+  // (count_include_pad: counting padding inside the padded input, as torch),
+  // or by divisor_override when non-zero; avg_pool_gradient: its gradient
+  // for the input `x` (only x's shape is read). Static shapes, floating dtypes.
+  Tensor max_pool(Tensor x, const PoolParams& p);
+  Tensor max_pool_indices(Tensor x, const PoolParams& p);
+  Tensor max_pool_gradient(Tensor grad_output, Tensor indices, Shape input_shape, const PoolParams& p);
+  Tensor avg_pool(Tensor x, const PoolParams& p, bool count_include_pad, int64_t divisor_override);
+  Tensor avg_pool_gradient(Tensor grad_output, Tensor x, const PoolParams& p, bool count_include_pad,
+                           int64_t divisor_override);
   // A named hand-written kernel (MLX's `fast` ops). `decomposition` builds the
   // same computation from IR nodes over the given inputs (fresh placeholders
   // of the same types, in order) and returns its result: a runtime without a
@@ -273,6 +298,9 @@ class Graph {
 // Broadcasts two shapes with numpy rules; dynamic dims broadcast against
 // anything but a static size > 1. Throws GraphError on mismatch.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// A pooling node's parameters (attrs kernel, stride, padding, dilation, ceil_mode).
+PoolParams pool_params(const Node& n);
 
 // A convolution node's parameters (attrs stride, padding, dilation, groups).
 ConvParams conv_params(const Node& n);

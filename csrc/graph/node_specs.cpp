@@ -203,6 +203,8 @@ TensorType infer_unary(NodeKind kind, const Types& in, Attrs&) {
   TensorType t = in[0];
   if (kind == NodeKind::LogicalNot && t.dtype != DType::Bool) fail("logical_not: expects a bool tensor");
   if (kind == NodeKind::IsNaN) t.dtype = DType::Bool;
+  if (kind == NodeKind::BitwiseNot && (is_floating(t.dtype) || is_complex(t.dtype)))
+    fail("bitwise_not: expects an integer or bool tensor");
   return t;
 }
 
@@ -214,6 +216,14 @@ TensorType infer_binary(NodeKind kind, const Types& in, Attrs&) {
          dtype_name(tb.dtype) + ")");
   bool logical = kind == NodeKind::LogicalAnd || kind == NodeKind::LogicalOr;
   if (logical && ta.dtype != DType::Bool) fail(std::string(kind_name(kind)) + ": expects bool tensors");
+  // Bit ops take integers or bools; shifts, floor_divide and remainder integers only.
+  bool bitwise = kind == NodeKind::BitwiseAnd || kind == NodeKind::BitwiseOr || kind == NodeKind::BitwiseXor;
+  bool integer_only = kind == NodeKind::LeftShift || kind == NodeKind::RightShift || kind == NodeKind::FloorDivide ||
+                      kind == NodeKind::Remainder;
+  bool integral = !is_floating(ta.dtype) && !is_complex(ta.dtype);
+  if ((bitwise && !integral) || (integer_only && (!integral || ta.dtype == DType::Bool)))
+    fail(std::string(kind_name(kind)) + ": expects integer" + (bitwise ? " or bool" : "") + " tensors, got " +
+         dtype_name(ta.dtype));
   return {is_compare(kind) ? DType::Bool : ta.dtype, broadcast_shapes(ta.shape, tb.shape)};
 }
 

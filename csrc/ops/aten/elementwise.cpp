@@ -54,6 +54,12 @@ G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
 G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
 G softplus_of(Graph& g, G z) { return un(g, NodeKind::Log, g.add(k(g, 1, z), un(g, NodeKind::Exp, z))); }
 bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+// x when it is an integer (or, if allowed, bool) tensor; otherwise the CPU fallback.
+G integral(Graph& g, G x, bool bool_ok = true) {
+  DType t = g.type(x).dtype;
+  if (graph::is_floating(t) || (!bool_ok && t == DType::Bool)) throw std::domain_error("fallback");
+  return x;
+}
 
 std::string str_attr_or(const GraphSpec& s, const char* name, const char* dflt) {
   auto it = s.attrs().find(name);
@@ -211,9 +217,12 @@ const std::vector<Entry>& table() {
          if (mode == "floor") return un(g, NodeKind::Floor, q);
          if (mode == "trunc") return trunc(g, q);
          return q;)},
-      {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {}, E(return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
+      {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {},
+       E(if (!floating(g, x[0])) return g.binary(NodeKind::FloorDivide, integral(g, x[0], false), x[1]);
+         return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
       {"remainder", 2, {0, 1}, Result::Promoted, {}, {},
-       E(return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
+       E(if (!floating(g, x[0])) return g.binary(NodeKind::Remainder, integral(g, x[0], false), x[1]);
+         return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
       {"fmod", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, trunc(g, g.div(x[0], x[1])), x[1]));)},
       {"pow", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::Power, x[0], x[1]);)},
       {"maximum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
@@ -245,13 +254,15 @@ const std::vector<Entry>& table() {
       {"logical_or", 2, {0, 1}, Result::Bool, {}, {},
        E(return g.binary(NodeKind::LogicalOr, g.cast(x[0], DType::Bool), g.cast(x[1], DType::Bool));)},
       {"logical_xor", 2, {0, 1}, Result::Bool, {}, {}, E(return ne(g, g.cast(x[0], DType::Bool), g.cast(x[1], DType::Bool));)},
-      // bitwise ops on bools are logical ops (integers fall back: no bit ops in the IR)
-      {"bitwise_and", 2, {0, 1}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
-                                                             return g.logical_and(x[0], x[1]);)},
-      {"bitwise_or", 2, {0, 1}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
-                                                            return g.binary(NodeKind::LogicalOr, x[0], x[1]);)},
-      {"bitwise_not", 1, {0}, Result::Promoted, {}, {}, E(if (g.type(x[0]).dtype != DType::Bool) throw std::domain_error("fallback");
-                                                          return un(g, NodeKind::LogicalNot, x[0]);)},
+      // bitwise ops: integers and bools (floats go to the CPU, which raises torch's error)
+      {"bitwise_and", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::BitwiseAnd, integral(g, x[0]), x[1]);)},
+      {"bitwise_or", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::BitwiseOr, integral(g, x[0]), x[1]);)},
+      {"bitwise_xor", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::BitwiseXor, integral(g, x[0]), x[1]);)},
+      {"bitwise_not", 1, {0}, Result::Promoted, {}, {}, E(return un(g, NodeKind::BitwiseNot, integral(g, x[0]));)},
+      {"bitwise_left_shift", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::LeftShift, integral(g, x[0], false), x[1]);)},
+      {"bitwise_right_shift", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::RightShift, integral(g, x[0], false), x[1]);)},
+      {"__lshift__", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::LeftShift, integral(g, x[0], false), x[1]);)},
+      {"__rshift__", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::RightShift, integral(g, x[0], false), x[1]);)},
       {"where", 3, {1, 2}, Result::Promoted, {0}, {}, E(return sel(g, x[0], x[1], x[2]);)},
       {"native_dropout_backward", 2, {0}, Result::Promoted, {1}, {"scale"},  // (grad_output, mask); grad * mask * scale
        E(G scale = g.constant(std::get<double>(s.attrs().at("scale")), g.type(x[0]).dtype);
@@ -339,8 +350,7 @@ at::Tensor run_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const gra
   at::ScalarType compute = opmath_type(e.result == Result::Float ? (rounding ? promoted : result) : promoted);
   // Integer division/remainder semantics (floor/trunc on integers) are not float math.
   if (at::isIntegralType(compute, true) &&
-      (rounding || !std::strcmp(e.name, "floor_divide") || !std::strcmp(e.name, "remainder") ||
-       !std::strcmp(e.name, "fmod") || !std::strcmp(e.name, "pow")))
+      (rounding || !std::strcmp(e.name, "fmod") || !std::strcmp(e.name, "pow")))
     unsupported();
   if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
 

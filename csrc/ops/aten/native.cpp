@@ -34,7 +34,8 @@ std::string base_name(const c10::FunctionSchema& schema) {
 
 bool is_inplace(const c10::FunctionSchema& schema) {
   const std::string& name = schema.name();
-  return name.size() > 1 && name.back() == '_' && out_arguments(schema).empty();
+  // (dunder names like __lshift__ are functional, as in base_name)
+  return name.size() > 1 && name.back() == '_' && name[name.size() - 2] != '_' && out_arguments(schema).empty();
 }
 
 std::vector<size_t> out_arguments(const c10::FunctionSchema& schema) {

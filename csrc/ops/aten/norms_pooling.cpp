@@ -1,8 +1,7 @@
 // batch_norm (running statistics updated in place as graph variables),
-// group_norm, pooling over non-overlapping windows (a reshape, a transpose and
-// a reduction; first-max indices through Iota), and the losses beyond
-// nll/mse: smooth_l1, huber, binary_cross_entropy. Inputs these graphs do not
-// cover (overlapping or padded windows, ...) go to the CPU fallback.
+// group_norm and the losses beyond nll/mse: smooth_l1, huber,
+// binary_cross_entropy (pooling: pooling.cpp). Inputs these graphs do not
+// cover go to the CPU fallback.
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
 
@@ -275,144 +274,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm_backward(
   return {mask[0] ? r[0] : at::Tensor(), mask[1] ? r[1] : at::Tensor(), mask[2] ? r[2] : at::Tensor()};
 }
 
-// --- pooling over non-overlapping windows ----------------------------------------------
-// x [N, C, H, W] -> windows [N, C, Ho, Wo, kh*kw].
-G windows(Graph& g, G x, const graph::Shape& s, int64_t kh, int64_t kw) {
-  int64_t n = s[0], c = s[1], ho = s[2] / kh, wo = s[3] / kw;
-  G r = g.reshape(x, {n, c, ho, kh, wo, kw});
-  r = g.transpose(r, {0, 1, 2, 4, 3, 5});
-  return g.reshape(r, {n, c, ho, wo, kh * kw});
-}
-G unwindows(Graph& g, G w, const graph::Shape& s, int64_t kh, int64_t kw) {
-  int64_t n = s[0], c = s[1], ho = s[2] / kh, wo = s[3] / kw;
-  G r = g.reshape(w, {n, c, ho, wo, kh, kw});
-  r = g.transpose(r, {0, 1, 2, 4, 3, 5});
-  return g.reshape(r, s);
-}
-// Flat input index h * W + w of every window element, in window layout.
-G window_flat_index(Graph& g, const graph::Shape& s, int64_t kh, int64_t kw) {
-  graph::Shape hw{1, 1, s[2], s[3]};
-  G h = g.iota(hw, 2, DType::Int64), w = g.iota(hw, 3, DType::Int64);
-  G flat = g.add(g.mul(h, g.constant(static_cast<double>(s[3]), DType::Int64)), w);
-  return windows(g, flat, hw, kh, kw);  // [1, 1, Ho, Wo, K]
-}
-
-// attrs: kind (max|avg|max_backward|avg_backward), kh, kw.
-void build_pool(Graph& g, const GraphSpec& s) {
-  const std::string& kind = s.str_attr("kind");
-  int64_t kh = s.int_attr("kh"), kw = s.int_attr("kw");
-  if (kind == "max" || kind == "avg") {
-    G x = g.placeholder(s.input(0), "self");
-    const graph::Shape& shape = s.input(0).shape;
-    G win = windows(g, x, shape, kh, kw);
-    graph::Shape out{shape[0], shape[1], shape[2] / kh, shape[3] / kw};
-    if (kind == "avg") {
-      DType compute = attr_dtype(s, "compute");
-      g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceMean, cast_to(g, win, compute), {4}), out), g.type(x).dtype));
-      return;
-    }
-    G v = g.reduce(NodeKind::ReduceMax, win, {4});
-    G hit = g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, win, v), g.unary(NodeKind::IsNaN, win));
-    G local = g.iota({1, 1, 1, 1, kh * kw}, 4, DType::Int64);
-    G first = g.reduce(NodeKind::ReduceMin, g.select(hit, local, g.constant(static_cast<double>(kh * kw), DType::Int64)), {4});
-    G flat = window_flat_index(g, shape, kh, kw);
-    G idx = g.reduce(NodeKind::ReduceSum, g.select(g.binary(NodeKind::Equal, local, first), flat,
-                                                   g.constant(0, DType::Int64)), {4});
-    G nan = g.reduce(NodeKind::ReduceMax, g.cast(g.unary(NodeKind::IsNaN, win), DType::Int32), {4});
-    v = g.select(g.cast(nan, DType::Bool), g.constant(NAN, g.type(x).dtype), v);
-    g.output(g.reshape(v, out));
-    g.output(g.reshape(idx, out));
-    return;
-  }
-  G dy = g.placeholder(s.input(0), "grad_output");
-  const graph::Shape& shape = s.ints_attr("shape");  // self's shape
-  graph::Shape wshape{shape[0], shape[1], shape[2] / kh, shape[3] / kw, 1};
-  G dyw = g.reshape(dy, wshape);
-  G grad_win;
-  if (kind == "avg_backward") {
-    grad_win = g.broadcast(g.div(dyw, k(g, static_cast<double>(kh * kw), dyw)),
-                           {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw});
-  } else {
-    G idx = g.reshape(g.placeholder(s.input(1), "indices"), wshape);
-    G flat = window_flat_index(g, shape, kh, kw);
-    grad_win = g.select(g.binary(NodeKind::Equal, flat, idx), g.broadcast(dyw, {shape[0], shape[1], shape[2] / kh, shape[3] / kw, kh * kw}),
-                        g.constant(0, g.type(dy).dtype));
-  }
-  g.output(unwindows(g, grad_win, shape, kh, kw));
-}
-
-// Non-overlapping, unpadded, undilated windows that tile the input exactly.
-bool simple_windows(const at::Tensor& self, at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
-                    at::IntArrayRef dilation) {
-  if (self.dim() != 4 || kernel.empty() || self.numel() == 0) return false;
-  int64_t kh = kernel[0], kw = kernel.size() > 1 ? kernel[1] : kernel[0];
-  int64_t sh = stride.empty() ? kh : stride[0], sw = stride.empty() ? kw : stride.size() > 1 ? stride[1] : sh;
-  bool no_pad = std::all_of(padding.begin(), padding.end(), [](int64_t p) { return p == 0; });
-  bool no_dil = std::all_of(dilation.begin(), dilation.end(), [](int64_t d) { return d == 1; });
-  return sh == kh && sw == kw && no_pad && no_dil && self.size(2) % kh == 0 && self.size(3) % kw == 0;
-}
-
-std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
-                                                          at::IntArrayRef stride, at::IntArrayRef padding,
-                                                          at::IntArrayRef dilation, bool ceil_mode) {
-  require(float_ok(self) && simple_windows(self, kernel_size, stride, padding, dilation));
-  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
-  GraphSpec spec("aten::pool2d");
-  spec.input(self).attr("kind", std::string("max")).attr("kh", kh).attr("kw", kw);
-  auto r = runtime::run_graph(spec, build_pool, {self});
-  return {r[0], r[1]};
-}
-
-at::Tensor max_pool2d_with_indices_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
-                                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                                            bool ceil_mode, const at::Tensor& indices) {
-  require(float_ok(self) && simple_windows(self, kernel_size, stride, padding, dilation) &&
-          grad_output.scalar_type() == self.scalar_type());
-  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
-  GraphSpec spec("aten::pool2d_backward");
-  spec.input(grad_output).input(indices).attr("shape", self.sizes().vec())
-      .attr("kind", std::string("max_backward")).attr("kh", kh).attr("kw", kw);
-  return runtime::run_graph(spec, build_pool, {grad_output, indices})[0];
-}
-
-at::Tensor avg_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
-                      bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
-  require(float_ok(self) && !divisor_override && simple_windows(self, kernel_size, stride, padding, {1, 1}));
-  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
-  GraphSpec spec("aten::pool2d");
-  spec.input(self).attr("kind", std::string("avg")).attr("kh", kh).attr("kw", kw)
-      .attr("compute", dname(opmath_type(self.scalar_type())));
-  return runtime::run_graph(spec, build_pool, {self})[0];
-}
-
-at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
-                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
-                               std::optional<int64_t> divisor_override) {
-  require(float_ok(self) && !divisor_override && simple_windows(self, kernel_size, stride, padding, {1, 1}) &&
-          grad_output.scalar_type() == self.scalar_type());
-  int64_t kh = kernel_size[0], kw = kernel_size.size() > 1 ? kernel_size[1] : kh;
-  GraphSpec spec("aten::pool2d_backward");
-  spec.input(grad_output).attr("shape", self.sizes().vec()).attr("kind", std::string("avg_backward"))
-      .attr("kh", kh).attr("kw", kw);
-  return runtime::run_graph(spec, build_pool, {grad_output})[0];
-}
-
-at::Tensor adaptive_avg_pool2d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
-  require(self.dim() == 4 && output_size.size() == 2 && self.numel() > 0);
-  int64_t oh = output_size[0].expect_int(), ow = output_size[1].expect_int();
-  require(oh > 0 && ow > 0 && self.size(2) % oh == 0 && self.size(3) % ow == 0);
-  int64_t kh = self.size(2) / oh, kw = self.size(3) / ow;
-  return (avg_pool2d)(self, at::IntArrayRef{kh, kw}, at::IntArrayRef{kh, kw}, at::IntArrayRef{0, 0}, false, true, std::nullopt);
-}
-
-at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self) {
-  require(self.dim() == 4 && grad_output.dim() == 4 && self.numel() > 0);
-  int64_t oh = grad_output.size(2), ow = grad_output.size(3);
-  require(self.size(2) % oh == 0 && self.size(3) % ow == 0);
-  int64_t kh = self.size(2) / oh, kw = self.size(3) / ow;
-  return (avg_pool2d_backward)(grad_output, self, at::IntArrayRef{kh, kw}, at::IntArrayRef{kh, kw}, at::IntArrayRef{0, 0}, false, true, std::nullopt);
-}
-
 // --- losses: smooth_l1 / huber / binary_cross_entropy ------------------------------------
 // Inputs (self, target, [weight], [grad_output]); attrs: kind, reduction, beta, numel, backward.
 void build_loss(Graph& g, const GraphSpec& s) {
@@ -521,12 +382,6 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("native_batch_norm_backward", native_batch_norm_backward),
       MPS_EXT_ATEN_ROW("native_group_norm", native_group_norm),
       MPS_EXT_ATEN_ROW("native_group_norm_backward", native_group_norm_backward),
-      MPS_EXT_ATEN_ROW("max_pool2d_with_indices", max_pool2d_with_indices),
-      MPS_EXT_ATEN_ROW("max_pool2d_with_indices_backward", max_pool2d_with_indices_backward),
-      MPS_EXT_ATEN_ROW("avg_pool2d", avg_pool2d),
-      MPS_EXT_ATEN_ROW("avg_pool2d_backward", avg_pool2d_backward),
-      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d", adaptive_avg_pool2d),
-      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward),
       MPS_EXT_ATEN_ROW("smooth_l1_loss", smooth_l1_loss),
       MPS_EXT_ATEN_ROW("smooth_l1_loss_backward", smooth_l1_loss_backward),
       MPS_EXT_ATEN_ROW("huber_loss", huber_loss),

@@ -159,6 +159,13 @@ MPSGraphTensor* lower_Round(const LowerCtx& c, const Node& n) { return [c.g rint
 MPSGraphTensor* lower_LogicalNot(const LowerCtx& c, const Node& n) { return [c.g notWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_IsNaN(const LowerCtx& c, const Node& n) { return [c.g isNaNWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_Erf(const LowerCtx& c, const Node& n) { return [c.g erfWithTensor:c.in(n, 0) name:nil]; }  // macOS 11.0
+// Bitwise (13.0). Shifts: torch gives 0 (left) or the sign fill (right) for
+// shift amounts outside [0, bit width); MPSGraph documents no such rule, so
+// out-of-range amounts are selected explicitly.
+MPSGraphTensor* lower_BitwiseNot(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g notWithTensor:c.in(n, 0) name:nil];  // macOS 11.0
+  return [c.g bitwiseNOTWithTensor:c.in(n, 0) name:nil];  // macOS 13.0
+}
 // Elementwise, binary (MPSGraph broadcasts like numpy).
 MPSGraphTensor* lower_Add(const LowerCtx& c, const Node& n) { return [c.g additionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_Subtract(const LowerCtx& c, const Node& n) { return [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
@@ -169,6 +176,52 @@ MPSGraphTensor* lower_Minimum(const LowerCtx& c, const Node& n) { return [c.g mi
 MPSGraphTensor* lower_Power(const LowerCtx& c, const Node& n) { return [c.g powerWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_LogicalAnd(const LowerCtx& c, const Node& n) { return [c.g logicalANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_LogicalOr(const LowerCtx& c, const Node& n) { return [c.g logicalORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
+MPSGraphTensor* lower_BitwiseAnd(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g logicalANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseANDWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+MPSGraphTensor* lower_BitwiseOr(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g logicalORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+MPSGraphTensor* lower_BitwiseXor(const LowerCtx& c, const Node& n) {
+  if (n.type.dtype == graph::DType::Bool) return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  return [c.g bitwiseXORWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+}
+// The amount as a bool "in [0, bit width)" mask, and the amount clamped into range.
+static MPSGraphTensor* shift_in_range(const LowerCtx& c, const Node& n) {
+  MPSDataType t = to_mps_dtype(n.type.dtype);
+  int bits = n.type.dtype == graph::DType::Int64 ? 64 : n.type.dtype == graph::DType::Int32 ? 32 : 8;
+  MPSGraphTensor* ge0 = [c.g greaterThanOrEqualToWithPrimaryTensor:c.in(n, 1) secondaryTensor:[c.g constantWithScalar:0 dataType:t] name:nil];  // macOS 11.0
+  MPSGraphTensor* lt_bits = [c.g lessThanWithPrimaryTensor:c.in(n, 1) secondaryTensor:[c.g constantWithScalar:bits dataType:t] name:nil];  // macOS 11.0
+  return [c.g logicalANDWithPrimaryTensor:ge0 secondaryTensor:lt_bits name:nil];  // macOS 11.0
+}
+MPSGraphTensor* lower_LeftShift(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor* shifted = [c.g bitwiseLeftShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+  MPSGraphTensor* zero = [c.g constantWithScalar:0 dataType:to_mps_dtype(n.type.dtype)];  // macOS 11.0
+  return [c.g selectWithPredicateTensor:shift_in_range(c, n) truePredicateTensor:shifted falsePredicateTensor:zero name:nil];  // macOS 11.0
+}
+MPSGraphTensor* lower_RightShift(const LowerCtx& c, const Node& n) {
+  MPSDataType t = to_mps_dtype(n.type.dtype);
+  bool is_signed = n.type.dtype != graph::DType::UInt8;
+  int bits = n.type.dtype == graph::DType::Int64 ? 64 : n.type.dtype == graph::DType::Int32 ? 32 : 8;
+  MPSGraphTensor* shifted = [c.g bitwiseRightShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 13.0
+  // Out of range: the sign fill (x >> (bits - 1) for signed types), 0 for unsigned.
+  MPSGraphTensor* fill = is_signed ? [c.g bitwiseRightShiftWithPrimaryTensor:c.in(n, 0) secondaryTensor:[c.g constantWithScalar:bits - 1 dataType:t] name:nil]  // macOS 13.0
+                                   : [c.g constantWithScalar:0 dataType:t];  // macOS 11.0
+  return [c.g selectWithPredicateTensor:shift_in_range(c, n) truePredicateTensor:shifted falsePredicateTensor:fill name:nil];  // macOS 11.0
+}
+// Integer floor division and remainder from floorModulo (documented: a -
+// floor(a / b) * b, 0 for b == 0): a - remainder is an exact multiple of b,
+// so the division is exact whatever rounding integer division uses. Division
+// by zero cannot raise on the GPU (torch's CPU raises ZeroDivisionError): the
+// remainder is 0 there, the quotient whatever MPSGraph's division gives.
+MPSGraphTensor* lower_FloorDivide(const LowerCtx& c, const Node& n) {
+  MPSGraphTensor* r = [c.g floorModuloWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+  MPSGraphTensor* multiple = [c.g subtractionWithPrimaryTensor:c.in(n, 0) secondaryTensor:r name:nil];  // macOS 11.0
+  return [c.g divisionWithPrimaryTensor:multiple secondaryTensor:c.in(n, 1) name:nil];  // macOS 11.0
+}
+MPSGraphTensor* lower_Remainder(const LowerCtx& c, const Node& n) { return [c.g floorModuloWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_Equal(const LowerCtx& c, const Node& n) { return [c.g equalWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_NotEqual(const LowerCtx& c, const Node& n) { return [c.g notEqualWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0
 MPSGraphTensor* lower_Less(const LowerCtx& c, const Node& n) { return [c.g lessThanWithPrimaryTensor:c.in(n, 0) secondaryTensor:c.in(n, 1) name:nil]; }  // macOS 11.0

@@ -145,6 +145,16 @@ EVAL(Round, at::round(a[0]));
 EVAL(LogicalNot, at::logical_not(a[0]));
 EVAL(IsNaN, at::isnan(a[0]));
 EVAL(Erf, at::erf(a[0]));
+EVAL(BitwiseNot, at::bitwise_not(a[0]));
+EVAL(BitwiseAnd, at::bitwise_and(a[0], a[1]));
+EVAL(BitwiseOr, at::bitwise_or(a[0], a[1]));
+EVAL(BitwiseXor, at::bitwise_xor(a[0], a[1]));
+// A shift by >= the bit width (or < 0): 0 left, the sign fill right (ATen's rule).
+EVAL(LeftShift, at::bitwise_left_shift(a[0], a[1]));
+EVAL(RightShift, at::bitwise_right_shift(a[0], a[1]));
+// Integer division by zero raises ZeroDivisionError, as torch on the CPU.
+EVAL(FloorDivide, at::floor_divide(a[0], a[1]));
+EVAL(Remainder, at::remainder(a[0], a[1]));
 EVAL(Add, at::add(a[0], a[1]));
 EVAL(Subtract, at::sub(a[0], a[1]));
 EVAL(Multiply, at::mul(a[0], a[1]));

@@ -122,6 +122,35 @@ API_AVAILABLE(macos(13.2))
 + (nullable instancetype)descriptorWithStrideInX:(NSUInteger)strideInX strideInY:(NSUInteger)strideInY strideInZ:(NSUInteger)strideInZ dilationRateInX:(NSUInteger)dilationRateInX dilationRateInY:(NSUInteger)dilationRateInY dilationRateInZ:(NSUInteger)dilationRateInZ groups:(NSUInteger)groups paddingLeft:(NSUInteger)paddingLeft paddingRight:(NSUInteger)paddingRight paddingTop:(NSUInteger)paddingTop paddingBottom:(NSUInteger)paddingBottom paddingFront:(NSUInteger)paddingFront paddingBack:(NSUInteger)paddingBack paddingStyle:(MPSGraphPaddingStyle)paddingStyle dataLayout:(MPSGraphTensorNamedDataLayout)dataLayout weightsLayout:(MPSGraphTensorNamedDataLayout)weightsLayout;
 @end
 
+// MPSGraphPoolingOps.h: the 4-D pooling descriptor (12.0); returned indices
+// (12.2): flattened over the tensor's innermost N dims (Global) or within the
+// window (Local); int32 only.
+typedef NS_ENUM(NSUInteger, MPSGraphPoolingReturnIndicesMode) {
+  MPSGraphPoolingReturnIndicesNone API_AVAILABLE(macos(12.2)) = 0L,
+  MPSGraphPoolingReturnIndicesGlobalFlatten1D API_AVAILABLE(macos(12.2)) = 1L,
+  MPSGraphPoolingReturnIndicesGlobalFlatten2D API_AVAILABLE(macos(12.2)) = 2L,
+  MPSGraphPoolingReturnIndicesGlobalFlatten3D API_AVAILABLE(macos(12.2)) = 3L,
+  MPSGraphPoolingReturnIndicesGlobalFlatten4D API_AVAILABLE(macos(12.2)) = 4L,
+  MPSGraphPoolingReturnIndicesLocalFlatten1D API_AVAILABLE(macos(12.2)) = 5L,
+  MPSGraphPoolingReturnIndicesLocalFlatten2D API_AVAILABLE(macos(12.2)) = 6L,
+  MPSGraphPoolingReturnIndicesLocalFlatten3D API_AVAILABLE(macos(12.2)) = 7L,
+  MPSGraphPoolingReturnIndicesLocalFlatten4D API_AVAILABLE(macos(12.2)) = 8L,
+};
+
+API_AVAILABLE(macos(12.0))
+@interface MPSGraphPooling4DOpDescriptor : MPSGraphObject <NSCopying>
+@property(readwrite, nonatomic, copy) NSArray<NSNumber*>* kernelSizes;
+@property(readwrite, nonatomic, copy) NSArray<NSNumber*>* strides;
+@property(readwrite, nonatomic, copy) NSArray<NSNumber*>* dilationRates;
+@property(readwrite, nonatomic, copy) NSArray<NSNumber*>* paddingValues;
+@property(readwrite, nonatomic) MPSGraphPaddingStyle paddingStyle;
+@property(readwrite, nonatomic) BOOL ceilMode;
+@property(readwrite, nonatomic) BOOL includeZeroPadToAverage;
+@property(readwrite, nonatomic) MPSGraphPoolingReturnIndicesMode returnIndicesMode API_AVAILABLE(macos(12.2));
+@property(readwrite, nonatomic) MPSDataType returnIndicesDataType API_AVAILABLE(macos(12.2));
++ (nullable instancetype)descriptorWithKernelSizes:(NSArray<NSNumber*>*)kernelSizes strides:(NSArray<NSNumber*>*)strides dilationRates:(NSArray<NSNumber*>*)dilationRates paddingValues:(NSArray<NSNumber*>*)paddingValues paddingStyle:(MPSGraphPaddingStyle)paddingStyle;
+@end
+
 API_AVAILABLE(macos(11.0))
 @interface MPSGraph : MPSGraphObject
 + (instancetype)new;
@@ -137,6 +166,21 @@ API_AVAILABLE(macos(11.0))
 - (MPSGraphTensor*)placeholderWithShape:(MPSShape* _Nullable)shape dataType:(MPSDataType)dataType name:(NSString* _Nullable)name;
 - (MPSGraphTensor*)constantWithScalar:(double)scalar dataType:(MPSDataType)dataType;
 - (MPSGraphTensor*)constantWithScalar:(double)scalar shape:(MPSShape*)shape dataType:(MPSDataType)dataType;
+- (MPSGraphTensor*)constantWithData:(NSData*)data shape:(MPSShape*)shape dataType:(MPSDataType)dataType;
+// PoolingOps
+- (MPSGraphTensor*)maxPooling4DWithSourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
+- (NSArray<MPSGraphTensor*>*)maxPooling4DReturnIndicesWithSourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.2));
+- (MPSGraphTensor*)maxPooling4DGradientWithGradientTensor:(MPSGraphTensor*)gradient indicesTensor:(MPSGraphTensor*)indices outputShape:(MPSShape*)outputShape descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)avgPooling4DWithSourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)avgPooling4DGradientWithGradientTensor:(MPSGraphTensor*)gradient sourceTensor:(MPSGraphTensor*)source descriptor:(MPSGraphPooling4DOpDescriptor*)descriptor name:(NSString* _Nullable)name API_AVAILABLE(macos(12.0));
+- (MPSGraphTensor*)floorModuloWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name;
+// ArithmeticOps: bitwise (13.0)
+- (MPSGraphTensor*)bitwiseNOTWithTensor:(MPSGraphTensor*)tensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)bitwiseANDWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)bitwiseORWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)bitwiseXORWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)bitwiseLeftShiftWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
+- (MPSGraphTensor*)bitwiseRightShiftWithPrimaryTensor:(MPSGraphTensor*)primaryTensor secondaryTensor:(MPSGraphTensor*)secondaryTensor name:(NSString* _Nullable)name API_AVAILABLE(macos(13.0));
 - (MPSGraphTensor*)constantWithRealPart:(double)realPart imaginaryPart:(double)imaginaryPart dataType:(MPSDataType)dataType API_AVAILABLE(macos(14.0));
 
 // MPSGraphTensorShapeOps

@@ -1,0 +1,473 @@
+// Pooling on the mpsgraph device: max_pool2d/3d (with indices), avg_pool2d/3d,
+// adaptive avg/max pools 2d/3d and their backwards. (The 1-d forms are
+// CompositeImplicit in torch and reach the 2-d ops.) Fixed windows are the
+// IR's MaxPool/MaxPoolIndices/MaxPoolGradient/AvgPool/AvgPoolGradient nodes,
+// 1:1 MPSGraph's pooling. Adaptive pools with windows that tile the input are
+// AvgPool/MaxPool too; otherwise torch's windows [floor(i*I/O), ceil((i+1)*I/O))
+// per spatial dim become masks built from Iota: averages as one matmul per
+// dim with the [O, I] window-weight matrix, maxima as a masked reduction per
+// dim carrying the flat index along.
+//
+// Arguments are checked by running the same aten op on meta tensors (torch's
+// own checks and messages, and its output shape) before anything is built.
+#include <ATen/ATen.h>
+
+#include "ops/aten/native.h"
+#include "ops/op_utils.h"
+
+namespace mps_ext::ops::aten {
+namespace {
+using graph::DType;
+using graph::Graph;
+using graph::NodeKind;
+using graph::PoolParams;
+using runtime::GraphSpec;
+using G = graph::Tensor;
+
+bool float_ok(const at::Tensor& t) { return at::isFloatingType(t.scalar_type()) && graph_dtype_ok(t.scalar_type()); }
+
+// A meta tensor with t's sizes and strides (channels_last checks see the layout).
+at::Tensor meta_like(const at::Tensor& t) {
+  return at::empty_strided(t.sizes(), t.strides(), t.options().device(at::kMeta));
+}
+
+// torch's argument expansion: one value for every spatial dim, an empty
+// stride means the kernel size.
+std::vector<int64_t> expand(at::IntArrayRef v, size_t k, at::IntArrayRef fallback = {}) {
+  if (v.empty()) return fallback.vec();
+  return v.size() == 1 ? std::vector<int64_t>(k, v[0]) : v.vec();
+}
+
+PoolParams params(size_t k, at::IntArrayRef kernel, at::IntArrayRef stride, at::IntArrayRef padding,
+                  at::IntArrayRef dilation, bool ceil_mode) {
+  PoolParams p;
+  p.kernel = expand(kernel, k);
+  p.stride = expand(stride, k, p.kernel);
+  p.padding = expand(padding, k);
+  p.dilation = dilation.empty() ? std::vector<int64_t>(k, 1) : expand(dilation, k);
+  p.ceil_mode = ceil_mode;
+  return p;
+}
+
+// Batched [N, C, spatial...] view of a batched or unbatched input.
+at::Tensor batched(const at::Tensor& t, size_t k) {
+  return t.dim() == static_cast<int64_t>(k) + 1 ? t.unsqueeze(0) : t;
+}
+at::Tensor like_input(const at::Tensor& r, const at::Tensor& self, size_t k) {
+  at::Tensor out = self.dim() == static_cast<int64_t>(k) + 1 ? r.squeeze(0) : r;
+  // torch keeps channels_last for 4-d (and channels_last_3d for 5-d) inputs.
+  auto fmt = self.suggest_memory_format();
+  return fmt == at::MemoryFormat::Contiguous ? out : out.contiguous(fmt);
+}
+
+void pool_attrs(GraphSpec& spec, const PoolParams& p) {
+  spec.attr("kernel", p.kernel).attr("stride", p.stride).attr("padding", p.padding).attr("dilation", p.dilation)
+      .attr("ceil_mode", int64_t{p.ceil_mode});
+}
+PoolParams spec_params(const GraphSpec& s) {
+  return {s.ints_attr("kernel"), s.ints_attr("stride"), s.ints_attr("padding"), s.ints_attr("dilation"),
+          s.int_attr("ceil_mode") != 0};
+}
+
+// --- fixed windows -------------------------------------------------------------------------
+// attrs: kind (max | max_backward | avg | avg_backward), PoolParams, count_include_pad,
+// divisor_override; max_backward: input_shape.
+void build_pool(Graph& g, const GraphSpec& s) {
+  const std::string& kind = s.str_attr("kind");
+  PoolParams p = spec_params(s);
+  if (kind == "max") {
+    G x = g.placeholder(s.input(0), "self");
+    g.output(g.max_pool(x, p));
+    g.output(g.max_pool_indices(x, p));
+  } else if (kind == "max_backward") {
+    G dy = g.placeholder(s.input(0), "grad_output");
+    G idx = g.placeholder(s.input(1), "indices");
+    g.output(g.max_pool_gradient(dy, idx, s.ints_attr("input_shape"), p));
+  } else if (kind == "avg") {
+    G x = g.placeholder(s.input(0), "self");
+    g.output(g.avg_pool(x, p, s.int_attr("count_include_pad") != 0, s.int_attr("divisor_override")));
+  } else {
+    G dy = g.placeholder(s.input(0), "grad_output");
+    G x = g.placeholder(s.input(1), "self");
+    g.output(g.avg_pool_gradient(dy, x, p, s.int_attr("count_include_pad") != 0, s.int_attr("divisor_override")));
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size,
+                                                         at::IntArrayRef stride, at::IntArrayRef padding,
+                                                         at::IntArrayRef dilation, bool ceil_mode) {
+  auto meta = k == 2 ? at::max_pool2d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode)
+                     : at::max_pool3d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode);
+  require(float_ok(self));
+  auto sizes = std::get<0>(meta).sizes();
+  if (std::get<0>(meta).numel() == 0)
+    return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
+  at::Tensor x = batched(self, k);
+  GraphSpec spec("aten::pool");
+  spec.input(x).attr("kind", std::string("max"));
+  pool_attrs(spec, params(k, kernel_size, stride, padding, dilation, ceil_mode));
+  auto r = runtime::run_graph(spec, build_pool, {x});
+  return {like_input(r[0], self, k), like_input(r[1], self, k)};
+}
+
+at::Tensor max_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                             at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                             const at::Tensor& indices) {
+  require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && indices.scalar_type() == at::kLong &&
+          grad_output.sizes() == indices.sizes() && grad_output.dim() == self.dim());
+  if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
+  at::Tensor dy = batched(grad_output, k), idx = batched(indices, k), x = batched(self, k);
+  GraphSpec spec("aten::pool_backward");
+  spec.input(dy).input(idx).attr("kind", std::string("max_backward")).attr("input_shape", x.sizes().vec());
+  pool_attrs(spec, params(k, kernel_size, stride, padding, dilation, ceil_mode));
+  return like_input(runtime::run_graph(spec, build_pool, {dy, idx})[0], self, k);
+}
+
+at::Tensor avg_pool(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                    at::IntArrayRef padding, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+  at::Tensor meta = k == 2 ? at::avg_pool2d(meta_like(self), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+                           : at::avg_pool3d(meta_like(self), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+  require(float_ok(self));
+  if (meta.numel() == 0) return at::empty(meta.sizes(), self.options());
+  at::Tensor x = batched(self, k);
+  GraphSpec spec("aten::pool");
+  spec.input(x).attr("kind", std::string("avg")).attr("count_include_pad", int64_t{count_include_pad})
+      .attr("divisor_override", divisor_override.value_or(0));
+  pool_attrs(spec, params(k, kernel_size, stride, padding, {}, ceil_mode));
+  return like_input(runtime::run_graph(spec, build_pool, {x})[0], self, k);
+}
+
+at::Tensor avg_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                             at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                             std::optional<int64_t> divisor_override) {
+  require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && grad_output.dim() == self.dim());
+  TORCH_CHECK(!divisor_override || *divisor_override != 0, "divisor must be not zero");
+  if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
+  at::Tensor dy = batched(grad_output, k), x = batched(self, k);
+  GraphSpec spec("aten::pool_backward");
+  spec.input(dy).input(x).attr("kind", std::string("avg_backward")).attr("count_include_pad", int64_t{count_include_pad})
+      .attr("divisor_override", divisor_override.value_or(0));
+  pool_attrs(spec, params(k, kernel_size, stride, padding, {}, ceil_mode));
+  return like_input(runtime::run_graph(spec, build_pool, {dy, x})[0], self, k);
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          at::IntArrayRef dilation, bool ceil_mode) {
+  return max_pool_with_indices(2, self, kernel_size, stride, padding, dilation, ceil_mode);
+}
+std::tuple<at::Tensor, at::Tensor> max_pool3d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
+                                                          at::IntArrayRef stride, at::IntArrayRef padding,
+                                                          at::IntArrayRef dilation, bool ceil_mode) {
+  return max_pool_with_indices(3, self, kernel_size, stride, padding, dilation, ceil_mode);
+}
+at::Tensor max_pool2d_with_indices_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                            bool ceil_mode, const at::Tensor& indices) {
+  return max_pool_backward(2, grad_output, self, kernel_size, stride, padding, dilation, ceil_mode, indices);
+}
+at::Tensor max_pool3d_with_indices_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                                            bool ceil_mode, const at::Tensor& indices) {
+  return max_pool_backward(3, grad_output, self, kernel_size, stride, padding, dilation, ceil_mode, indices);
+}
+at::Tensor avg_pool2d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                      bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+  return avg_pool(2, self, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+}
+at::Tensor avg_pool3d(const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                      bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
+  return avg_pool(3, self, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+}
+at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                               std::optional<int64_t> divisor_override) {
+  return avg_pool_backward(2, grad_output, self, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+}
+at::Tensor avg_pool3d_backward(const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
+                               at::IntArrayRef stride, at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
+                               std::optional<int64_t> divisor_override) {
+  return avg_pool_backward(3, grad_output, self, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+}
+
+// --- adaptive windows ----------------------------------------------------------------------
+// Windows tile the input (I % O == 0 on every dim): a fixed pool.
+bool tiles(at::IntArrayRef in, at::IntArrayRef out) {
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] <= 0 || in[i] % out[i] != 0) return false;
+  return true;
+}
+
+// [O, I] bool: i's window of torch's adaptive pools holds j, and float
+// (end - start) per row (compute dtype). Windows from float math: exact while
+// O * I < 2^24 (callers check).
+// The mask and end - start (float32, [O, 1]).
+std::pair<G, G> adaptive_window_mask(Graph& g, int64_t in, int64_t out) {
+  G i = g.cast(g.iota({out, 1}, 0, DType::Int32), DType::Float32);
+  G j = g.cast(g.iota({1, in}, 1, DType::Int32), DType::Float32);
+  auto c = [&](double v) { return g.constant(v, DType::Float32); };
+  G start = g.unary(NodeKind::Floor, g.div(g.mul(i, c(in)), c(out)));
+  G end = g.unary(NodeKind::Ceil, g.div(g.mul(g.add(i, c(1)), c(in)), c(out)));
+  return {g.logical_and(g.ge(j, start), g.lt(j, end)), g.sub(end, start)};
+}
+std::pair<G, G> adaptive_windows(Graph& g, int64_t in, int64_t out, DType compute) {
+  auto [inside, count] = adaptive_window_mask(g, in, out);
+  return {inside, cast_to(g, count, compute)};
+}
+
+// x with dim d moved last (and back: the same permutation inverted).
+std::vector<int64_t> move_last(int64_t rank, int64_t d) {
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < rank; ++i)
+    if (i != d) perm.push_back(i);
+  perm.push_back(d);
+  return perm;
+}
+std::vector<int64_t> inverse(const std::vector<int64_t>& perm) {
+  std::vector<int64_t> inv(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = static_cast<int64_t>(i);
+  return inv;
+}
+
+// attrs: kind (adaptive_avg | adaptive_avg_backward | adaptive_max | adaptive_max_backward),
+// in (spatial input sizes), out (spatial output sizes), compute.
+void build_adaptive(Graph& g, const GraphSpec& s) {
+  const std::string& kind = s.str_attr("kind");
+  const auto& in = s.ints_attr("in");
+  const auto& out = s.ints_attr("out");
+  DType compute = attr_dtype(s, "compute");
+  int64_t k = static_cast<int64_t>(in.size()), rank = k + 2;
+  if (kind == "adaptive_avg" || kind == "adaptive_avg_backward") {
+    bool backward = kind == "adaptive_avg_backward";
+    G x0 = g.placeholder(s.input(0), backward ? "grad_output" : "self");
+    G x = cast_to(g, x0, compute);
+    for (int64_t d = rank - 1; d >= 2; --d) {  // contract one spatial dim at a time
+      auto [inside, count] = adaptive_windows(g, in[d - 2], out[d - 2], compute);
+      G w = g.select(inside, g.div(g.constant(1, compute), count), g.constant(0, compute));  // [O, I]
+      auto perm = move_last(rank, d);
+      G t = d == rank - 1 ? x : g.transpose(x, perm);
+      t = backward ? g.matmul(t, w) : g.matmul(t, g.transpose(w, {1, 0}));
+      x = d == rank - 1 ? t : g.transpose(t, inverse(perm));
+    }
+    g.output(cast_to(g, x, g.type(x0).dtype));
+    return;
+  }
+  if (kind == "adaptive_max") {
+    // Per spatial dim, last to first: window maxima and the first arg max
+    // (a NaN counts as the maximum), carrying the flat index over the dims
+    // already reduced (picked at the arg max with a one-hot sum).
+    G v = g.placeholder(s.input(0), "self");
+    DType t = g.type(v).dtype;
+    G flat;  // int64 index over the reduced trailing dims, v's shape
+    int64_t stride = 1;
+    for (int64_t d = rank - 1; d >= 2; --d) {
+      int64_t I = in[d - 2], O = out[d - 2];
+      auto perm = move_last(rank, d);
+      G vl = d == rank - 1 ? v : g.transpose(v, perm);
+      graph::Shape sl = g.type(vl).shape;  // [..., I]
+      graph::Shape s5 = sl;
+      s5.insert(s5.end() - 1, 1);  // [..., 1, I]
+      G inside = adaptive_window_mask(g, I, O).first;
+      G masked = g.select(inside, g.reshape(vl, s5), g.constant(-INFINITY, t));  // [..., O, I]
+      G m = g.reduce(NodeKind::ReduceMax, masked, {rank});                       // [..., O, 1]
+      G hit = g.logical_and(inside, g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, masked, m),
+                                               g.unary(NodeKind::IsNaN, masked)));
+      G pos = g.iota({1, I}, 1, DType::Int64);
+      G arg = g.reduce(NodeKind::ReduceMin, g.select(hit, pos, g.constant(static_cast<double>(I), DType::Int64)), {rank});
+      G idx = g.mul(arg, g.constant(static_cast<double>(stride), DType::Int64));  // [..., O, 1]
+      if (flat.id >= 0) {
+        G fl = g.reshape(d == rank - 1 ? flat : g.transpose(flat, perm), s5);  // [..., 1, I]
+        G pick = g.binary(NodeKind::Equal, pos, arg);                           // [..., O, I]
+        idx = g.add(idx, g.reduce(NodeKind::ReduceSum, g.select(pick, fl, g.constant(0, DType::Int64)), {rank}));
+      }
+      graph::Shape so = sl;
+      so.back() = O;
+      G vo = g.reshape(m, so), io = g.reshape(idx, so);
+      v = d == rank - 1 ? vo : g.transpose(vo, inverse(perm));
+      flat = d == rank - 1 ? io : g.transpose(io, inverse(perm));
+      stride *= I;
+    }
+    g.output(v);
+    g.output(flat);
+    return;
+  }
+  // adaptive_max_backward: dx[lead, rest] = sum_o dy[o] [lead(o) == lead] [rest(o) == rest]
+  // over one input plane, a matmul of two one-hots: lead = the first spatial
+  // dim, rest = the flat index over the others (float division: exact while
+  // the plane has < 2^24 elements, checked by the caller).
+  G dy = cast_to(g, g.placeholder(s.input(0), "grad_output"), compute);
+  G idx = g.placeholder(s.input(1), "indices");
+  const graph::Shape& ds = s.input(0).shape;
+  int64_t n = ds[0], c = ds[1], outs = 1, rest = 1;
+  for (int64_t o : out) outs *= o;
+  for (int64_t d = 1; d < k; ++d) rest *= in[d];
+  G dyf = g.reshape(dy, {n, c, outs, 1});
+  G fi = g.cast(g.reshape(idx, {n, c, outs, 1}), DType::Float32);
+  G lead = g.unary(NodeKind::Floor, g.div(g.add(fi, g.constant(0.5, DType::Float32)), g.constant(static_cast<double>(rest), DType::Float32)));
+  G restv = g.sub(fi, g.mul(lead, g.constant(static_cast<double>(rest), DType::Float32)));
+  G lead_pos = g.cast(g.iota({1, in[0]}, 1, DType::Int32), DType::Float32);
+  G rest_pos = g.cast(g.iota({1, rest}, 1, DType::Int32), DType::Float32);
+  G zero = g.constant(0, compute);
+  G a = g.select(g.binary(NodeKind::Equal, lead_pos, lead), g.broadcast(dyf, {n, c, outs, in[0]}), zero);  // [N, C, O, L]
+  G b = g.cast(g.binary(NodeKind::Equal, rest_pos, restv), compute);                                       // [N, C, O, R]
+  G dx = g.matmul(g.transpose(a, {0, 1, 3, 2}), b);                                                       // [N, C, L, R]
+  graph::Shape xs{n, c};
+  xs.insert(xs.end(), in.begin(), in.end());
+  g.output(cast_to(g, g.reshape(dx, xs), attr_dtype(s, "result")));
+}
+
+int64_t prod(at::IntArrayRef v) {
+  int64_t p = 1;
+  for (int64_t x : v) p *= x;
+  return p;
+}
+
+// Spatial sizes of a batched [N, C, spatial...] tensor.
+std::vector<int64_t> spatial(const at::Tensor& x) { return x.sizes().slice(2).vec(); }
+
+// The masked graphs' temporaries ([..., O, I] per dim) and float window math
+// stay small enough; larger inputs run on the CPU.
+bool adaptive_fits(const at::Tensor& x, at::IntArrayRef in, at::IntArrayRef out) {
+  int64_t widest = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] * out[i] >= (int64_t{1} << 24)) return false;
+    widest = std::max(widest, x.numel() / in[i] * out[i] * in[i]);
+  }
+  return widest <= (int64_t{1} << 27) && prod(in) < (int64_t{1} << 24);
+}
+
+at::Tensor adaptive_avg_pool(size_t k, const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  at::Tensor meta = k == 2 ? at::_adaptive_avg_pool2d_symint(meta_like(self), output_size)
+                           : at::_adaptive_avg_pool3d_symint(meta_like(self), output_size);
+  require(float_ok(self));
+  if (meta.numel() == 0) return at::empty(meta.sizes(), self.options());
+  at::Tensor x = batched(self, k);
+  std::vector<int64_t> in = spatial(x), out = meta.sizes().slice(meta.dim() - k).vec();
+  if (tiles(in, out)) {
+    std::vector<int64_t> kernel(k);
+    for (size_t i = 0; i < k; ++i) kernel[i] = in[i] / out[i];
+    GraphSpec spec("aten::pool");
+    spec.input(x).attr("kind", std::string("avg")).attr("count_include_pad", int64_t{1}).attr("divisor_override", int64_t{0});
+    pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
+    return like_input(runtime::run_graph(spec, build_pool, {x})[0], self, k);
+  }
+  require(adaptive_fits(x, in, out));
+  GraphSpec spec("aten::adaptive_pool");
+  spec.input(x).attr("kind", std::string("adaptive_avg")).attr("in", in).attr("out", out)
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return like_input(runtime::run_graph(spec, build_adaptive, {x})[0], self, k);
+}
+
+at::Tensor adaptive_avg_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self) {
+  require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && grad_output.dim() == self.dim());
+  if (self.numel() == 0) return at::zeros_like(self);
+  at::Tensor dy = batched(grad_output, k), x = batched(self, k);
+  std::vector<int64_t> in = spatial(x), out = spatial(dy);
+  if (tiles(in, out)) {
+    std::vector<int64_t> kernel(k);
+    for (size_t i = 0; i < k; ++i) kernel[i] = in[i] / out[i];
+    GraphSpec spec("aten::pool_backward");
+    spec.input(dy).input(x).attr("kind", std::string("avg_backward")).attr("count_include_pad", int64_t{1})
+        .attr("divisor_override", int64_t{0});
+    pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
+    return like_input(runtime::run_graph(spec, build_pool, {dy, x})[0], self, k);
+  }
+  require(adaptive_fits(x, in, out));
+  GraphSpec spec("aten::adaptive_pool");
+  spec.input(dy).attr("kind", std::string("adaptive_avg_backward")).attr("in", in).attr("out", out)
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return like_input(runtime::run_graph(spec, build_adaptive, {dy})[0], self, k);
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(size_t k, const at::Tensor& self, at::IntArrayRef output_size) {
+  auto meta = k == 2 ? at::adaptive_max_pool2d(meta_like(self), output_size) : at::adaptive_max_pool3d(meta_like(self), output_size);
+  require(float_ok(self));
+  auto sizes = std::get<0>(meta).sizes();
+  if (std::get<0>(meta).numel() == 0)
+    return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
+  at::Tensor x = batched(self, k);
+  std::vector<int64_t> in = spatial(x), out = sizes.slice(sizes.size() - k).vec();
+  if (tiles(in, out)) {
+    std::vector<int64_t> kernel(k);
+    for (size_t i = 0; i < k; ++i) kernel[i] = in[i] / out[i];
+    GraphSpec spec("aten::pool");
+    spec.input(x).attr("kind", std::string("max"));
+    pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
+    auto r = runtime::run_graph(spec, build_pool, {x});
+    return {like_input(r[0], self, k), like_input(r[1], self, k)};
+  }
+  require(adaptive_fits(x, in, out));
+  GraphSpec spec("aten::adaptive_pool");
+  spec.input(x).attr("kind", std::string("adaptive_max")).attr("in", in).attr("out", out)
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  auto r = runtime::run_graph(spec, build_adaptive, {x});
+  return {like_input(r[0], self, k), like_input(r[1], self, k)};
+}
+
+at::Tensor adaptive_max_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& indices) {
+  require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && indices.scalar_type() == at::kLong &&
+          grad_output.sizes() == indices.sizes() && grad_output.dim() == self.dim());
+  if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
+  at::Tensor dy = batched(grad_output, k), idx = batched(indices, k), x = batched(self, k);
+  std::vector<int64_t> in = spatial(x), out = spatial(dy);
+  int64_t rest = prod(in) / in[0];
+  require(prod(in) < (int64_t{1} << 24) && dy.numel() / prod(out) * prod(out) * std::max(in[0], rest) <= (int64_t{1} << 27));
+  GraphSpec spec("aten::adaptive_pool");
+  spec.input(dy).input(idx).attr("kind", std::string("adaptive_max_backward")).attr("in", in).attr("out", out)
+      .attr("compute", dname(opmath_type(self.scalar_type()))).attr("result", dname(self.scalar_type()));
+  return like_input(runtime::run_graph(spec, build_adaptive, {dy, idx})[0], self, k);
+}
+
+at::Tensor adaptive_avg_pool2d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  return adaptive_avg_pool(2, self, output_size);
+}
+at::Tensor adaptive_avg_pool3d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  return adaptive_avg_pool(3, self, output_size);
+}
+at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self) {
+  return adaptive_avg_pool_backward(2, grad_output, self);
+}
+at::Tensor adaptive_avg_pool3d_backward(const at::Tensor& grad_output, const at::Tensor& self) {
+  return adaptive_avg_pool_backward(3, grad_output, self);
+}
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool2d(const at::Tensor& self, at::IntArrayRef output_size) {
+  return adaptive_max_pool(2, self, output_size);
+}
+std::tuple<at::Tensor, at::Tensor> adaptive_max_pool3d(const at::Tensor& self, at::IntArrayRef output_size) {
+  return adaptive_max_pool(3, self, output_size);
+}
+at::Tensor adaptive_max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& indices) {
+  return adaptive_max_pool_backward(2, grad_output, self, indices);
+}
+at::Tensor adaptive_max_pool3d_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& indices) {
+  return adaptive_max_pool_backward(3, grad_output, self, indices);
+}
+
+const std::vector<Row>& rows() {
+  static const std::vector<Row> r = {
+      MPS_EXT_ATEN_ROW("max_pool2d_with_indices", max_pool2d_with_indices),
+      MPS_EXT_ATEN_ROW("max_pool2d_with_indices_backward", max_pool2d_with_indices_backward),
+      MPS_EXT_ATEN_ROW("max_pool3d_with_indices", max_pool3d_with_indices),
+      MPS_EXT_ATEN_ROW("max_pool3d_with_indices_backward", max_pool3d_with_indices_backward),
+      MPS_EXT_ATEN_ROW("avg_pool2d", avg_pool2d),
+      MPS_EXT_ATEN_ROW("avg_pool2d_backward", avg_pool2d_backward),
+      MPS_EXT_ATEN_ROW("avg_pool3d", avg_pool3d),
+      MPS_EXT_ATEN_ROW("avg_pool3d_backward", avg_pool3d_backward),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d", adaptive_avg_pool2d),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool3d", adaptive_avg_pool3d),
+      MPS_EXT_ATEN_ROW("_adaptive_avg_pool3d_backward", adaptive_avg_pool3d_backward),
+      MPS_EXT_ATEN_ROW("adaptive_max_pool2d", adaptive_max_pool2d),
+      MPS_EXT_ATEN_ROW("adaptive_max_pool2d_backward", adaptive_max_pool2d_backward),
+      MPS_EXT_ATEN_ROW("adaptive_max_pool3d", adaptive_max_pool3d),
+      MPS_EXT_ATEN_ROW("adaptive_max_pool3d_backward", adaptive_max_pool3d_backward),
+  };
+  return r;
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
+  for (const Row& row : rows()) register_op(m, row.op, row.kernel);
+}
+
+}  // namespace mps_ext::ops::aten
