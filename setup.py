@@ -21,6 +21,9 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext):
+        # torch's backend auto-loading would import an installed (possibly
+        # stale or half-built) mps_ext while we build the new one.
+        os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
         import torch  # build-time requirement: the torch the extension will run with
 
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
