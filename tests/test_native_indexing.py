@@ -10,21 +10,9 @@ import torch
 import torch.nn.functional as F
 
 import mps_ext
+from test_native_ops import DEV, fallbacks, to_dev
 
-DEV = "mpsgraph"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.bool]
-
-
-def fallbacks():
-    return torch.ops.mps_ext._fallback_count()
-
-
-def to_dev(v):
-    if isinstance(v, torch.Tensor):
-        return v.to(DEV)
-    if isinstance(v, (list, tuple)):
-        return type(v)(to_dev(e) for e in v)
-    return v
 
 
 def check(fn, *args, atol=None, rtol=None):
