@@ -4,6 +4,7 @@
 // of the graph builder (for tests and for exploring the IR).
 #include <torch/extension.h>
 
+#include "device/device.h"
 #include "graph/node_spec.h"
 #include "profiler/profiler.h"
 #include "runtime/mpsgraph/lowering_table.h"
@@ -93,6 +94,10 @@ PYBIND11_MODULE(_C, m) {
     for (const auto& shapes : runs) keys.push_back(buckets.key(shapes));
     return keys;
   }, py::arg("declared"), py::arg("runs"), py::arg("specializations"));
+  // Registered with atexit by mps_ext.device (device/device.h says why); the
+  // engine's device thread may need the GIL to release the previous task.
+  m.def("_flush_autograd_device_thread", &device::flush_autograd_device_thread,
+        py::call_guard<py::gil_scoped_release>());
   m.def("_device_runtime", [] { return runtime::kind_name(runtime::device_runtime()); });
   m.def("_mpsgraph_built", &runtime::mpsgraph_built);
   // The MPSGraph scaling mode an FFT node lowers to (graph::fft_scaling).

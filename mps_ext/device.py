@@ -14,6 +14,7 @@ aten op runs on the CPU over the same bytes, with a once-per-op warning
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import sys
@@ -359,6 +360,9 @@ def register() -> None:
     from . import _C
     if _C._device_runtime() == "mpsgraph":  # the reference runtime's host memory survives fork
         os.register_at_fork(after_in_child=_after_fork_in_child)
+    # A script ending right after a device backward must not abort in
+    # finalization (csrc/device/device.h: flush_autograd_device_thread).
+    atexit.register(_C._flush_autograd_device_thread)
     _registered = True
 
 

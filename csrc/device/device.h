@@ -81,4 +81,14 @@ at::Tensor to_device(const at::Tensor& cpu);
 void run_on_cpu(const c10::OperatorHandle& op, torch::jit::Stack* stack);
 int64_t fallback_count();
 
+// --- autograd at exit (guard.cpp) ---------------------------------------------------
+// The autograd engine runs device backwards on its own thread, which may drop
+// the last reference to a finished graph task (and the Python context torch
+// stores in it) only after the interpreter began finalizing: std::terminate.
+// At exit (mps_ext registers it with atexit), this runs one tiny C++ backward
+// through that thread and waits: the previous task is then released while
+// Python is alive, and the flush's own task holds no Python object. A no-op
+// in processes whose engine started no device thread (forked children too).
+void flush_autograd_device_thread();
+
 }  // namespace mps_ext::device

@@ -9,7 +9,11 @@
 #include <c10/core/DeviceCapability.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
+#include <torch/csrc/autograd/autograd.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <thread>
 
 #include "device/device.h"
 #include "runtime/runtime.h"
@@ -19,6 +23,10 @@ namespace {
 constexpr c10::StreamId kStreamPool = 32;
 
 thread_local c10::DeviceIndex g_current = 0;
+// The thread that loaded the library, and the process in which another thread
+// (the autograd engine's device thread: it sets its device first) set a device.
+const std::thread::id g_loading_thread = std::this_thread::get_id();
+std::atomic<pid_t> g_worker_process{0};
 thread_local c10::StreamId g_current_stream = 0;
 std::atomic<uint32_t> g_next_stream{0};
 
@@ -42,6 +50,7 @@ struct GuardImpl final : c10::impl::DeviceGuardImplInterface {
     check_index(d.index());
     c10::Device old(static_type, g_current);
     if (d.index() >= 0) g_current = d.index();
+    if (std::this_thread::get_id() != g_loading_thread) g_worker_process = getpid();
     return old;
   }
   c10::Device getDevice() const override { return {static_type, g_current}; }
@@ -108,5 +117,11 @@ struct GuardImpl final : c10::impl::DeviceGuardImplInterface {
 }  // namespace
 
 C10_REGISTER_GUARD_IMPL(PrivateUse1, GuardImpl);
+
+void flush_autograd_device_thread() {
+  if (g_worker_process.load() != getpid()) return;
+  at::Tensor x = at::ones({1}, at::TensorOptions().device(kDeviceType, 0)).requires_grad_(true);
+  torch::autograd::backward({x.sum()});
+}
 
 }  // namespace mps_ext::device
