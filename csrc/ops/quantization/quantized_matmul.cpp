@@ -263,123 +263,77 @@ void check_frozen(const char* op, std::initializer_list<std::pair<const at::Tens
 using QmmSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t);
 using LutSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t);
 
-struct QuantizedMatmulFn : torch::autograd::Function<QuantizedMatmulFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& qweight,
+// Each op and its backward are linear in their first argument (x, or
+// grad_output) with the weights frozen, so each is the other's gradient: one
+// Function per family, instantiated with the op it runs (Op) and the op its
+// gradient runs (Grad).
+constexpr char kQmm[] = "mps_ext::quantized_matmul";
+constexpr char kQmmBackward[] = "mps_ext::quantized_matmul_backward";
+constexpr char kLut[] = "mps_ext::lut_matmul";
+constexpr char kLutBackward[] = "mps_ext::lut_matmul_backward";
+// "mps_ext::quantized_matmul" -> "quantized_matmul", for error messages.
+constexpr const char* short_name(const char* op) { return op + sizeof("mps_ext::") - 1; }
+
+template <const char* Op, const char* Grad>
+struct QuantizedMatmulFn : torch::autograd::Function<QuantizedMatmulFn<Op, Grad>> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& qweight,
                             const at::Tensor& scales, const at::Tensor& zero_points, int64_t bits,
                             int64_t group_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({qweight, scales, zero_points});
     ctx->saved_data["bits"] = bits;
     ctx->saved_data["group_size"] = group_size;
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul");
-    return op.call(x, qweight, scales, zero_points, bits, group_size);
+    static auto op = find_op<QmmSig>(Op);
+    return op.call(a, qweight, scales, zero_points, bits, group_size);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul_backward");
-    at::Tensor gx = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["bits"].toInt(),
-                            ctx->saved_data["group_size"].toInt());
-    return {gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    static auto op = find_op<QmmSig>(Grad);
+    at::Tensor g = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["bits"].toInt(),
+                           ctx->saved_data["group_size"].toInt());
+    return {g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
-struct LutMatmulFn : torch::autograd::Function<LutMatmulFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& indices,
+template <const char* Op, const char* Grad>
+struct LutMatmulFn : torch::autograd::Function<LutMatmulFn<Op, Grad>> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& indices,
                             const at::Tensor& lut, int64_t bits) {
     at::AutoDispatchBelowADInplaceOrView guard;
     ctx->save_for_backward({indices, lut});
     ctx->saved_data["bits"] = bits;
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul");
-    return op.call(x, indices, lut, bits);
+    static auto op = find_op<LutSig>(Op);
+    return op.call(a, indices, lut, bits);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul_backward");
+    static auto op = find_op<LutSig>(Grad);
     return {op.call(grads[0], saved[0], saved[1], ctx->saved_data["bits"].toInt()), at::Tensor(), at::Tensor(),
             at::Tensor()};
   }
 };
 
-at::Tensor quantized_matmul_autograd(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& scales,
+template <const char* Op, const char* Grad>
+at::Tensor quantized_matmul_autograd(const at::Tensor& a, const at::Tensor& qweight, const at::Tensor& scales,
                                      const at::Tensor& zero_points, int64_t bits, int64_t group_size) {
-  check_frozen("quantized_matmul", {{&scales, "scales"}, {&zero_points, "zero_points"}});
-  if (!requires_grad(x)) {
+  check_frozen(short_name(Op), {{&scales, "scales"}, {&zero_points, "zero_points"}});
+  if (!requires_grad(a)) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul");
-    return op.call(x, qweight, scales, zero_points, bits, group_size);
+    static auto op = find_op<QmmSig>(Op);
+    return op.call(a, qweight, scales, zero_points, bits, group_size);
   }
-  return QuantizedMatmulFn::apply(x, qweight, scales, zero_points, bits, group_size);
+  return QuantizedMatmulFn<Op, Grad>::apply(a, qweight, scales, zero_points, bits, group_size);
 }
 
-at::Tensor lut_matmul_autograd(const at::Tensor& x, const at::Tensor& indices, const at::Tensor& lut, int64_t bits) {
-  check_frozen("lut_matmul", {{&lut, "lut"}});
-  if (!requires_grad(x)) {
+template <const char* Op, const char* Grad>
+at::Tensor lut_matmul_autograd(const at::Tensor& a, const at::Tensor& indices, const at::Tensor& lut, int64_t bits) {
+  check_frozen(short_name(Op), {{&lut, "lut"}});
+  if (!requires_grad(a)) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul");
-    return op.call(x, indices, lut, bits);
+    static auto op = find_op<LutSig>(Op);
+    return op.call(a, indices, lut, bits);
   }
-  return LutMatmulFn::apply(x, indices, lut, bits);
-}
-
-// The backward ops are linear in grad_output: their own gradient is the forward op.
-struct QuantizedMatmulBackwardFn : torch::autograd::Function<QuantizedMatmulBackwardFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& qweight,
-                            const at::Tensor& scales, const at::Tensor& zero_points, int64_t bits,
-                            int64_t group_size) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    ctx->save_for_backward({qweight, scales, zero_points});
-    ctx->saved_data["bits"] = bits;
-    ctx->saved_data["group_size"] = group_size;
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul_backward");
-    return op.call(grad, qweight, scales, zero_points, bits, group_size);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul");
-    at::Tensor gg = op.call(grads[0], saved[0], saved[1], saved[2], ctx->saved_data["bits"].toInt(),
-                            ctx->saved_data["group_size"].toInt());
-    return {gg, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
-at::Tensor quantized_matmul_backward_autograd(const at::Tensor& grad, const at::Tensor& qweight,
-                                              const at::Tensor& scales, const at::Tensor& zero_points, int64_t bits,
-                                              int64_t group_size) {
-  check_frozen("quantized_matmul_backward", {{&scales, "scales"}, {&zero_points, "zero_points"}});
-  if (!requires_grad(grad)) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = find_op<QmmSig>("mps_ext::quantized_matmul_backward");
-    return op.call(grad, qweight, scales, zero_points, bits, group_size);
-  }
-  return QuantizedMatmulBackwardFn::apply(grad, qweight, scales, zero_points, bits, group_size);
-}
-
-struct LutMatmulBackwardFn : torch::autograd::Function<LutMatmulBackwardFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grad, const at::Tensor& indices,
-                            const at::Tensor& lut, int64_t bits) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    ctx->save_for_backward({indices, lut});
-    ctx->saved_data["bits"] = bits;
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul_backward");
-    return op.call(grad, indices, lut, bits);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul");
-    return {op.call(grads[0], saved[0], saved[1], ctx->saved_data["bits"].toInt()), at::Tensor(), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
-at::Tensor lut_matmul_backward_autograd(const at::Tensor& grad, const at::Tensor& indices, const at::Tensor& lut,
-                                        int64_t bits) {
-  check_frozen("lut_matmul_backward", {{&lut, "lut"}});
-  if (!requires_grad(grad)) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = find_op<LutSig>("mps_ext::lut_matmul_backward");
-    return op.call(grad, indices, lut, bits);
-  }
-  return LutMatmulBackwardFn::apply(grad, indices, lut, bits);
+  return LutMatmulFn<Op, Grad>::apply(a, indices, lut, bits);
 }
 }  // namespace
 
@@ -423,10 +377,10 @@ TORCH_LIBRARY_IMPL(mps_ext, Meta, m) {
 }
 
 TORCH_LIBRARY_IMPL(mps_ext, Autograd, m) {
-  m.impl("quantized_matmul", &quantized_matmul_autograd);
-  m.impl("quantized_matmul_backward", &quantized_matmul_backward_autograd);
-  m.impl("lut_matmul", &lut_matmul_autograd);
-  m.impl("lut_matmul_backward", &lut_matmul_backward_autograd);
+  m.impl("quantized_matmul", &quantized_matmul_autograd<kQmm, kQmmBackward>);
+  m.impl("quantized_matmul_backward", &quantized_matmul_autograd<kQmmBackward, kQmm>);
+  m.impl("lut_matmul", &lut_matmul_autograd<kLut, kLutBackward>);
+  m.impl("lut_matmul_backward", &lut_matmul_autograd<kLutBackward, kLut>);
 }
 
 }  // namespace mps_ext::ops::quantization
