@@ -65,6 +65,32 @@ void check_weight(const char* op, const at::Tensor& w, const char* name, int64_t
   TORCH_CHECK(dim < 0 || w.dim() == dim, op, ": expected '", name, "' to be ", dim, "-D, but got shape ", w.sizes());
 }
 
+// The argument checks of quantize_groupwise and of its Meta kernel; returns
+// the weight's (out_features, in_features).
+std::pair<int64_t, int64_t> check_groupwise_args(const at::Tensor& w, int64_t bits, int64_t group_size) {
+  const char* op = "quantize_groupwise";
+  check_weight(op, w, "w", 2);
+  check_bits(op, bits);
+  int64_t n = w.size(0), k = w.size(1);
+  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": int4 packs two values per byte, so in_features must be even, "
+                    "but got ", k);
+  check_group_size(op, group_size, k);
+  return {n, k};
+}
+
+// The same for quantize_lut (group_size: output channels per table).
+std::pair<int64_t, int64_t> check_lut_args(const at::Tensor& w, int64_t bits, int64_t group_size) {
+  const char* op = "quantize_lut";
+  check_weight(op, w, "w", 2);
+  check_bits(op, bits);
+  int64_t n = w.size(0), k = w.size(1);
+  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": 4-bit indices pack two per byte, so in_features must be even, "
+                    "but got ", k);
+  TORCH_CHECK_VALUE(group_size > 0 && n % group_size == 0, op, ": group_size (output channels per table) must be "
+                    "positive and divide out_features (", n, "), but got ", group_size);
+  return {n, k};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_tensor(const at::Tensor& input, bool symmetric) {
   check_weight("quantize_per_tensor", input, "input", -1);
   at::Tensor x = to_opmath_cpu(input).reshape({1, -1});
@@ -97,13 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_channel(const at::Te
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_groupwise(const at::Tensor& w, int64_t bits, int64_t group_size,
                                                                   bool symmetric) {
-  const char* op = "quantize_groupwise";
-  check_weight(op, w, "w", 2);
-  check_bits(op, bits);
-  int64_t n = w.size(0), k = w.size(1);
-  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": int4 packs two values per byte, so in_features must be even, "
-                    "but got ", k);
-  check_group_size(op, group_size, k);
+  auto [n, k] = check_groupwise_args(w, bits, group_size);
   at::Tensor x = to_opmath_cpu(w).reshape({n, k / group_size, group_size});
   Affine a = affine_rows(x, bits, symmetric, static_cast<double>(int64_t{1} << (bits - 1)), w.scalar_type());
   auto dev = w.device();
@@ -154,15 +174,9 @@ at::Tensor kmeans_tables(const at::Tensor& v, int64_t entries, int64_t iteration
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_lut(const at::Tensor& w, int64_t bits, int64_t group_size) {
-  const char* op = "quantize_lut";
-  check_weight(op, w, "w", 2);
-  check_bits(op, bits);
-  int64_t n = w.size(0), k = w.size(1), entries = int64_t{1} << bits;
-  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": 4-bit indices pack two per byte, so in_features must be even, "
-                    "but got ", k);
-  TORCH_CHECK_VALUE(group_size > 0 && n % group_size == 0, op, ": group_size (output channels per table) must be "
-                    "positive and divide out_features (", n, "), but got ", group_size);
-  TORCH_CHECK_VALUE(k > 0, op, ": expected in_features > 0");
+  auto [n, k] = check_lut_args(w, bits, group_size);
+  int64_t entries = int64_t{1} << bits;
+  TORCH_CHECK_VALUE(k > 0, "quantize_lut: expected in_features > 0");
   at::Tensor v = to_opmath_cpu(w).reshape({n / group_size, group_size * k});
   at::Tensor lut = kmeans_tables(v, entries, /*iterations=*/8).to(w.scalar_type());
   // Index against the stored (possibly rounded) table: nearest entry.
@@ -189,27 +203,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_channel_meta(const a
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_groupwise_meta(const at::Tensor& w, int64_t bits,
                                                                        int64_t group_size, bool symmetric) {
-  const char* op = "quantize_groupwise";
-  check_weight(op, w, "w", 2);
-  check_bits(op, bits);
-  int64_t n = w.size(0), k = w.size(1);
-  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": int4 packs two values per byte, so in_features must be even, "
-                    "but got ", k);
-  check_group_size(op, group_size, k);
+  auto [n, k] = check_groupwise_args(w, bits, group_size);
   auto o = w.options();
   return {at::empty({n, k * bits / 8}, o.dtype(at::kByte)), at::empty({n, k / group_size}, o),
           at::empty({n, k / group_size}, o)};
 }
 
 std::tuple<at::Tensor, at::Tensor> quantize_lut_meta(const at::Tensor& w, int64_t bits, int64_t group_size) {
-  const char* op = "quantize_lut";
-  check_weight(op, w, "w", 2);
-  check_bits(op, bits);
-  int64_t n = w.size(0), k = w.size(1);
-  TORCH_CHECK_VALUE(bits != 4 || k % 2 == 0, op, ": 4-bit indices pack two per byte, so in_features must be even, "
-                    "but got ", k);
-  TORCH_CHECK_VALUE(group_size > 0 && n % group_size == 0, op, ": group_size (output channels per table) must be "
-                    "positive and divide out_features (", n, "), but got ", group_size);
+  auto [n, k] = check_lut_args(w, bits, group_size);
   auto o = w.options();
   return {at::empty({n, k * bits / 8}, o.dtype(at::kByte)), at::empty({n / group_size, int64_t{1} << bits}, o)};
 }
