@@ -8,6 +8,16 @@ import torch
 from .. import spectral as _spectral
 
 
+def _set_window(module: torch.nn.Module, window: Optional[torch.Tensor], length: int, trainable: bool) -> None:
+    """``module.window``: a copy of ``window`` (default: ones of ``length``), a
+    Parameter when ``trainable`` else a buffer (moves with ``.to()``)."""
+    window = torch.ones(length) if window is None else window.clone()
+    if trainable:
+        module.window = torch.nn.Parameter(window)
+    else:
+        module.register_buffer("window", window)
+
+
 class STFT(torch.nn.Module):
     """:func:`mps_ext.stft` with fixed parameters; the window is a buffer (moves with ``.to()``,
     saved in the state dict) or, with ``trainable_window=True``, a parameter.
@@ -21,12 +31,7 @@ class STFT(torch.nn.Module):
         super().__init__()
         self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
         self.center, self.pad_mode, self.normalized, self.onesided = center, pad_mode, normalized, onesided
-        if window is None:
-            window = torch.ones(win_length if win_length is not None else n_fft)
-        if trainable_window:
-            self.window = torch.nn.Parameter(window.clone())
-        else:
-            self.register_buffer("window", window.clone())
+        _set_window(self, window, win_length if win_length is not None else n_fft, trainable_window)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return torch.ops.mps_ext.stft(input, self.n_fft, self.hop_length, self.win_length, self.window, self.center,
@@ -46,12 +51,7 @@ class ISTFT(torch.nn.Module):
         super().__init__()
         self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
         self.center, self.normalized, self.onesided, self.return_complex = center, normalized, onesided, return_complex
-        if window is None:
-            window = torch.ones(win_length if win_length is not None else n_fft)
-        if trainable_window:
-            self.window = torch.nn.Parameter(window.clone())
-        else:
-            self.register_buffer("window", window.clone())
+        _set_window(self, window, win_length if win_length is not None else n_fft, trainable_window)
 
     def forward(self, input: torch.Tensor, length: Optional[int] = None) -> torch.Tensor:
         return _spectral.istft(input, self.n_fft, self.hop_length, self.win_length, self.window, self.center,
