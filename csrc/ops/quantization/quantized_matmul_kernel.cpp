@@ -67,6 +67,17 @@ inline Vec load_u8(const uint8_t* p) {
 #endif
 }
 
+// 2 * kLanes codes starting at code k of a row (int4: two per byte) -> floats.
+template <int64_t Bits>
+inline void load_codes(const uint8_t* row, int64_t k, Vec& w0, Vec& w1) {
+  if constexpr (Bits == 4) {
+    unpack_int4(row + k / 2, w0, w1);
+  } else {
+    w0 = load_u8(row + k);
+    w1 = load_u8(row + k + kLanes);
+  }
+}
+
 template <typename S>
 inline float as_float(const void* p, int64_t i) {
   return static_cast<float>(static_cast<const S*>(p)[i]);
@@ -142,12 +153,7 @@ void affine_gemv(const AffineMatmul& a, int64_t n) {
       for (int64_t r = 0; r < Rows; ++r) {
         const uint8_t* q = a.qweight + (n + r) * row_bytes;
         Vec w0, w1;
-        if constexpr (Bits == 4) {
-          unpack_int4(q + k / 2, w0, w1);
-        } else {
-          w0 = load_u8(q + k);
-          w1 = load_u8(q + k + kLanes);
-        }
+        load_codes<Bits>(q, k, w0, w1);
         acc0[r] = at::vec::fmadd(w0, x0, acc0[r]);
         acc1[r] = at::vec::fmadd(w1, x1, acc1[r]);
       }
@@ -173,12 +179,7 @@ void dequantize_affine_rows(const AffineMatmul& a, int64_t n, int64_t rows, int6
       const Vec s(as_float<S>(a.scales, (n + r) * groups + k / gs));
       const Vec z(as_float<S>(a.zero_points, (n + r) * groups + k / gs));
       Vec w0, w1;
-      if constexpr (Bits == 4) {
-        unpack_int4(q + k / 2, w0, w1);
-      } else {
-        w0 = load_u8(q + k);
-        w1 = load_u8(q + k + kLanes);
-      }
+      load_codes<Bits>(q, k, w0, w1);
       ((w0 - z) * s).store(out + k);
       ((w1 - z) * s).store(out + k + kLanes);
     }
