@@ -360,8 +360,17 @@ def register() -> None:
     from . import _C
     if _C._device_runtime() == "mpsgraph":  # the reference runtime's host memory survives fork
         os.register_at_fork(after_in_child=_after_fork_in_child)
-    # A script ending right after a device backward must not abort in
-    # finalization (csrc/device/device.h: flush_autograd_device_thread).
+    # Device backwards run on the calling thread, like CPU ones. torch's
+    # default hands them to an engine thread per device, whose ATen calls then
+    # start a second OpenMP team: with more OpenMP threads than cores, every
+    # team's workers stop spinning and each parallel region waits on a futex
+    # (2x slower steps on 2 cores, and CPU work in the same process slows
+    # too). Thread-local, like torch's switch: set for the importing thread;
+    # torch.autograd.set_multithreading_enabled(True) restores the default.
+    torch._C._set_multithreading_enabled(False)
+    # With the engine thread back on, a script ending right after a device
+    # backward must not abort in finalization (csrc/device/device.h:
+    # flush_autograd_device_thread).
     atexit.register(_C._flush_autograd_device_thread)
     _registered = True
 

@@ -267,8 +267,11 @@ def test_script_ending_right_after_a_device_backward_exits_cleanly():
     # The autograd engine's device thread used to drop the finished graph task
     # (and the Python context torch keeps in it) during interpreter
     # finalization: std::terminate, exit code 134, in ~9 of 10 runs.
+    # The engine thread is off by default (see the test below): turned back on
+    # here, the path the atexit flush guards still runs.
     script = textwrap.dedent("""
         import torch, mps_ext
+        torch.autograd.set_multithreading_enabled(True)
         x = torch.randn(4, device="mpsgraph", requires_grad=True)
         (x * 2).sum().backward()
     """)
@@ -276,3 +279,32 @@ def test_script_ending_right_after_a_device_backward_exits_cleanly():
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     codes = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True).returncode for _ in range(4)]
     assert codes == [0, 0, 0, 0]
+
+
+def test_device_backward_runs_on_the_calling_thread():
+    # torch hands a PrivateUse1 backward to an engine thread per device, whose
+    # ATen calls start a second OpenMP team and halve training speed on small
+    # machines; mps_ext keeps device backwards on the caller's thread, like CPU
+    # ones (set for the importing thread; torch's switch turns it back).
+    import threading
+
+    seen = []
+
+    class Record(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1
+
+        @staticmethod
+        def backward(ctx, g):
+            seen.append(threading.get_ident())
+            return g
+
+    x = torch.randn(3, device=DEV, requires_grad=True)
+    Record.apply(x).sum().backward()
+    assert seen == [threading.get_ident()]
+    assert not torch.autograd.is_multithreading_enabled()
+    with torch.autograd.set_multithreading_enabled(True):
+        Record.apply(x).sum().backward()
+    assert seen[1] != threading.get_ident()
+    assert not torch.autograd.is_multithreading_enabled()

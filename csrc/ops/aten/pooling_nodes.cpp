@@ -119,29 +119,31 @@ std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(const Node& n, const at
 }
 
 // A MaxPool node and the MaxPoolIndices node of the same input (ops build
-// them in that order) share one ATen pass: MaxPool leaves its indices here
-// for the next MaxPoolIndices of the same tensor (same impl and version,
-// held alive by the memo) and attributes.
+// them in that order) share one ATen pass: MaxPool leaves its indices here,
+// and the MaxPoolIndices evaluated right after it (no node in between) over
+// the same memory with the same attributes takes them. (Each evaluation gets
+// its own CPU alias of a device input, so the tensors themselves differ.)
 struct MaxPoolMemo {
   at::Tensor input, indices;
-  int64_t version = -1;
+  uint64_t serial = 0;
   Attrs attrs;
 };
 thread_local MaxPoolMemo max_pool_memo;
 
 at::Tensor eval_max_pool(const Node& n, const std::vector<at::Tensor>& a) {
   auto [values, indices] = max_pool_with_indices(n, a[0]);
-  max_pool_memo = {a[0], indices, static_cast<int64_t>(a[0]._version()), n.attrs};
+  max_pool_memo = {a[0], indices, runtime::reference::evaluation_serial(), n.attrs};
   return values;
 }
 
 at::Tensor eval_max_pool_indices(const Node& n, const std::vector<at::Tensor>& a) {
   MaxPoolMemo memo = std::move(max_pool_memo);
   max_pool_memo = {};
-  if (memo.input.defined() && memo.input.is_same(a[0]) && memo.version == static_cast<int64_t>(a[0]._version()) &&
-      memo.attrs == n.attrs)
+  const at::Tensor& x = a[0];
+  if (memo.input.defined() && memo.serial + 1 == runtime::reference::evaluation_serial() && memo.input.data_ptr() == x.data_ptr() &&
+      memo.input.sizes() == x.sizes() && memo.input.strides() == x.strides() && memo.attrs == n.attrs)
     return memo.indices;
-  return std::get<1>(max_pool_with_indices(n, a[0]));
+  return std::get<1>(max_pool_with_indices(n, x));
 }
 
 at::Tensor eval_max_pool_gradient(const Node& n, const std::vector<at::Tensor>& a) {

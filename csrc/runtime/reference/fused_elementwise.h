@@ -39,13 +39,18 @@ struct FusedProgram {
   bool compute_double = false;   // float64 anywhere: compute in double, else float
 };
 
-// One strided 1-D run of the iteration space. data/strides follow the
-// iterator's operand order: outputs, then non-uniform inputs.
+// `rows` strided 1-D runs of n elements of the iteration space (TensorIterator's
+// 2-D loop). data/strides/outer_strides follow the iterator's operand order:
+// outputs, then non-uniform inputs; outer_strides (bytes between rows) may be
+// null when rows == 1. An input with stride 0 is one value for its whole row
+// (a broadcast bias): it is read once per row, not gathered per element.
 struct FusedRun {
   char* const* data;
   const int64_t* strides;
   int64_t n;
   const double* uniform_inputs;  // value per input register (uniform ones only)
+  int64_t rows = 1;
+  const int64_t* outer_strides = nullptr;
 };
 
 // One build per CPU capability, like ATen's DispatchStub.

@@ -5,6 +5,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
+#include <c10/util/SmallVector.h>
 
 #include <cstring>
 
@@ -149,68 +150,109 @@ class Interpreter {
 
  public:
   // Per-thread state is reused across calls: no allocation on the hot path.
-  explicit Interpreter(const FusedProgram& p) : p_(p) {
-    thread_local std::vector<T> scratch;
-    thread_local std::vector<T*> ptr, out;
-    thread_local std::vector<Vec> uval;
+  explicit Interpreter(const FusedProgram& p) : p_(p), st_(state()) {
     size_t need = static_cast<size_t>(p.num_regs) * (kBlock + kPad);
-    if (scratch.size() < need) scratch.resize(need);
-    ptr.resize(p.num_regs);
-    out.assign(p.num_regs, nullptr);
-    uval.resize(p.num_regs);
-    scratch_ = scratch.data();
-    ptr_ = ptr.data();
-    out_ = out.data();
-    uval_ = uval.data();
+    if (st_.scratch.size() < need) st_.scratch.resize(need);
+    st_.ptr.resize(p.num_regs);
+    st_.out.assign(p.num_regs, nullptr);
+    st_.uval.resize(p.num_regs);
+    st_.uniform.resize(p.num_regs);
+    scratch_ = st_.scratch.data();
+    ptr_ = st_.ptr.data();
+    out_ = st_.out.data();
+    uval_ = st_.uval.data();
+    uniform_ = st_.uniform.data();
     for (int r = 0; r < p.num_regs; ++r) ptr_[r] = scratch_ + r * (kBlock + kPad);
   }
 
   void run(const FusedRun& run) {
-    const int64_t V = Vec::size();
     const T ones = all_ones<T>();
+    for (int r = 0; r < p_.num_regs; ++r) uniform_[r] = p_.reg_uniform[r];
+    streamed_.clear();
     for (int r = 0; r < p_.num_inputs; ++r) {
-      if (!p_.reg_uniform[r]) continue;
+      if (!p_.reg_uniform[r]) {
+        streamed_.push_back({r, p_.input_operand[r], p_.reg_dtype[r] == dtype_of<T>()});
+        continue;
+      }
       T v = p_.reg_dtype[r] == DType::Bool ? (run.uniform_inputs[r] != 0 ? ones : T(0))
                                            : static_cast<T>(run.uniform_inputs[r]);
       uval_[r] = Vec(v);
     }
+    outputs_.clear();
+    for (size_t k = 0; k < p_.output_regs.size(); ++k) {
+      int r = p_.output_regs[k];
+      outputs_.push_back({r, static_cast<int>(k), p_.reg_dtype[r] == dtype_of<T>()});
+    }
+    block_instrs_.clear();
     for (const FusedInstr& in : p_.instrs) {
-      if (!in.uniform) continue;
-      exec(in, V);
+      if (!in.uniform) {
+        block_instrs_.push_back(&in);
+        continue;
+      }
+      exec(in, Vec::size());
       uval_[in.dst] = Vec::loadu(ptr_[in.dst]);
     }
-    const size_t num_out = p_.output_regs.size();
-    for (int64_t off = 0; off < run.n; off += kBlock) {
-      int64_t m = std::min(kBlock, run.n - off);
+    const size_t num_operands = p_.output_regs.size() + p_.input_operand.size();
+    c10::SmallVector<char*, 8> data(run.data, run.data + num_operands);
+    for (int64_t row = 0; row < run.rows; ++row) {
+      if (row > 0)
+        for (size_t k = 0; k < num_operands; ++k) data[k] += run.outer_strides[k];
+      run_row(data.data(), run.strides, run.n);
+    }
+  }
+
+ private:
+  struct Operand_ {
+    int reg, k;         // register, iterator operand
+    bool compute_type;  // stored in T: full contiguous blocks need no copy
+  };
+  struct State {
+    std::vector<T> scratch;
+    std::vector<T*> ptr, out;
+    std::vector<Vec> uval;
+    std::vector<char> uniform;
+    // This run's streamed inputs, outputs and per-block instructions.
+    std::vector<Operand_> streamed, outputs;
+    std::vector<const FusedInstr*> block_instrs;
+  };
+  static State& state() {
+    thread_local State s;
+    return s;
+  }
+
+  void run_row(char* const* data, const int64_t* strides, int64_t n) {
+    const int64_t V = Vec::size();
+    constexpr int64_t kSize = sizeof(T);
+    // Streamed inputs that do not move along this row are one value for it.
+    for (const Operand_& o : streamed_) {
+      uniform_[o.reg] = strides[o.k] == 0;
+      if (!uniform_[o.reg]) continue;
+      T v;
+      load_block(p_.reg_dtype[o.reg], data[o.k], 0, 1, &v);
+      uval_[o.reg] = Vec(v);
+    }
+    for (int64_t off = 0; off < n; off += kBlock) {
+      int64_t m = std::min(kBlock, n - off);
       int64_t mpad = (m + V - 1) / V * V;
-      prefetch_next_block(run, off + kBlock);
-      for (int r = 0; r < p_.num_inputs; ++r) {
-        if (p_.reg_uniform[r]) continue;
-        int k = p_.input_operand[r];
-        const char* base = run.data[k] + off * run.strides[k];
-        bool direct = m == mpad && run.strides[k] == static_cast<int64_t>(sizeof(T)) &&
-                      p_.reg_dtype[r] == dtype_of<T>();
-        if (direct) {
-          ptr_[r] = const_cast<T*>(reinterpret_cast<const T*>(base));
+      if (off + kBlock < n) prefetch_next_block(data, strides, n, off + kBlock);
+      for (const Operand_& o : streamed_) {
+        if (uniform_[o.reg]) continue;
+        const char* base = data[o.k] + off * strides[o.k];
+        if (m == mpad && o.compute_type && strides[o.k] == kSize) {
+          ptr_[o.reg] = const_cast<T*>(reinterpret_cast<const T*>(base));
         } else {
-          ptr_[r] = scratch_ + r * (kBlock + kPad);
-          load_block(p_.reg_dtype[r], base, run.strides[k], m, ptr_[r]);
+          ptr_[o.reg] = scratch_ + o.reg * (kBlock + kPad);
+          load_block(p_.reg_dtype[o.reg], base, strides[o.k], m, ptr_[o.reg]);
         }
       }
       // Full blocks of contiguous outputs in compute type are written in place.
-      for (size_t k = 0; k < num_out; ++k) {
-        int r = p_.output_regs[k];
-        bool direct = m == mpad && run.strides[k] == static_cast<int64_t>(sizeof(T)) &&
-                      p_.reg_dtype[r] == dtype_of<T>();
-        out_[r] = direct ? reinterpret_cast<T*>(run.data[k] + off * run.strides[k]) : nullptr;
+      for (const Operand_& o : outputs_) {
+        bool direct = m == mpad && o.compute_type && strides[o.k] == kSize;
+        out_[o.reg] = direct ? reinterpret_cast<T*>(data[o.k] + off * strides[o.k]) : nullptr;
       }
-      for (const FusedInstr& in : p_.instrs)
-        if (!in.uniform) exec(in, mpad);
-      for (size_t k = 0; k < num_out; ++k) {
-        int r = p_.output_regs[k];
-        if (!out_[r])
-          store_block(p_.reg_dtype[r], ptr_[r], m, run.data[k] + off * run.strides[k], run.strides[k]);
-      }
+      for (const FusedInstr* in : block_instrs_) exec(*in, mpad);
+      for (const Operand_& o : outputs_)
+        if (!out_[o.reg]) store_block(p_.reg_dtype[o.reg], ptr_[o.reg], m, data[o.k] + off * strides[o.k], strides[o.k]);
     }
   }
 
@@ -218,20 +260,17 @@ class Interpreter {
   // Each block makes several passes over L1, so the hardware prefetcher sees
   // no stream while the next block's inputs are still in L3 or DRAM: ask for
   // them one block ahead.
-  void prefetch_next_block(const FusedRun& run, int64_t next) const {
-    if (next >= run.n) return;
-    const int64_t count = std::min(kBlock, run.n - next);
-    for (int r = 0; r < p_.num_inputs; ++r) {
-      if (p_.reg_uniform[r]) continue;
-      int k = p_.input_operand[r];
-      if (run.strides[k] <= 0) continue;
-      const char* base = run.data[k] + next * run.strides[k];
-      const int64_t bytes = count * run.strides[k];
+  void prefetch_next_block(char* const* data, const int64_t* strides, int64_t n, int64_t next) const {
+    const int64_t count = std::min(kBlock, n - next);
+    for (const Operand_& o : streamed_) {
+      if (strides[o.k] <= 0) continue;
+      const char* base = data[o.k] + next * strides[o.k];
+      const int64_t bytes = count * strides[o.k];
       for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(base + b, 0, 3);
     }
   }
 
-  Operand<T> operand(int r) const { return {ptr_[r], uval_[r], static_cast<bool>(p_.reg_uniform[r])}; }
+  Operand<T> operand(int r) const { return {ptr_[r], uval_[r], static_cast<bool>(uniform_[r])}; }
 
   void exec(const FusedInstr& in, int64_t m) {
     T* d = ptr_[in.dst] = out_[in.dst] ? out_[in.dst] : scratch_ + in.dst * (kBlock + kPad);
@@ -334,6 +373,11 @@ class Interpreter {
   T** ptr_;    // per register: where its current block lives
   T** out_;    // per register: output memory to write in place, or null
   Vec* uval_;  // per register: the broadcast value of uniform registers
+  State& st_;
+  std::vector<Operand_>& streamed_ = st_.streamed;
+  std::vector<Operand_>& outputs_ = st_.outputs;
+  std::vector<const FusedInstr*>& block_instrs_ = st_.block_instrs;
+  char* uniform_;  // per register: one value (program-uniform, or an input broadcast along this row)
 };
 }  // namespace
 

@@ -288,11 +288,7 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOu
     at::TensorIterator iter = config.build();
     const int ntensors = iter.ntensors();
     iter.for_each([&](char** data, const int64_t* strides, int64_t size0, int64_t size1) {
-      c10::SmallVector<char*, 8> ptrs(data, data + ntensors);
-      for (int64_t j = 0; j < size1; ++j) {
-        kernel(p, FusedRun{ptrs.data(), strides, size0, uniform_values.data()});
-        for (int k = 0; k < ntensors; ++k) ptrs[k] += strides[ntensors + k];
-      }
+      kernel(p, FusedRun{data, strides, size0, uniform_values.data(), size1, strides + ntensors});
     });
   }
   for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = outs[k];

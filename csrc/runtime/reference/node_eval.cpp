@@ -27,7 +27,14 @@ bool register_node_eval(NodeKind kind, NodeEval eval) {
 
 bool has_node_eval(NodeKind kind) { return evals().at(static_cast<size_t>(kind)) != nullptr; }
 
+namespace {
+thread_local uint64_t serial = 0;
+}  // namespace
+
+uint64_t evaluation_serial() { return serial; }
+
 at::Tensor eval_node(const Node& n, const Args& a) {
+  ++serial;
   NodeEval eval = evals().at(static_cast<size_t>(n.kind));
   TORCH_INTERNAL_ASSERT(eval, "no reference evaluation registered for node kind ", graph::kind_name(n.kind));
   return eval(n, a);

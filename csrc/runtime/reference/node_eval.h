@@ -18,6 +18,10 @@ using NodeEval = at::Tensor (*)(const graph::Node& node, const std::vector<at::T
 bool register_node_eval(graph::NodeKind kind, NodeEval eval);
 bool has_node_eval(graph::NodeKind kind);
 
+// How many nodes eval_node has evaluated on this thread, the current one
+// included: lets a node reuse work its immediate predecessor left behind.
+uint64_t evaluation_serial();
+
 #define MPS_EXT_NODE_EVAL(Kind, fn)                                 \
   [[maybe_unused]] static const bool mps_ext_node_eval_##Kind##_ = \
       ::mps_ext::runtime::reference::register_node_eval(::mps_ext::graph::NodeKind::Kind, fn)
