@@ -3,6 +3,8 @@
 // flip. Each is a typed kernel that declares a GraphSpec (static shapes:
 // these graphs reshape and reduce) and runs a plain builder. Gathers and
 // scatters (index_select, embedding, gather, ...) live in indexing.cpp.
+#include <optional>
+
 #include <ATen/native/Resize.h>
 #include <ATen/native/TypeProperties.h>
 
@@ -599,42 +601,88 @@ at::Tensor mse_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
   return runtime::run_graph(spec, build_mse, {x, t, dy})[0];
 }
 
-// nll_loss over [N, C] (or [C]) log-probabilities: one-hot of the targets
-// (Iota == target), ignore_index masked, optional class weights.
-// Inputs (self, target, [weight]); outputs (loss, total_weight) or grad_input.
+// nll_loss over [N, C] (or [C]) log-probabilities: each sample's target
+// column gathered (O(N), no [N, C] one-hot), its class weight gathered by the
+// target, ignore_index masked to weight 0. "has_ignored" (read on the host by
+// check_nll_targets) drops the masking when no target is ignored.
+// Inputs (self, target, [weight]); outputs (loss, total_weight) or grad_input
+// (-w_i * scale scattered into zeros at each target).
 void build_nll(Graph& g, const GraphSpec& s) {
   DType compute = attr_dtype(s, "compute");
   const graph::TensorType& xt = s.input(0);
-  G x = cast_to(g, g.placeholder(xt, "self"), compute);
+  G x = g.placeholder(xt, "self");
   G target = g.placeholder(s.input(1), "target");
-  bool hw = s.int_attr("has_weight"), backward = s.int_attr("backward");
-  int64_t n = xt.shape[0], c = xt.shape[1];
-  G tcol = g.reshape(cast_to(g, target, DType::Int64), {n, 1});
-  G onehot = g.binary(NodeKind::Equal, g.iota({n, c}, 1, DType::Int64), tcol);
-  G valid = g.binary(NodeKind::NotEqual, tcol, g.constant(static_cast<double>(s.int_attr("ignore_index")), DType::Int64));
-  G w = g.cast(g.logical_and(onehot, valid), compute);  // [N, C]
+  if (g.type(target).dtype != DType::Int64 && g.type(target).dtype != DType::Int32) target = g.cast(target, DType::Int64);
+  DType index_type = g.type(target).dtype;
+  bool hw = s.int_attr("has_weight"), backward = s.int_attr("backward"), ignored = s.int_attr("has_ignored");
+  int64_t n = xt.shape[0], c = xt.shape[1], reduction = s.int_attr("reduction");
+  // Ignored targets pick column 0 (any valid index) and are masked after.
+  std::optional<G> valid;
+  if (ignored) {
+    valid = g.binary(NodeKind::NotEqual, target, g.constant(static_cast<double>(s.int_attr("ignore_index")), index_type));
+    target = g.select(*valid, target, g.constant(0, index_type));
+  }
+  G column = g.reshape(target, {n, 1});
   size_t next = 2;
-  if (hw) w = g.mul(w, g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), {1, c}));
-  int64_t reduction = s.int_attr("reduction");
-  G total = g.reshape(g.reduce(NodeKind::ReduceSum, w, {0, 1}), {});
+  std::optional<G> w;  // per-sample class weight [N] (unmasked); none = 1
+  if (hw) w = g.gather(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), target, 0);
+  G zero = g.constant(0, compute);
+  // total_weight: sum of the (masked) per-sample weights.
+  auto total_weight = [&]() -> G {
+    if (!hw && !ignored) return g.constant(static_cast<double>(n), compute);
+    G wm = hw ? (ignored ? g.select(*valid, *w, zero) : *w) : g.cast(*valid, compute);
+    return g.reshape(g.reduce(NodeKind::ReduceSum, wm, {0}), {});
+  };
   if (backward) {
     G dy = cast_to(g, g.placeholder(s.input(next++), "grad_output"), compute);
     G tw = cast_to(g, g.placeholder(s.input(next++), "total_weight"), compute);
-    G scale = reduction == 0 ? g.reshape(dy, {n, 1}) : reduction == 1 ? g.div(dy, tw) : dy;
-    G grad = g.neg(g.mul(w, scale));
-    g.output(cast_to(g, g.reshape(grad, s.ints_attr("shape")), xt.dtype));
+    G scale = reduction == 1 ? g.div(dy, tw) : dy;  // [N] for "none", else 0-d
+    G grad = g.neg(hw ? g.mul(*w, scale) : scale);
+    if (ignored) grad = g.select(*valid, grad, zero);
+    else if (g.type(grad).rank() == 0) grad = g.broadcast(grad, {n});
+    grad = cast_to(g, g.reshape(grad, {n, 1}), xt.dtype);
+    G out = g.scatter_along_axis(g.constant(0, xt.dtype, {n, c}), grad, column, 1, "set");
+    g.output(g.reshape(out, s.ints_attr("shape")));
     return;
   }
-  G picked = g.neg(g.mul(x, w));
-  G loss;
+  G picked = cast_to(g, g.reshape(g.gather_along_axis(x, column, 1), {n}), compute);
+  G loss = g.neg(hw ? g.mul(picked, *w) : picked);
+  if (ignored) loss = g.select(*valid, loss, zero);
+  G total;
   if (reduction == 0) {
-    loss = g.reshape(g.reduce(NodeKind::ReduceSum, picked, {1}), s.ints_attr("loss_shape"));
+    loss = g.reshape(loss, s.ints_attr("loss_shape"));
+    total = zero;  // torch's total_weight for reduction="none"
   } else {
-    loss = g.reshape(g.reduce(NodeKind::ReduceSum, picked, {0, 1}), {});
+    loss = g.reshape(g.reduce(NodeKind::ReduceSum, loss, {0}), {});
+    total = total_weight();
     if (reduction == 1) loss = g.div(loss, total);
   }
   g.output(cast_to(g, loss, xt.dtype));
   g.output(cast_to(g, total, xt.dtype));
+}
+
+// torch's target checks: Long or Byte targets, each in [0, C) unless it is
+// ignore_index (read on the host: one sync). Returns whether any target is
+// ignored.
+bool check_nll_targets(const at::Tensor& target, int64_t classes, int64_t ignore_index) {
+  TORCH_CHECK(target.scalar_type() == at::kLong || target.scalar_type() == at::kByte,
+              "expected target dtype to be Long or Byte, but got ", target.scalar_type());
+  if (target.numel() == 0) return false;
+  at::Tensor cpu = device::cpu_alias(target);
+  device::synchronize();
+  auto mm = at::aminmax(cpu);
+  int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+  if (lo >= 0 && hi < classes)
+    return ignore_index >= lo && ignore_index <= hi && cpu.eq(ignore_index).any().item<bool>();
+  at::Tensor bad = cpu.masked_select(cpu.ne(ignore_index).logical_and(cpu.lt(0).logical_or(cpu.ge(classes))));
+  TORCH_CHECK_INDEX(bad.numel() == 0, "Target ", bad.numel() ? bad[0].item<int64_t>() : 0, " is out of bounds.");
+  return true;  // the out-of-range values are all ignore_index
+}
+
+void check_nll_weight(const std::optional<at::Tensor>& weight, int64_t classes) {
+  if (!weight || !weight->defined()) return;
+  TORCH_CHECK(weight->numel() == classes, "weight tensor should be defined either for all ", classes,
+              " classes or no classes but got weight tensor of shape: ", weight->sizes());
 }
 
 std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, const at::Tensor& target,
@@ -644,6 +692,8 @@ std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, cons
           (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
   TORCH_CHECK(self.dim() == 1 || self.size(0) == target.size(0), "Expected input batch_size (", self.size(0),
               ") to match target batch_size (", target.size(0), ").");
+  check_nll_weight(weight, self.size(-1));
+  bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
   bool hw = weight && weight->defined();
   GraphSpec spec("aten::nll_loss");
@@ -651,8 +701,8 @@ std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, cons
   std::vector<at::Tensor> inputs{x, t};
   if (hw) { spec.input(*weight); inputs.push_back(*weight); }
   spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{0}).attr("reduction", reduction)
-      .attr("ignore_index", ignore_index).attr("compute", dname(opmath_type(self.scalar_type())))
-      .attr("loss_shape", target.sizes().vec());
+      .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
+      .attr("compute", dname(opmath_type(self.scalar_type()))).attr("loss_shape", target.sizes().vec());
   auto r = runtime::run_graph(spec, build_nll, inputs);
   return {r[0], r[1]};
 }
@@ -662,18 +712,21 @@ at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
                              const at::Tensor& total_weight) {
   require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
           (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
+  check_nll_weight(weight, self.size(-1));
+  bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
   bool hw = weight && weight->defined();
   GraphSpec spec("aten::nll_loss_backward");
   spec.input(x).input(t);
   std::vector<at::Tensor> inputs{x, t};
   if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  spec.input(grad_output).input(total_weight);
-  inputs.push_back(grad_output);
+  at::Tensor dy = reduction == 0 ? grad_output.reshape({-1}) : grad_output;
+  spec.input(dy).input(total_weight);
+  inputs.push_back(dy);
   inputs.push_back(total_weight);
   spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{1}).attr("reduction", reduction)
-      .attr("ignore_index", ignore_index).attr("compute", dname(opmath_type(self.scalar_type())))
-      .attr("shape", self.sizes().vec());
+      .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
+      .attr("compute", dname(opmath_type(self.scalar_type()))).attr("shape", self.sizes().vec());
   return runtime::run_graph(spec, build_nll, inputs)[0];
 }
 
