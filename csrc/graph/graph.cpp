@@ -288,6 +288,9 @@ Attrs conv_attrs(const ConvParams& p) {
 Tensor Graph::convolution(Tensor input, Tensor weight, const ConvParams& p) {
   return apply(NodeKind::Convolution, {input, weight}, conv_attrs(p));
 }
+Tensor Graph::convolution(Tensor input, Tensor weight, Tensor bias, const ConvParams& p) {
+  return apply(NodeKind::Convolution, {input, weight, bias}, conv_attrs(p));
+}
 Tensor Graph::convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p) {
   Attrs attrs = conv_attrs(p);
   attrs["input_shape"] = std::move(input_shape);

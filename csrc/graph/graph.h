@@ -218,8 +218,10 @@ class Graph {
   // [C_out, C_in / groups, (kD,) kH, kW]; static shapes; one floating dtype.
   // convolution_data_gradient is d(conv)/d(input) for an input of
   // `input_shape` (a transposed convolution); convolution_weight_gradient is
-  // d(conv)/d(weight) for a weight of `weight_shape`.
+  // d(conv)/d(weight) for a weight of `weight_shape`. Convolution's optional
+  // third input is a bias [C_out] of the input's dtype, added along dim 1.
   Tensor convolution(Tensor input, Tensor weight, const ConvParams& p);
+  Tensor convolution(Tensor input, Tensor weight, Tensor bias, const ConvParams& p);
   Tensor convolution_data_gradient(Tensor grad_output, Tensor weight, Shape input_shape, const ConvParams& p);
   Tensor convolution_weight_gradient(Tensor grad_output, Tensor input, Shape weight_shape, const ConvParams& p);
   // Pooling (PoolParams). max_pool: the window maxima (NaN propagates);

@@ -5,6 +5,8 @@ fused LSTM/GRU cells behind nn.LSTM/GRU, and the smaller op gaps of issue 8
 tensors refused clearly)."""
 import copy
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,6 +79,33 @@ def test_bad_convolution_graphs_raise_clear_errors(build, message):
     w = g.placeholder([6, 4, 3, 3], torch.float32, "w")
     with pytest.raises(ValueError, match=message):  # GraphError, as the bindings raise it
         build(g, x, w)
+
+
+def test_convolution_node_takes_a_bias():
+    torch.manual_seed(0)
+    for x, w in ((torch.randn(2, 4, 6, 5), torch.randn(6, 2, 3, 2)), (torch.randn(1, 2, 4, 5, 3), torch.randn(3, 2, 2, 3, 2))):
+        b = torch.randn(w.shape[0])
+        spatial = x.dim() - 2
+        params = dict(stride=[1] * spatial, padding=[1] * spatial, dilation=[1] * spatial, groups=x.shape[1] // w.shape[1])
+        g = Graph()
+        xi, wi, bi = (g.placeholder(list(t.shape), torch.float32, n) for t, n in ((x, "x"), (w, "w"), (b, "b")))
+        g.output(g.convolution(xi, wi, bi, **params))
+        conv = F.conv2d if spatial == 2 else F.conv3d
+        torch.testing.assert_close(_run_reference(g, [x, w, b], fuse=True)[0],
+                                   conv(x, w, b, params["stride"], params["padding"], params["dilation"], params["groups"]))
+    g = Graph()
+    xi, wi = g.placeholder([2, 4, 5, 5], torch.float32, "x"), g.placeholder([6, 4, 3, 3], torch.float32, "w")
+    conv = dict(stride=[1, 1], padding=[0, 0], dilation=[1, 1], groups=1)
+    with pytest.raises(ValueError, match=r"bias \[4\] must be \[C_out\]"):
+        g.convolution(xi, wi, g.placeholder([4], torch.float32, "b"), **conv)
+    with pytest.raises(ValueError, match="bias dtype differs"):
+        g.convolution(xi, wi, g.placeholder([6], torch.float16, "b"), **conv)
+    with pytest.raises(ValueError):
+        g.convolution(xi, wi, g.placeholder([6], torch.float32, "b"), g.placeholder([6], torch.float32, "c"), **conv)
+    # conv2d with a bias on the device is one Convolution node, no separate add
+    x, w, b = torch.randn(1, 2, 5, 5).to(DEV), torch.randn(3, 2, 3, 3).to(DEV), torch.randn(3).to(DEV)
+    ops = re.findall(r'"op": "(\w+)"', mps_ext.graph.capture(F.conv2d, x, w, b)[-1][1])
+    assert ops == ["placeholder"] * 3 + ["convolution"]
 
 
 def test_fused_region_of_unrelated_shapes_runs_node_by_node():

@@ -2,7 +2,7 @@
 // PrivateUse1 tensors to convolution_overrideable (forward) and
 // convolution_backward_overrideable (autograd), which build graphs from the
 // IR's Convolution / ConvolutionDataGradient / ConvolutionWeightGradient.
-//   conv(x, w)             = Convolution(x, w)                     (+ bias)
+//   conv(x, w, b)          = Convolution(x, w, b)                  (bias inside the node)
 //   conv_transpose(x, w)   = ConvolutionDataGradient(x, w)          (+ bias)
 //   d conv / dx, dw        = DataGradient(gy, w), WeightGradient(gy, x)
 //   d conv_transpose / dx  = Convolution(gy, w)
@@ -102,9 +102,13 @@ GTensor add_bias(Graph& g, GTensor y, GTensor bias, int64_t rank) {
 void build_convolution(Graph& g, const GraphSpec& s) {
   graph::ConvParams p = spec_params(s);
   GTensor x = g.placeholder(s.input(0), "input"), w = g.placeholder(s.input(1), "weight");
-  GTensor y = s.int_attr("transposed") ? g.convolution_data_gradient(x, w, s.ints_attr("output_shape"), p)
-                                       : g.convolution(x, w, p);
-  if (s.int_attr("has_bias")) y = add_bias(g, y, g.placeholder(s.input(2), "bias"), s.input(0).rank());
+  bool has_bias = s.int_attr("has_bias");
+  if (!s.int_attr("transposed")) {
+    g.output(has_bias ? g.convolution(x, w, g.placeholder(s.input(2), "bias"), p) : g.convolution(x, w, p));
+    return;
+  }
+  GTensor y = g.convolution_data_gradient(x, w, s.ints_attr("output_shape"), p);
+  if (has_bias) y = add_bias(g, y, g.placeholder(s.input(2), "bias"), s.input(0).rank());
   g.output(y);
 }
 

@@ -34,10 +34,17 @@ MPSGraphTensor* shape_constant(MPSGraph* g, const Shape& shape) {
 }  // namespace
 
 // Convolutions: rank 4 -> the 2-D ops (11.0), rank 5 -> the 3-D ops (13.2).
+// The optional bias [C_out] is reshaped to [1, C_out, 1, 1(, 1)] and added.
 MPSGraphTensor* lower_Convolution(const LowerCtx& c, const Node& n) {
   graph::ConvParams p = graph::conv_params(n);
-  if (n.type.rank() == 4) return [c.g convolution2DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv2d_descriptor(p) name:nil];  // macOS 11.0
-  return [c.g convolution3DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+  MPSGraphTensor* y = n.type.rank() == 4
+      ? [c.g convolution2DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv2d_descriptor(p) name:nil]  // macOS 11.0
+      : [c.g convolution3DWithSourceTensor:c.in(n, 0) weightsTensor:c.in(n, 1) descriptor:conv3d_descriptor(p) name:nil];  // macOS 13.2
+  if (n.inputs.size() < 3) return y;
+  Shape along_channels(static_cast<size_t>(n.type.rank()), 1);
+  along_channels[1] = n.type.shape[1];
+  MPSGraphTensor* bias = [c.g reshapeTensor:c.in(n, 2) withShape:mps_shape(along_channels) name:nil];  // macOS 11.0
+  return [c.g additionWithPrimaryTensor:y secondaryTensor:bias name:nil];  // macOS 11.0
 }
 MPSGraphTensor* lower_ConvolutionDataGradient(const LowerCtx& c, const Node& n) {
   graph::ConvParams p = graph::conv_params(n);
