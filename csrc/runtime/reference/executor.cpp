@@ -9,6 +9,7 @@
 #include "runtime/reference/cpu_dispatch.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
+#include "runtime/reference/node_eval.h"
 #include "runtime/reference/output_allocator.h"
 
 namespace mps_ext::runtime::reference {
@@ -112,6 +113,13 @@ class ReferenceExecutable final : public Executable {
         groups_(group_multi_kernels(*graph_)),
         output_index_(graph_->nodes().size(), -1) {
     for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
+    // Graph outputs of static type whose kind evaluates into given memory.
+    into_.assign(graph_->nodes().size(), nullptr);
+    for (size_t id = 0; id < graph_->nodes().size(); ++id) {
+      const graph::Node& n = graph_->nodes()[id];
+      bool static_shape = std::all_of(n.type.shape.begin(), n.type.shape.end(), [](int64_t d) { return d >= 0; });
+      if (output_index_[id] >= 0 && static_shape) into_[id] = find_node_eval_into(n.kind);
+    }
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
       if (graph_->nodes()[id].kind == NodeKind::Kernel && groups_.group[id] < 0)
@@ -238,6 +246,12 @@ class ReferenceExecutable final : public Executable {
         env[id] = args[0];
         return;
       default:
+        if (into_[id]) {  // a graph output ATen can write in place
+          at::Tensor out = on_host(new_output(id, n.type.shape, to_scalar_type(n.type.dtype)));
+          into_[id](n, args, out);
+          env[id] = out;
+          return;
+        }
         env[id] = eval_node(n, args);
     }
   }
@@ -266,6 +280,7 @@ class ReferenceExecutable final : public Executable {
   std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (single-result kernel nodes only)
   KernelGroups groups_;
   std::vector<int> output_index_;  // node id -> graph output index, or -1
+  std::vector<NodeEvalInto> into_;  // node id -> its evaluation into the output's memory, if it has one
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
 };

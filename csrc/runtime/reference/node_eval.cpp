@@ -28,6 +28,20 @@ bool register_node_eval(NodeKind kind, NodeEval eval) {
 bool has_node_eval(NodeKind kind) { return evals().at(static_cast<size_t>(kind)) != nullptr; }
 
 namespace {
+std::array<NodeEvalInto, graph::kNumNodeKinds>& evals_into() {
+  static std::array<NodeEvalInto, graph::kNumNodeKinds> table{};
+  return table;
+}
+}  // namespace
+
+bool register_node_eval_into(NodeKind kind, NodeEvalInto eval) {
+  evals_into().at(static_cast<size_t>(kind)) = eval;
+  return true;
+}
+
+NodeEvalInto find_node_eval_into(NodeKind kind) { return evals_into().at(static_cast<size_t>(kind)); }
+
+namespace {
 thread_local uint64_t serial = 0;
 }  // namespace
 
@@ -183,6 +197,7 @@ EVAL(Select, at::where(a[0], a[1], a[2]));
 #include "graph/node_kinds.def"
 EVAL(Softmax, at::softmax(a[0], n.int_attr("axis")));
 EVAL(MatMul, at::matmul(a[0], a[1]));
+MPS_EXT_NODE_EVAL_INTO(MatMul, [](const Node&, const Args& a, at::Tensor& out) { at::matmul_out(out, a[0], a[1]); });
 MPS_EXT_NODE_EVAL(RandomUniform, eval_random_uniform);
 MPS_EXT_NODE_EVAL(Iota, eval_iota);
 #undef EVAL
