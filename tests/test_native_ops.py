@@ -287,6 +287,45 @@ def test_foreach_ops():
         check(fn, xs, ys)
 
 
+@pytest.mark.parametrize("case", ["same_shapes", "mixed_shapes", "mixed_dtypes", "strided", "duplicate", "alias"])
+def test_foreach_inplace_lists_match_the_per_element_loop(case):
+    # A list runs as one graph when its elements allow it; elements that read
+    # memory another element writes keep the loop's order (fall back to it).
+    base = [rnd(4), rnd(4), rnd(4)]
+    if case == "mixed_shapes":
+        base = [rnd(4), rnd(2, 3), rnd(1)]
+    if case == "mixed_dtypes":
+        base = [rnd(4), rnd(4, dtype=torch.float16), rnd(4)]
+    if case == "strided":
+        base = [rnd(4), rnd(4, 2)[:, 0], rnd(4)]
+
+    def run(ts):
+        if case == "duplicate":
+            ts = [ts[0], ts[1], ts[0]]
+        if case == "alias":
+            ts = [ts[0], ts[1], ts[0].view(2, 2)]
+        others = [t * 0 + 0.5 for t in ts]
+        torch._foreach_mul_(ts, 1.5)
+        torch._foreach_add_(ts, others, alpha=0.25)
+        torch._foreach_addcmul_(ts, others, others, value=0.1)
+        torch._foreach_lerp_(ts, others, 0.3)
+
+    cpu = [t.clone() for t in base]
+    dev = [t.to(DEV) for t in base]
+    run(cpu)
+    before = fallbacks()
+    run(dev)
+    assert fallbacks() == before
+    for c, d in zip(cpu, dev):
+        torch.testing.assert_close(d.cpu(), c, atol=1e-3, rtol=1e-3)
+
+
+def test_foreach_list_runs_as_one_graph():
+    ts = [rnd(4).to(DEV), rnd(2, 3).to(DEV), rnd(5).to(DEV)]
+    keys = [k for k, _, _ in mps_ext.graph.capture(lambda: torch._foreach_mul_(ts, 2.0))]
+    assert len(keys) == 1 and "aten::foreach" in keys[0]
+
+
 def test_fallback_for_unsupported_input_is_counted():
     before = fallbacks()
     x = torch.tensor([5, 7], device=DEV)

@@ -352,6 +352,23 @@ Tensor Graph::kernel(const std::string& name, const std::vector<Tensor>& inputs,
   return add_node(NodeKind::Kernel, std::move(ids), std::move(type), std::move(attrs));
 }
 
+std::vector<Tensor> Graph::kernels(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
+                                   const MultiDecomposition& decomposition) {
+  Graph scratch;  // how many results: the decomposition over stand-in inputs
+  std::vector<Tensor> stand_ins;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    stand_ins.push_back(scratch.placeholder(checked(inputs[i], "kernels").type, "in" + std::to_string(i)));
+  const size_t count = decomposition(scratch, stand_ins).size();
+  if (count == 0) fail("kernels: '" + name + "' has no results");
+  std::vector<Tensor> results;
+  for (size_t k = 0; k < count; ++k) {
+    attrs["result"] = static_cast<int64_t>(k);
+    results.push_back(kernel(k == 0 ? name : name + "#" + std::to_string(k), inputs, attrs,
+                             [&](Graph& d, const std::vector<Tensor>& in) { return decomposition(d, in).at(k); }));
+  }
+  return results;
+}
+
 const Graph& Graph::decomposition(const Node& n) const {
   if (n.kind != NodeKind::Kernel) fail("decomposition: not a kernel node");
   return *subgraphs_.at(static_cast<size_t>(n.int_attr("decomposition")));

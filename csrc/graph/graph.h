@@ -246,6 +246,15 @@ class Graph {
   using Decomposition = std::function<Tensor(Graph&, const std::vector<Tensor>&)>;
   Tensor kernel(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
                 const Decomposition& decomposition);
+  // A kernel with several results (ATen's fused norms return y, mean and rstd
+  // from one pass): `decomposition` returns them all. One kernel node per
+  // result is added, named `name`, `name#1`, `name#2`, ..., with the same
+  // inputs and attrs (plus "result": its index); each node's decomposition is
+  // its own result's share. A runtime with the kernel computes every result
+  // at the first of them it reaches (reference: kernels.h).
+  using MultiDecomposition = std::function<std::vector<Tensor>(Graph&, const std::vector<Tensor>&)>;
+  std::vector<Tensor> kernels(const std::string& name, const std::vector<Tensor>& inputs, Attrs attrs,
+                              const MultiDecomposition& decomposition);
   const Graph& decomposition(const Node& kernel_node) const;
   // This graph with every kernel node whose name `keep` rejects replaced by its
   // decomposition (recursively): what a runtime without those kernels runs.

@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
@@ -300,13 +301,14 @@ bool is_list_of(const c10::TypePtr& t, c10::TypeKind kind) {
 }
 
 // --- the graph ------------------------------------------------------------------
-void build(Graph& g, const GraphSpec& s) {
+// One op over inputs [first, first + present operands) of the spec.
+G build_one(Graph& g, const GraphSpec& s, size_t first) {
   const Entry& e = *find_entry(s.str_attr("op"));
   DType compute = graph::dtype_from_name(s.str_attr("compute"));
   DType result = graph::dtype_from_name(s.str_attr("result"));
   int64_t present = s.int_attr("present");
   std::vector<G> x;
-  size_t next = 0;
+  size_t next = first;
   for (int i = 0; i < e.arity; ++i) {
     if (!(present >> i & 1)) {
       x.push_back(G{});
@@ -318,7 +320,16 @@ void build(Graph& g, const GraphSpec& s) {
     x.push_back(g.type(p).dtype == want ? p : g.cast(p, want));
   }
   G y = e.emit(g, x, s);
-  g.output(g.type(y).dtype == result ? y : g.cast(y, result));
+  return g.type(y).dtype == result ? y : g.cast(y, result);
+}
+
+void build(Graph& g, const GraphSpec& s) { g.output(build_one(g, s, 0)); }
+
+// A _foreach_ list as one graph: attr "count" ops, each over its own inputs
+// (the same number each, in list order), one output each.
+void build_foreach(Graph& g, const GraphSpec& s) {
+  const size_t count = static_cast<size_t>(s.int_attr("count")), per = s.num_inputs() / count;
+  for (size_t j = 0; j < count; ++j) g.output(build_one(g, s, j * per));
 }
 
 // One operand: a tensor, a Scalar, or absent (None).
@@ -330,10 +341,43 @@ struct Operand {
 
 [[noreturn]] void unsupported() { throw std::domain_error("fallback"); }
 
-// Runs entry `e` on its operands; writes into `dest` (in-place self or out=)
-// when given. Throws std::domain_error when the device has no graph for it.
-at::Tensor run_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs,
-                           const at::Tensor& dest, bool inplace, bool check_only = false) {
+// One elementwise call, checked, typed and broadcast: its graph's inputs and
+// attrs, and where its result goes.
+struct Plan {
+  const Entry* entry;
+  std::vector<at::Tensor> inputs;  // tensors and 0-d Scalars, present operands only
+  int64_t present = 0;
+  at::ScalarType compute, result;
+  at::DimVector shape;
+  c10::Device device{c10::kCPU};
+  at::Tensor dest;
+  bool inplace;
+
+  bool empty() const { return c10::multiply_integers(shape) == 0; }
+  // Writing straight into dest is safe unless another operand overlaps it
+  // with a different layout (x.add_(x.t())), or a cast is needed.
+  bool direct() const {
+    return dest.defined() && dest.scalar_type() == result &&
+           std::none_of(inputs.begin(), inputs.end(),
+                        [&](const at::Tensor& t) { return !t.is_same(dest) && t.is_alias_of(dest); });
+  }
+  // This call's attrs; its inputs too unless the caller adds them.
+  void describe(GraphSpec& spec, const graph::Attrs& attrs, bool with_inputs = true) const {
+    if (with_inputs)
+      for (const at::Tensor& t : inputs) spec.input_dynamic(t);
+    spec.attr("op", entry->name)
+        .attr("compute", graph::dtype_name(graph_dtype(compute)))
+        .attr("result", graph::dtype_name(graph_dtype(result)))
+        .attr("present", present);
+    for (const auto& [name, value] : attrs) spec.attr(name, value);
+  }
+};
+
+// Plans entry `e` on its operands, writing into `dest` (in-place self or
+// out=) when given. Throws std::domain_error when the device has no graph for
+// it; raises torch's errors before anything is written.
+Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs, const at::Tensor& dest,
+                      bool inplace) {
   at::native::ResultTypeState state{};
   for (int i : e.promote) {
     const Operand& o = ops[i];
@@ -354,65 +398,94 @@ at::Tensor run_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const gra
     unsupported();
   if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
 
-  at::DimVector shape;
+  Plan plan{&e, {}, 0, compute, result, {}, c10::Device(c10::kCPU), dest, inplace};
   bool first = true;
-  c10::optional<c10::Device> device;
+  std::optional<c10::Device> device;
   for (const Operand& o : ops) {
     if (!o.tensor.defined()) continue;
     if (!graph_dtype_ok(o.tensor.scalar_type())) unsupported();
     if (o.tensor.device().type() == c10::DeviceType::PrivateUse1) device = o.tensor.device();
     else TORCH_CHECK(o.tensor.is_cpu() && o.tensor.dim() == 0, "Expected all tensors to be on the same device, but found "
                      "at least two devices, mpsgraph:0 and ", o.tensor.device(), "!");
-    if (first) shape.assign(o.tensor.sizes().begin(), o.tensor.sizes().end());
-    else if (o.tensor.sizes() != at::IntArrayRef(shape)) shape = at::infer_size_dimvector(shape, o.tensor.sizes());
+    if (first) plan.shape.assign(o.tensor.sizes().begin(), o.tensor.sizes().end());
+    else if (o.tensor.sizes() != at::IntArrayRef(plan.shape)) plan.shape = at::infer_size_dimvector(plan.shape, o.tensor.sizes());
     first = false;
   }
   if (!device) unsupported();  // only CPU scalars: not ours
+  plan.device = *device;
   if (dest.defined()) {
     if (inplace)
-      TORCH_CHECK(at::IntArrayRef(shape) == dest.sizes(), "output with shape ", dest.sizes(),
-                  " doesn't match the broadcast shape ", at::IntArrayRef(shape));
+      TORCH_CHECK(at::IntArrayRef(plan.shape) == dest.sizes(), "output with shape ", dest.sizes(),
+                  " doesn't match the broadcast shape ", at::IntArrayRef(plan.shape));
     TORCH_CHECK(at::canCast(result, dest.scalar_type()), "result type ", result,
                 " can't be cast to the desired output type ", dest.scalar_type());
   }
-  if (check_only) return {};
-  if (dest.defined() && !inplace) at::native::resize_output(dest, shape);
-  if (c10::multiply_integers(shape) == 0)
-    return dest.defined() ? dest : at::empty(shape, at::TensorOptions().device(*device).dtype(result));
-  const char* compute_name = graph::dtype_name(graph_dtype(compute));
-
-  GraphSpec spec("aten::elementwise");
-  std::vector<at::Tensor> inputs;
-  inputs.reserve(ops.size());
-  int64_t present = 0;
+  plan.inputs.reserve(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const Operand& o = ops[i];
     if (!o.present()) continue;
-    present |= int64_t{1} << i;
-    if (o.tensor.defined()) {
-      spec.input_dynamic(o.tensor);
-      inputs.push_back(o.tensor);
-    } else {
-      at::Tensor t = scalar_input(*o.scalar, compute);
-      spec.input(t);
+    plan.present |= int64_t{1} << i;
+    plan.inputs.push_back(o.tensor.defined() ? o.tensor : scalar_input(*o.scalar, compute));
+  }
+  return plan;
+}
+
+at::Tensor run_plan(const Plan& p, const graph::Attrs& attrs) {
+  if (p.dest.defined() && !p.inplace) at::native::resize_output(p.dest, p.shape);
+  if (p.empty()) return p.dest.defined() ? p.dest : at::empty(p.shape, at::TensorOptions().device(p.device).dtype(p.result));
+  GraphSpec spec("aten::elementwise");
+  p.describe(spec, attrs);
+  if (!p.dest.defined()) return runtime::run_graph(spec, build, p.inputs)[0];
+  if (!p.direct()) return write_result(runtime::run_graph(spec, build, p.inputs)[0], p.dest);
+  runtime::run_graph_into(spec, build, p.inputs, {p.dest});
+  return p.dest;
+}
+
+at::Tensor run_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs,
+                           const at::Tensor& dest, bool inplace) {
+  return run_plan(plan_elementwise(e, ops, attrs, dest, inplace), attrs);
+}
+
+// A _foreach_ list whose elements all plan to the same graph attrs (one op,
+// dtypes, operands present) and need no special handling runs as one graph
+// (build_foreach): one graph run per optimizer step and op, not one per
+// parameter. Returns false (nothing run) otherwise.
+bool run_foreach_fused(const std::vector<Plan>& plans, const graph::Attrs& attrs, std::vector<at::Tensor>& results) {
+  if (plans.size() < 2) return false;
+  const Plan& p0 = plans[0];
+  for (const Plan& p : plans) {
+    if (p.empty() || p.present != p0.present || p.compute != p0.compute || p.result != p0.result ||
+        p.inputs.size() != p0.inputs.size() || p.device != p0.device || (p.dest.defined() && !p.direct()))
+      return false;
+  }
+  // One graph reads every input before the last write: no element may read
+  // or write memory another element writes (the per-element loop orders them).
+  std::unordered_set<const void*> written;
+  for (const Plan& p : plans)
+    if (p.dest.defined() && !written.insert(p.dest.storage().unsafeGetStorageImpl()).second) return false;
+  if (!written.empty())
+    for (const Plan& p : plans)
+      for (const at::Tensor& t : p.inputs)
+        if (!t.is_cpu() && !t.is_same(p.dest) && written.count(t.storage().unsafeGetStorageImpl())) return false;
+  GraphSpec spec("aten::foreach");
+  std::vector<at::Tensor> inputs;
+  inputs.reserve(plans.size() * p0.inputs.size());
+  for (const Plan& p : plans)
+    for (const at::Tensor& t : p.inputs) {
+      spec.input_dynamic(t);
       inputs.push_back(t);
     }
+  p0.describe(spec, attrs, /*with_inputs=*/false);
+  spec.attr("count", static_cast<int64_t>(plans.size()));
+  if (p0.inplace) {
+    std::vector<at::Tensor> dests;
+    dests.reserve(plans.size());
+    for (const Plan& p : plans) dests.push_back(p.dest);
+    runtime::run_graph_into(spec, build_foreach, inputs, dests);
+  } else {
+    results = runtime::run_graph(spec, build_foreach, inputs);
   }
-  spec.attr("op", e.name)
-      .attr("compute", compute_name)
-      .attr("result", graph::dtype_name(graph_dtype(result)))
-      .attr("present", present);
-  for (const auto& [name, value] : attrs) spec.attr(name, value);
-
-  if (!dest.defined()) return runtime::run_graph(spec, build, inputs)[0];
-  // Writing straight into dest is safe unless another operand overlaps it
-  // with a different layout (x.add_(x.t())).
-  bool overlap = std::any_of(ops.begin(), ops.end(), [&](const Operand& o) {
-    return o.tensor.defined() && !o.tensor.is_same(dest) && o.tensor.is_alias_of(dest);
-  });
-  if (overlap || dest.scalar_type() != result) return write_result(runtime::run_graph(spec, build, inputs)[0], dest);
-  runtime::run_graph_into(spec, build, inputs, {dest});
-  return dest;
+  return true;
 }
 
 // --- boxed kernels ------------------------------------------------------------------
@@ -530,11 +603,11 @@ void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
     else if (o.roles[i] == ForeachOverload::ScalarList) scalar_lists[i] = (*stack)[first + i].toList();
   }
   std::vector<at::Tensor> results;
-  results.reserve(n);
   try {
-    // Every element is checked before any is written, so a fallback never
-    // sees a half-updated list.
-    for (int pass = 0; pass < 2; ++pass)
+    // Every element is planned (and checked) before any is written, so a
+    // fallback never sees a half-updated list.
+    std::vector<Plan> plans;
+    plans.reserve(n);
     for (size_t j = 0; j < n; ++j) {
       c10::SmallVector<Operand, 4> ops;
       for (size_t i = 0; i < args.size(); ++i) {
@@ -550,8 +623,11 @@ void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
         }
       }
       at::Tensor dest = o.inplace ? ops[0].tensor : at::Tensor();
-      at::Tensor r = run_elementwise(*o.entry, ops, attrs, dest, o.inplace, /*check_only=*/pass == 0);
-      if (pass == 1) results.push_back(std::move(r));
+      plans.push_back(plan_elementwise(*o.entry, ops, attrs, dest, o.inplace));
+    }
+    if (!run_foreach_fused(plans, attrs, results)) {
+      results.reserve(n);
+      for (const Plan& p : plans) results.push_back(run_plan(p, attrs));
     }
   } catch (const std::domain_error&) {
     return fallback(op, stack);

@@ -395,19 +395,50 @@ at::Tensor addmv(const at::Tensor& self, const at::Tensor& a, const at::Tensor& 
 }
 
 // --- softmax -----------------------------------------------------------------------
-// attrs: dim, log, result. Computes in float32 for reduced precision.
+// attrs: dim, log, compute, result. Computes in float32 for reduced precision.
+// log_softmax and both backwards of float32/float64 run as kernels (on the
+// reference runtime ATen's fused CPU kernels: one pass per row instead of a
+// reduction, an elementwise pass, another reduction and a final pass).
+G log_softmax_decomposition(Graph& g, G x, int64_t dim) {
+  G shifted = g.sub(x, g.reduce(NodeKind::ReduceMax, x, {dim}));
+  return g.sub(shifted, g.unary(NodeKind::Log, g.reduce(NodeKind::ReduceSum, g.unary(NodeKind::Exp, shifted), {dim})));
+}
+
+// (grad_output, output) -> grad_input, of softmax or (log) of log_softmax.
+G softmax_backward_decomposition(Graph& g, G dy, G y, int64_t dim, bool log) {
+  if (log) return g.sub(dy, g.mul(g.unary(NodeKind::Exp, y), g.reduce(NodeKind::ReduceSum, dy, {dim})));
+  return g.mul(y, g.sub(dy, g.reduce(NodeKind::ReduceSum, g.mul(dy, y), {dim})));
+}
+
+at::Tensor log_softmax_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput&) {
+  return at::_log_softmax(in[0], n.int_attr("dim"), false);
+}
+at::Tensor softmax_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                const runtime::reference::NewOutput&) {
+  int64_t dim = n.int_attr("dim");
+  at::ScalarType t = in[0].scalar_type();
+  return n.int_attr("log") ? at::_log_softmax_backward_data(in[0], in[1], dim, t)
+                           : at::_softmax_backward_data(in[0], in[1], dim, t);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.log_softmax", log_softmax_cpu);
+MPS_EXT_REFERENCE_KERNEL("aten.softmax_backward", softmax_backward_cpu);
+
+// The kernels run in the tensors' own dtype: float32/float64 end to end.
+bool softmax_kernel_ok(const GraphSpec& s) {
+  DType t = s.input(0).dtype;
+  return (t == DType::Float32 || t == DType::Float64) && attr_dtype(s, "compute") == t && attr_dtype(s, "result") == t;
+}
+
 void build_softmax(Graph& g, const GraphSpec& s) {
-  G x = g.placeholder(s.input(0), "self");
-  DType compute = attr_dtype(s, "compute");
-  x = cast_to(g, x, compute);
+  G x0 = g.placeholder(s.input(0), "self");
   int64_t dim = s.int_attr("dim");
-  G y;
-  if (s.int_attr("log")) {
-    G shifted = g.sub(x, g.reduce(NodeKind::ReduceMax, x, {dim}));
-    y = g.sub(shifted, g.unary(NodeKind::Log, g.reduce(NodeKind::ReduceSum, g.unary(NodeKind::Exp, shifted), {dim})));
-  } else {
-    y = g.softmax(x, dim);
+  if (s.int_attr("log") && softmax_kernel_ok(s)) {
+    g.output(g.kernel("aten.log_softmax", {x0}, {{"dim", dim}},
+                      [dim](Graph& d, const std::vector<G>& in) { return log_softmax_decomposition(d, in[0], dim); }));
+    return;
   }
+  G x = cast_to(g, x0, attr_dtype(s, "compute"));
+  G y = s.int_attr("log") ? log_softmax_decomposition(g, x, dim) : g.softmax(x, dim);
   g.output(cast_to(g, y, attr_dtype(s, "result")));
 }
 
@@ -426,13 +457,18 @@ at::Tensor softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { re
 at::Tensor log_softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { return run_softmax(self, dim, half_to_float, true); }
 
 void build_softmax_backward(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G dy = cast_to(g, g.placeholder(s.input(0), "grad_output"), compute);
-  G y = cast_to(g, g.placeholder(s.input(1), "output"), compute);
+  G dy0 = g.placeholder(s.input(0), "grad_output"), y0 = g.placeholder(s.input(1), "output");
   int64_t dim = s.int_attr("dim");
-  G dx;
-  if (s.int_attr("log")) dx = g.sub(dy, g.mul(g.unary(NodeKind::Exp, y), g.reduce(NodeKind::ReduceSum, dy, {dim})));
-  else dx = g.mul(y, g.sub(dy, g.reduce(NodeKind::ReduceSum, g.mul(dy, y), {dim})));
+  bool log = s.int_attr("log") != 0;
+  if (softmax_kernel_ok(s) && s.input(1).dtype == s.input(0).dtype) {
+    g.output(g.kernel("aten.softmax_backward", {dy0, y0}, {{"dim", dim}, {"log", int64_t{log}}},
+                      [dim, log](Graph& d, const std::vector<G>& in) {
+                        return softmax_backward_decomposition(d, in[0], in[1], dim, log);
+                      }));
+    return;
+  }
+  DType compute = attr_dtype(s, "compute");
+  G dx = softmax_backward_decomposition(g, cast_to(g, dy0, compute), cast_to(g, y0, compute), dim, log);
   g.output(cast_to(g, dx, attr_dtype(s, "result")));
 }
 
@@ -453,23 +489,55 @@ at::Tensor log_softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_
 
 // --- layer_norm --------------------------------------------------------------------
 // Inputs (x, [weight], [bias]); attrs: axes (normalized dims), eps, has_weight,
-// has_bias, compute. Outputs: y, mean, rstd (kept dims, as ATen returns them).
-void build_layer_norm(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G x0 = g.placeholder(s.input(0), "input");
-  G x = cast_to(g, x0, compute);
-  const auto& axes = s.ints_attr("axes");
+// has_bias, compute, stat. Outputs: y, mean, rstd (kept dims, as ATen returns them).
+// float32/float64 run as the kernel "aten.layer_norm" (on the reference
+// runtime: ATen's fused CPU kernel, one pass instead of four), with this
+// decomposition as its oracle and its MPSGraph form.
+struct LayerNormParams {
+  std::vector<int64_t> axes;
+  double eps;
+  bool has_weight, has_bias;
+  DType compute, stat;
+};
+
+std::vector<G> layer_norm_decomposition(Graph& g, const std::vector<G>& in, const LayerNormParams& p) {
+  G x = cast_to(g, in[0], p.compute);
   size_t next = 1;
-  G mean = g.reduce(NodeKind::ReduceMean, x, axes);
+  G mean = g.reduce(NodeKind::ReduceMean, x, p.axes);
   G d = g.sub(x, mean);
-  G var = g.reduce(NodeKind::ReduceMean, g.mul(d, d), axes);
-  G rstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, s.float_attr("eps"), var)));
+  G var = g.reduce(NodeKind::ReduceMean, g.mul(d, d), p.axes);
+  G rstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, p.eps, var)));
   G y = g.mul(d, rstd);
-  if (s.int_attr("has_weight")) y = g.mul(y, cast_to(g, g.placeholder(s.input(next++), "weight"), compute));
-  if (s.int_attr("has_bias")) y = g.add(y, cast_to(g, g.placeholder(s.input(next++), "bias"), compute));
-  g.output(cast_to(g, y, g.type(x0).dtype));
-  g.output(cast_to(g, mean, attr_dtype(s, "stat")));
-  g.output(cast_to(g, rstd, attr_dtype(s, "stat")));
+  if (p.has_weight) y = g.mul(y, cast_to(g, in[next++], p.compute));
+  if (p.has_bias) y = g.add(y, cast_to(g, in[next++], p.compute));
+  return {cast_to(g, y, g.type(in[0]).dtype), cast_to(g, mean, p.stat), cast_to(g, rstd, p.stat)};
+}
+
+std::vector<at::Tensor> layer_norm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                       const runtime::reference::ResultOutput&) {
+  const auto& axes = n.ints_attr("axes");
+  std::vector<int64_t> normalized(in[0].sizes().end() - axes.size(), in[0].sizes().end());
+  size_t next = 1;
+  std::optional<at::Tensor> w, b;
+  if (n.int_attr("has_weight")) w = in[next++];
+  if (n.int_attr("has_bias")) b = in[next++];
+  auto [y, mean, rstd] = at::native_layer_norm(in[0], normalized, w, b, n.float_attr("eps"));
+  return {y, mean, rstd};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.layer_norm", layer_norm_cpu);
+
+void build_layer_norm(Graph& g, const GraphSpec& s) {
+  LayerNormParams p{s.ints_attr("axes"), s.float_attr("eps"), s.int_attr("has_weight") != 0,
+                    s.int_attr("has_bias") != 0, attr_dtype(s, "compute"), attr_dtype(s, "stat")};
+  std::vector<G> in{g.placeholder(s.input(0), "input")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(in.size()), "weight"));
+  if (p.has_bias) in.push_back(g.placeholder(s.input(in.size()), "bias"));
+  auto decomposition = [p](Graph& d, const std::vector<G>& x) { return layer_norm_decomposition(d, x, p); };
+  graph::Attrs attrs{{"axes", p.axes}, {"eps", p.eps}, {"has_weight", int64_t{p.has_weight}},
+                     {"has_bias", int64_t{p.has_bias}}};
+  for (G r : fused_cpu_norm_ok(s, 1, in.size() - 1) ? g.kernels("aten.layer_norm", in, attrs, decomposition)
+                                                : decomposition(g, in))
+    g.output(r);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm(const at::Tensor& input, c10::SymIntArrayRef normalized_shape,
@@ -493,38 +561,60 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm(const at::Tenso
   return {r[0], r[1], r[2]};
 }
 
-// Inputs (dy, x, mean, rstd, [weight]); outputs dx, [dweight, dbias].
-void build_layer_norm_backward(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G dy = cast_to(g, g.placeholder(s.input(0), "grad_out"), compute);
-  G x0 = g.placeholder(s.input(1), "input");
-  G x = cast_to(g, x0, compute);
-  G mean = cast_to(g, g.placeholder(s.input(2), "mean"), compute);
-  G rstd = cast_to(g, g.placeholder(s.input(3), "rstd"), compute);
-  const auto& axes = s.ints_attr("axes");
-  const auto& outer = s.ints_attr("outer");
-  bool hw = s.int_attr("has_weight");
+// Inputs (dy, x, mean, rstd, [weight]); outputs dx, [dweight, dbias]. Like
+// the forward, float32/float64 run as a kernel ("aten.layer_norm_backward":
+// ATen's fused CPU backward) over this decomposition.
+struct LayerNormBackwardParams {
+  std::vector<int64_t> axes, outer, wshape;
+  bool has_weight, grad_weight, grad_bias;
+  DType compute, wdtype;
+};
+
+std::vector<G> layer_norm_backward_decomposition(Graph& g, const std::vector<G>& in, const LayerNormBackwardParams& p) {
+  G dy = cast_to(g, in[0], p.compute), x = cast_to(g, in[1], p.compute);
+  G mean = cast_to(g, in[2], p.compute), rstd = cast_to(g, in[3], p.compute);
   G xhat = g.mul(g.sub(x, mean), rstd);
-  G w0, dyw = dy;
-  if (hw) {
-    w0 = g.placeholder(s.input(4), "weight");
-    dyw = g.mul(dy, cast_to(g, w0, compute));
-  }
-  int64_t n = 1;
-  for (int64_t a : axes) n *= s.input(1).shape[a];
-  G a1 = g.reduce(NodeKind::ReduceMean, dyw, axes);
-  G a2 = g.reduce(NodeKind::ReduceMean, g.mul(dyw, xhat), axes);
+  G dyw = p.has_weight ? g.mul(dy, cast_to(g, in[4], p.compute)) : dy;
+  G a1 = g.reduce(NodeKind::ReduceMean, dyw, p.axes);
+  G a2 = g.reduce(NodeKind::ReduceMean, g.mul(dyw, xhat), p.axes);
   G dx = g.mul(rstd, g.sub(g.sub(dyw, a1), g.mul(xhat, a2)));
-  (void)n;
-  g.output(cast_to(g, dx, g.type(x0).dtype));
-  if (s.int_attr("grad_weight")) {
-    G dw = g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), outer), s.ints_attr("wshape"));
-    g.output(cast_to(g, dw, attr_dtype(s, "wdtype")));
-  }
-  if (s.int_attr("grad_bias")) {
-    G db = g.reshape(g.reduce(NodeKind::ReduceSum, dy, outer), s.ints_attr("wshape"));
-    g.output(cast_to(g, db, attr_dtype(s, "wdtype")));
-  }
+  std::vector<G> out{cast_to(g, dx, g.type(in[1]).dtype)};
+  if (p.grad_weight)
+    out.push_back(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), p.outer), p.wshape), p.wdtype));
+  if (p.grad_bias) out.push_back(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, dy, p.outer), p.wshape), p.wdtype));
+  return out;
+}
+
+std::vector<at::Tensor> layer_norm_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                                const runtime::reference::ResultOutput&) {
+  const auto& wshape = n.ints_attr("wshape");
+  bool gw = n.int_attr("grad_weight"), gb = n.int_attr("grad_bias");
+  std::optional<at::Tensor> w;
+  if (n.int_attr("has_weight")) w = in[4];
+  // ATen reads the bias only for dbias's shape and dtype: the weight's.
+  at::Tensor bias_like = w ? *w : at::empty(wshape, in[1].options());
+  auto [dx, dw, db] = at::native_layer_norm_backward(in[0], in[1], wshape, in[2], in[3], w, bias_like, {true, gw, gb});
+  std::vector<at::Tensor> out{dx};
+  if (gw) out.push_back(dw);
+  if (gb) out.push_back(db);
+  return out;
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.layer_norm_backward", layer_norm_backward_cpu);
+
+void build_layer_norm_backward(Graph& g, const GraphSpec& s) {
+  LayerNormBackwardParams p{s.ints_attr("axes"), s.ints_attr("outer"), s.ints_attr("wshape"),
+                            s.int_attr("has_weight") != 0, s.int_attr("grad_weight") != 0,
+                            s.int_attr("grad_bias") != 0, attr_dtype(s, "compute"), attr_dtype(s, "wdtype")};
+  std::vector<G> in{g.placeholder(s.input(0), "grad_out"), g.placeholder(s.input(1), "input"),
+                    g.placeholder(s.input(2), "mean"), g.placeholder(s.input(3), "rstd")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(4), "weight"));
+  auto decomposition = [p](Graph& d, const std::vector<G>& x) { return layer_norm_backward_decomposition(d, x, p); };
+  graph::Attrs attrs{{"wshape", p.wshape}, {"has_weight", int64_t{p.has_weight}},
+                     {"grad_weight", int64_t{p.grad_weight}}, {"grad_bias", int64_t{p.grad_bias}}};
+  // ATen's backward also wants its forward's statistics in the input's dtype.
+  bool fused = fused_cpu_norm_ok(s, 0, 4 + p.has_weight) && (!(p.grad_weight || p.grad_bias) || p.wdtype == s.input(0).dtype);
+  for (G r : fused ? g.kernels("aten.layer_norm_backward", in, attrs, decomposition) : decomposition(g, in))
+    g.output(r);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm_backward(

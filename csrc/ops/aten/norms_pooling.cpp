@@ -4,6 +4,7 @@
 // cover go to the CPU fallback.
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops::aten {
 namespace {
@@ -32,50 +33,104 @@ graph::Shape channel_shape(int64_t rank, int64_t c) {
 // Inputs: x, [weight], [bias], [running_mean, running_var (variables)].
 // attrs: train, eps, momentum, has_weight, has_bias, has_running, compute.
 // Outputs: y, save_mean, save_invstd (train) [, new running_mean, running_var].
-void build_batch_norm(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G x0 = g.placeholder(s.input(0), "input");
-  G x = cast_to(g, x0, compute);
-  int64_t rank = s.input(0).rank(), c = s.input(0).shape[1];
+// float32/float64 run as the kernel "aten.batch_norm" (on the reference
+// runtime: ATen's fused CPU kernel) over this decomposition.
+struct BatchNormParams {
+  bool train, has_weight, has_bias, running;
+  double eps, momentum;
+  DType compute;
+};
+
+// Results: y [, save_mean, save_invstd (train) [, new running_mean, running_var]].
+std::vector<G> batch_norm_decomposition(Graph& g, const std::vector<G>& in, const BatchNormParams& p) {
+  G x = cast_to(g, in[0], p.compute);
+  const graph::Shape shape = g.type(in[0]).shape;  // a copy: adding nodes moves types
+  int64_t rank = static_cast<int64_t>(shape.size()), c = shape[1];
   std::vector<int64_t> axes = bn_axes(rank);
   graph::Shape cs = channel_shape(rank, c);
   size_t next = 1;
   G w, b, rm, rv;
-  if (s.int_attr("has_weight")) w = g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), cs);
-  if (s.int_attr("has_bias")) b = g.reshape(cast_to(g, g.placeholder(s.input(next++), "bias"), compute), cs);
-  bool running = s.int_attr("has_running"), train = s.int_attr("train");
-  if (running) {
-    rm = g.variable(s.input(next++), "running_mean");
-    rv = g.variable(s.input(next++), "running_var");
+  if (p.has_weight) w = g.reshape(cast_to(g, in[next++], p.compute), cs);
+  if (p.has_bias) b = g.reshape(cast_to(g, in[next++], p.compute), cs);
+  if (p.running) {
+    rm = in[next++];
+    rv = in[next++];
   }
-  double eps = s.float_attr("eps");
   G mean, var;
-  if (train) {
+  if (p.train) {
     mean = g.reduce(NodeKind::ReduceMean, x, axes);
     G d = g.sub(x, mean);
     var = g.reduce(NodeKind::ReduceMean, g.mul(d, d), axes);
   } else {
-    mean = g.reshape(cast_to(g, rm, compute), cs);
-    var = g.reshape(cast_to(g, rv, compute), cs);
+    mean = g.reshape(cast_to(g, rm, p.compute), cs);
+    var = g.reshape(cast_to(g, rv, p.compute), cs);
   }
-  G invstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, eps, var)));
+  G invstd = g.unary(NodeKind::Rsqrt, g.add(var, k(g, p.eps, var)));
   G y = g.mul(g.sub(x, mean), invstd);
   if (w.id >= 0) y = g.mul(y, w);
   if (b.id >= 0) y = g.add(y, b);
-  g.output(cast_to(g, y, g.type(x0).dtype));
-  if (!train) return;
-  g.output(g.reshape(mean, {c}));
-  g.output(g.reshape(invstd, {c}));
-  if (running) {
+  std::vector<G> out{cast_to(g, y, g.type(in[0]).dtype)};
+  if (!p.train) return out;
+  out.push_back(g.reshape(mean, {c}));
+  out.push_back(g.reshape(invstd, {c}));
+  if (p.running) {
     int64_t n = 1;
-    for (int64_t a : axes) n *= s.input(0).shape[a];
-    double m = s.float_attr("momentum");
+    for (int64_t a : axes) n *= shape[a];
     G unbiased = g.mul(g.reshape(var, {c}), k(g, n > 1 ? static_cast<double>(n) / (n - 1) : 1.0, var));
     DType rt = g.type(rm).dtype;
-    G new_mean = g.add(g.mul(rm, k(g, 1 - m, rm)), cast_to(g, g.mul(g.reshape(mean, {c}), k(g, m, mean)), rt));
-    G new_var = g.add(g.mul(rv, k(g, 1 - m, rv)), cast_to(g, g.mul(unbiased, k(g, m, unbiased)), rt));
-    g.output(g.assign(rm, new_mean));
-    g.output(g.assign(rv, new_var));
+    const double m = p.momentum;
+    out.push_back(g.add(g.mul(rm, k(g, 1 - m, rm)), cast_to(g, g.mul(g.reshape(mean, {c}), k(g, m, mean)), rt)));
+    out.push_back(g.add(g.mul(rv, k(g, 1 - m, rv)), cast_to(g, g.mul(unbiased, k(g, m, unbiased)), rt)));
+  }
+  return out;
+}
+
+std::vector<at::Tensor> batch_norm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                       const runtime::reference::ResultOutput&) {
+  bool train = n.int_attr("train"), running = n.int_attr("has_running");
+  size_t next = 1;
+  std::optional<at::Tensor> w, b, rm, rv;
+  if (n.int_attr("has_weight")) w = in[next++];
+  if (n.int_attr("has_bias")) b = in[next++];
+  if (running) {  // ATen updates them in place: the results are new tensors
+    rm = train ? in[next].clone() : in[next];
+    rv = train ? in[next + 1].clone() : in[next + 1];
+  }
+  auto [y, mean, invstd] = at::native_batch_norm(in[0], w, b, rm, rv, train, n.float_attr("momentum"), n.float_attr("eps"));
+  if (!train) return {y};
+  std::vector<at::Tensor> out{y, mean, invstd};
+  if (running) {
+    out.push_back(*rm);
+    out.push_back(*rv);
+  }
+  return out;
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.batch_norm", batch_norm_cpu);
+
+void build_batch_norm(Graph& g, const GraphSpec& s) {
+  BatchNormParams p{s.int_attr("train") != 0, s.int_attr("has_weight") != 0, s.int_attr("has_bias") != 0,
+                    s.int_attr("has_running") != 0, s.float_attr("eps"), s.float_attr("momentum"),
+                    attr_dtype(s, "compute")};
+  std::vector<G> in{g.placeholder(s.input(0), "input")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(in.size()), "weight"));
+  if (p.has_bias) in.push_back(g.placeholder(s.input(in.size()), "bias"));
+  G rm, rv;
+  if (p.running) {
+    rm = g.variable(s.input(in.size()), "running_mean");
+    in.push_back(rm);
+    rv = g.variable(s.input(in.size()), "running_var");
+    in.push_back(rv);
+  }
+  auto decomposition = [p](Graph& d, const std::vector<G>& x) { return batch_norm_decomposition(d, x, p); };
+  graph::Attrs attrs{{"train", int64_t{p.train}}, {"has_weight", int64_t{p.has_weight}},
+                     {"has_bias", int64_t{p.has_bias}}, {"has_running", int64_t{p.running}}, {"eps", p.eps},
+                     {"momentum", p.momentum}};
+  std::vector<G> r = fused_cpu_norm_ok(s, 1, in.size() - 1) ? g.kernels("aten.batch_norm", in, attrs, decomposition)
+                                                            : decomposition(g, in);
+  for (size_t i = 0; i < std::min<size_t>(r.size(), 3); ++i) g.output(r[i]);
+  if (r.size() == 5) {
+    g.output(g.assign(rm, r[3]));
+    g.output(g.assign(rv, r[4]));
   }
 }
 
@@ -132,45 +187,81 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm(
   return {r[0], training ? r[1] : empty, training ? r[2] : empty};
 }
 
-// Training-mode backward: inputs (dy, x, save_mean, save_invstd, [weight]).
-void build_batch_norm_backward(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G dy = cast_to(g, g.placeholder(s.input(0), "grad_out"), compute);
-  G x0 = g.placeholder(s.input(1), "input");
-  G x = cast_to(g, x0, compute);
-  int64_t rank = s.input(1).rank(), c = s.input(1).shape[1];
+// Inputs (dy, x, save_mean, save_invstd, [weight]) in training mode, (dy, x,
+// running_mean, running_var, [weight]) in eval mode (the statistics are
+// constants there); results dx, dweight, dbias. float32/float64 run as the
+// kernel "aten.batch_norm_backward" (ATen's fused CPU backward) over this
+// decomposition.
+struct BatchNormBackwardParams {
+  bool has_weight, train;
+  double eps;
+  DType compute, wdtype;
+};
+
+std::vector<G> batch_norm_backward_decomposition(Graph& g, const std::vector<G>& in, const BatchNormBackwardParams& p) {
+  G dy = cast_to(g, in[0], p.compute), x = cast_to(g, in[1], p.compute);
+  const graph::Shape shape = g.type(in[1]).shape;  // a copy: adding nodes moves types
+  int64_t rank = static_cast<int64_t>(shape.size()), c = shape[1];
   std::vector<int64_t> axes = bn_axes(rank);
   graph::Shape cs = channel_shape(rank, c);
-  G mean = g.reshape(cast_to(g, g.placeholder(s.input(2), "save_mean"), compute), cs);
-  G invstd = g.reshape(cast_to(g, g.placeholder(s.input(3), "save_invstd"), compute), cs);
-  bool hw = s.int_attr("has_weight");
-  G w = hw ? g.reshape(cast_to(g, g.placeholder(s.input(4), "weight"), compute), cs) : G{};
+  G mean = g.reshape(cast_to(g, in[2], p.compute), cs);
+  G invstd = g.reshape(cast_to(g, in[3], p.compute), cs);
+  if (!p.train) invstd = g.unary(NodeKind::Rsqrt, g.add(invstd, k(g, p.eps, invstd)));  // in[3]: running_var
   G xhat = g.mul(g.sub(x, mean), invstd);
   G sum_dy = g.reduce(NodeKind::ReduceSum, dy, axes);
   G sum_dy_xhat = g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), axes);
   int64_t n = 1;
-  for (int64_t a : axes) n *= s.input(1).shape[a];
-  G inv_n = g.constant(1.0 / static_cast<double>(n), compute);
-  G dx = g.mul(invstd, g.sub(g.sub(dy, g.mul(sum_dy, inv_n)), g.mul(xhat, g.mul(sum_dy_xhat, inv_n))));
-  if (hw) dx = g.mul(dx, w);
-  g.output(cast_to(g, dx, g.type(x0).dtype));
-  DType wt = attr_dtype(s, "wdtype");
-  g.output(cast_to(g, g.reshape(sum_dy_xhat, {c}), wt));
-  g.output(cast_to(g, g.reshape(sum_dy, {c}), wt));
+  for (int64_t a : axes) n *= shape[a];
+  G inv_n = g.constant(1.0 / static_cast<double>(n), p.compute);
+  G dx = p.train ? g.mul(invstd, g.sub(g.sub(dy, g.mul(sum_dy, inv_n)), g.mul(xhat, g.mul(sum_dy_xhat, inv_n))))
+                 : g.mul(dy, invstd);
+  if (p.has_weight) dx = g.mul(dx, g.reshape(cast_to(g, in[4], p.compute), cs));
+  return {cast_to(g, dx, g.type(in[1]).dtype), cast_to(g, g.reshape(sum_dy_xhat, {c}), p.wdtype),
+          cast_to(g, g.reshape(sum_dy, {c}), p.wdtype)};
 }
 
+std::vector<at::Tensor> batch_norm_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                                const runtime::reference::ResultOutput&) {
+  std::optional<at::Tensor> w;
+  if (n.int_attr("has_weight")) w = in[4];
+  bool train = n.int_attr("train");
+  std::optional<at::Tensor> none;
+  auto [dx, dw, db] = at::native_batch_norm_backward(in[0], in[1], w, train ? none : in[2], train ? none : in[3],
+                                                     train ? in[2] : none, train ? in[3] : none, train,
+                                                     n.float_attr("eps"), {true, true, true});
+  return {dx, dw, db};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.batch_norm_backward", batch_norm_backward_cpu);
+
+void build_batch_norm_backward(Graph& g, const GraphSpec& s) {
+  BatchNormBackwardParams p{s.int_attr("has_weight") != 0, s.int_attr("train") != 0, s.float_attr("eps"),
+                            attr_dtype(s, "compute"), attr_dtype(s, "wdtype")};
+  std::vector<G> in{g.placeholder(s.input(0), "grad_out"), g.placeholder(s.input(1), "input"),
+                    g.placeholder(s.input(2), "save_mean"), g.placeholder(s.input(3), "save_invstd")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(4), "weight"));
+  auto decomposition = [p](Graph& d, const std::vector<G>& x) { return batch_norm_backward_decomposition(d, x, p); };
+  bool fused = fused_cpu_norm_ok(s, 0, in.size()) && p.wdtype == s.input(0).dtype;
+  graph::Attrs attrs{{"has_weight", int64_t{p.has_weight}}, {"train", int64_t{p.train}}, {"eps", p.eps}};
+  for (G r : fused ? g.kernels("aten.batch_norm_backward", in, attrs, decomposition)
+                   : decomposition(g, in))
+    g.output(r);
+}
+
+// stat_a, stat_b: save_mean, save_invstd (train) or running_mean, running_var.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> run_batch_norm_backward(const at::Tensor& grad_out, const at::Tensor& input,
                                                                        const std::optional<at::Tensor>& weight,
-                                                                       const at::Tensor& save_mean,
-                                                                       const at::Tensor& save_invstd,
-                                                                       std::array<bool, 3> mask) {
-  require(float_ok(input) && input.dim() >= 2 && input.numel() > 0 && save_mean.numel() == input.size(1));
+                                                                       const std::optional<at::Tensor>& stat_a,
+                                                                       const std::optional<at::Tensor>& stat_b, bool train,
+                                                                       double eps, std::array<bool, 3> mask) {
+  require(float_ok(input) && input.dim() >= 2 && input.numel() > 0 && defined(stat_a) && defined(stat_b) &&
+          stat_a->numel() == input.size(1) && stat_b->numel() == input.size(1));
   bool hw = defined(weight);
   GraphSpec spec("aten::batch_norm_backward");
-  spec.input(grad_out).input(input).input(save_mean).input(save_invstd);
-  std::vector<at::Tensor> inputs{grad_out, input, save_mean, save_invstd};
+  spec.input(grad_out).input(input).input(*stat_a).input(*stat_b);
+  std::vector<at::Tensor> inputs{grad_out, input, *stat_a, *stat_b};
   if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  spec.attr("has_weight", int64_t{hw}).attr("compute", dname(opmath_type(input.scalar_type())))
+  spec.attr("has_weight", int64_t{hw}).attr("train", int64_t{train}).attr("eps", train ? 0.0 : eps)
+      .attr("compute", dname(opmath_type(input.scalar_type())))
       .attr("wdtype", dname(hw ? weight->scalar_type() : input.scalar_type()));
   auto r = runtime::run_graph(spec, build_batch_norm_backward, inputs);
   return {mask[0] ? r[0] : at::Tensor(), mask[1] ? r[1] : at::Tensor(), mask[2] ? r[2] : at::Tensor()};
@@ -181,9 +272,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
     const std::optional<at::Tensor>& save_mean, const std::optional<at::Tensor>& save_var, bool update, double eps,
     std::array<bool, 3> output_mask, const at::Tensor& reserve) {
-  require(defined(save_mean) && defined(save_var) && save_mean->numel() > 0);  // training statistics
-  return run_batch_norm_backward(grad_out, input, weight.defined() ? std::optional<at::Tensor>(weight) : std::nullopt,
-                                 *save_mean, *save_var, output_mask);
+  std::optional<at::Tensor> w = weight.defined() ? std::optional<at::Tensor>(weight) : std::nullopt;
+  return update ? run_batch_norm_backward(grad_out, input, w, save_mean, save_var, true, eps, output_mask)
+                : run_batch_norm_backward(grad_out, input, w, running_mean, running_var, false, eps, output_mask);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm_backward(
@@ -191,8 +282,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm_backward(
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var,
     const std::optional<at::Tensor>& save_mean, const std::optional<at::Tensor>& save_invstd, bool train, double eps,
     std::array<bool, 3> output_mask) {
-  require(train && defined(save_mean) && defined(save_invstd) && save_mean->numel() > 0);
-  return run_batch_norm_backward(grad_out, input, weight, *save_mean, *save_invstd, output_mask);
+  return train ? run_batch_norm_backward(grad_out, input, weight, save_mean, save_invstd, true, eps, output_mask)
+               : run_batch_norm_backward(grad_out, input, weight, running_mean, running_var, false, eps, output_mask);
 }
 
 // --- group_norm -----------------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include "runtime/reference/cpu_dispatch.h"
 #include "runtime/reference/fusion.h"
 #include "runtime/reference/kernels.h"
+#include "runtime/reference/node_eval.h"
 #include "runtime/reference/output_allocator.h"
 
 namespace mps_ext::runtime::reference {
@@ -23,6 +24,55 @@ std::mutex& registry_mutex() {
 std::unordered_map<std::string, CpuKernel>& registry() {
   static auto* r = new std::unordered_map<std::string, CpuKernel>();
   return *r;
+}
+std::unordered_map<std::string, MultiCpuKernel>& multi_registry() {
+  static auto* r = new std::unordered_map<std::string, MultiCpuKernel>();
+  return *r;
+}
+
+// Graph::kernels' sibling nodes: for each kernel node of a multi-result
+// kernel, its group (same base name, inputs and attrs but "result") and the
+// node id of each result in that group.
+struct KernelGroups {
+  std::vector<int> group;                     // node id -> group, or -1
+  std::vector<std::vector<int>> result_node;  // group -> result index -> node id (or -1)
+};
+
+std::string base_name(const std::string& node_name) { return node_name.substr(0, node_name.find('#')); }
+
+KernelGroups group_multi_kernels(const graph::Graph& g) {
+  KernelGroups groups{std::vector<int>(g.nodes().size(), -1), {}};
+  std::vector<int> first;  // group -> one of its nodes, to compare against
+  auto same_call = [](const graph::Node& a, const graph::Node& b) {
+    if (a.inputs != b.inputs || base_name(a.str_attr("kernel")) != base_name(b.str_attr("kernel")) ||
+        a.attrs.size() != b.attrs.size())
+      return false;
+    for (const auto& [key, value] : a.attrs) {
+      if (key == "kernel" || key == "result" || key == "decomposition") continue;
+      auto it = b.attrs.find(key);
+      if (it == b.attrs.end() || !(it->second == value)) return false;
+    }
+    return true;
+  };
+  for (size_t id = 0; id < g.nodes().size(); ++id) {
+    const graph::Node& n = g.nodes()[id];
+    if (n.kind != NodeKind::Kernel || !find_multi_kernel(n.str_attr("kernel"))) continue;
+    size_t k = static_cast<size_t>(n.int_attr("result"));
+    int gi = -1;
+    for (size_t j = 0; j < first.size() && gi < 0; ++j)
+      if (same_call(g.nodes()[first[j]], n) && (groups.result_node[j].size() <= k || groups.result_node[j][k] < 0))
+        gi = static_cast<int>(j);
+    if (gi < 0) {
+      gi = static_cast<int>(first.size());
+      first.push_back(static_cast<int>(id));
+      groups.result_node.emplace_back();
+    }
+    auto& slots = groups.result_node[gi];
+    if (slots.size() <= k) slots.resize(k + 1, -1);
+    slots[k] = static_cast<int>(id);
+    groups.group[id] = gi;
+  }
+  return groups;
 }
 
 Plan unfused_plan(const graph::Graph& g) {
@@ -56,15 +106,24 @@ class ReferenceExecutable final : public Executable {
  public:
   ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse, bool use_kernels)
       : graph_(std::make_shared<graph::Graph>(g->inline_kernels(
-            [use_kernels](const std::string& name) { return use_kernels && find_kernel(name) != nullptr; }))),
+            [use_kernels](const std::string& name) { return use_kernels && has_kernel(name); }))),
         plan_(fuse ? plan_fusion(*graph_) : unfused_plan(*graph_)),
         in_place_(in_place_updates(*graph_)),
         kernels_(graph_->nodes().size(), nullptr),
+        groups_(group_multi_kernels(*graph_)),
         output_index_(graph_->nodes().size(), -1) {
     for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
+    // Graph outputs of static type whose kind evaluates into given memory.
+    into_.assign(graph_->nodes().size(), nullptr);
+    for (size_t id = 0; id < graph_->nodes().size(); ++id) {
+      const graph::Node& n = graph_->nodes()[id];
+      bool static_shape = std::all_of(n.type.shape.begin(), n.type.shape.end(), [](int64_t d) { return d >= 0; });
+      if (output_index_[id] >= 0 && static_shape) into_[id] = find_node_eval_into(n.kind);
+    }
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
-      if (graph_->nodes()[id].kind == NodeKind::Kernel) kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
+      if (graph_->nodes()[id].kind == NodeKind::Kernel && groups_.group[id] < 0)
+        kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
     precompute_input_independent_steps();
   }
 
@@ -78,6 +137,7 @@ class ReferenceExecutable final : public Executable {
     TORCH_INTERNAL_ASSERT(inputs.size() == graph_->inputs().size(), "graph expects ", graph_->inputs().size(),
                           " inputs, got ", inputs.size());
     std::vector<at::Tensor> env(nodes.size());
+    std::vector<char> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
     for (size_t i = 0; i < graph_->inputs().size(); ++i) {
       const graph::Node& n = nodes[graph_->inputs()[i]];
       const at::Tensor& t = inputs[i];
@@ -106,9 +166,9 @@ class ReferenceExecutable final : public Executable {
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
         if (run_region(r, env, new_output)) continue;
-        for (int id : r.nodes) eval(id, env, new_output);  // shapes need broadcasting steps
+        for (int id : r.nodes) eval(id, env, new_output, group_done);  // shapes need broadcasting steps
       } else {
-        eval(s.node, env, new_output);
+        eval(s.node, env, new_output, group_done);
       }
     }
     std::vector<at::Tensor> outs;
@@ -167,13 +227,14 @@ class ReferenceExecutable final : public Executable {
     }
   }
 
-  void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output) const {
+  void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output, std::vector<char>& group_done) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
     args.reserve(n.inputs.size());
     for (int in : n.inputs) args.push_back(on_host(env[in]));
     switch (n.kind) {
       case NodeKind::Kernel:
+        if (groups_.group[id] >= 0) return run_multi_kernel(id, args, env, new_output, group_done);
         env[id] = kernels_[id](
             n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return on_host(new_output(id, sizes, dtype)); });
         return;
@@ -185,15 +246,41 @@ class ReferenceExecutable final : public Executable {
         env[id] = args[0];
         return;
       default:
+        if (into_[id]) {  // a graph output ATen can write in place
+          at::Tensor out = on_host(new_output(id, n.type.shape, to_scalar_type(n.type.dtype)));
+          into_[id](n, args, out);
+          env[id] = out;
+          return;
+        }
         env[id] = eval_node(n, args);
     }
+  }
+
+  // A multi-result kernel runs once per run: at the first node of its group
+  // reached, which fills every result node of the group in env.
+  void run_multi_kernel(int id, const std::vector<at::Tensor>& args, std::vector<at::Tensor>& env,
+                        const NodeOutput& new_output, std::vector<char>& group_done) const {
+    const int gi = groups_.group[id];
+    if (group_done[gi]) return;
+    const graph::Node& n = graph_->node(id);
+    const auto& slots = groups_.result_node[gi];
+    auto results = find_multi_kernel(n.str_attr("kernel"))(
+        n, args, [&](size_t k, at::IntArrayRef sizes, at::ScalarType dtype) {
+          int node = k < slots.size() ? slots[k] : -1;
+          return node >= 0 ? on_host(new_output(node, sizes, dtype)) : empty_output(sizes, dtype);
+        });
+    for (size_t k = 0; k < slots.size(); ++k)
+      if (slots[k] >= 0) env[slots[k]] = results.at(k);
+    group_done[gi] = 1;
   }
 
   std::shared_ptr<const graph::Graph> graph_;  // kernels without a CPU kernel inlined
   Plan plan_;
   std::vector<bool> in_place_;
-  std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (kernel nodes only)
+  std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (single-result kernel nodes only)
+  KernelGroups groups_;
   std::vector<int> output_index_;  // node id -> graph output index, or -1
+  std::vector<NodeEvalInto> into_;  // node id -> its evaluation into the output's memory, if it has one
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
 };
@@ -220,6 +307,21 @@ bool register_kernel(const std::string& name, CpuKernel kernel) {
   return registry().emplace(name, kernel).second;
 }
 
+bool register_multi_kernel(const std::string& name, MultiCpuKernel kernel) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  return multi_registry().emplace(name, kernel).second;
+}
+
+MultiCpuKernel find_multi_kernel(const std::string& node_name) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  auto it = multi_registry().find(base_name(node_name));
+  return it == multi_registry().end() ? nullptr : it->second;
+}
+
+bool has_kernel(const std::string& node_name) {
+  return find_kernel(node_name) != nullptr || find_multi_kernel(node_name) != nullptr;
+}
+
 CpuKernel find_kernel(const std::string& name) {
   std::lock_guard<std::mutex> lock(registry_mutex());
   auto it = registry().find(name);
@@ -230,6 +332,7 @@ std::vector<std::string> kernel_names() {
   std::lock_guard<std::mutex> lock(registry_mutex());
   std::vector<std::string> names;
   for (const auto& [name, fn] : registry()) names.push_back(name);
+  for (const auto& [name, fn] : multi_registry()) names.push_back(name);
   std::sort(names.begin(), names.end());
   return names;
 }

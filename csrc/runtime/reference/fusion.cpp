@@ -7,6 +7,8 @@
 #include <ATen/ExpandUtils.h>
 
 #include <algorithm>
+#include <functional>
+#include <unordered_map>
 #include <set>
 
 #include "runtime/reference/cpu_dispatch.h"
@@ -134,6 +136,37 @@ void wire_region(const graph::Graph& g, FusedRegion& r, const std::vector<std::v
     }
   }
 }
+
+// A run of fusible nodes split into independent chains: nodes joined by an
+// edge inside the run or by a streamed value they both read stay together.
+// Independent chains may have unrelated shapes (a _foreach_ list's elements),
+// which one pass over one iteration space cannot serve.
+std::vector<std::vector<int>> independent_chains(const graph::Graph& g, const std::vector<int>& run,
+                                                 const std::vector<bool>& uniform) {
+  std::unordered_map<int, int> parent;  // union-find over node ids (run nodes and streamed inputs)
+  std::function<int(int)> find = [&](int x) {
+    auto it = parent.find(x);
+    if (it == parent.end()) return parent[x] = x;
+    if (it->second == x) return x;
+    int root = find(it->second);
+    parent[x] = root;
+    return root;
+  };
+  std::set<int> in_run(run.begin(), run.end());
+  for (int id : run) {
+    find(id);
+    for (int in : g.node(id).inputs)  // an edge in the run, or a streamed value other nodes may read too
+      if (in_run.count(in) || !uniform[in]) parent[find(id)] = find(in);
+  }
+  std::vector<std::vector<int>> chains;
+  std::unordered_map<int, size_t> chain_of_root;
+  for (int id : run) {  // in run order: each chain keeps its nodes' order
+    auto [it, added] = chain_of_root.emplace(find(id), chains.size());
+    if (added) chains.emplace_back();
+    chains[it->second].push_back(id);
+  }
+  return chains;
+}
 }  // namespace
 
 Plan plan_fusion(const graph::Graph& g) {
@@ -159,25 +192,28 @@ Plan plan_fusion(const graph::Graph& g) {
     changed = false;
     Plan plan;
     std::vector<int> run;
-    auto close = [&] {
-      bool streams = std::any_of(run.begin(), run.end(), [&](int id) { return !uniform[id]; });
+    auto close_component = [&](const std::vector<int>& nodes) {
+      bool streams = std::any_of(nodes.begin(), nodes.end(), [&](int id) { return !uniform[id]; });
       // A single streaming node is a region too: one pass straight into its
       // output's memory, without ATen's TensorIterator setup per call.
       if (!streams) {
-        for (int id : run) plan.steps.push_back({id, -1});
-      } else {
-        FusedRegion r;
-        r.nodes = run;
-        wire_region(g, r, users);
-        for (int out : r.outputs) {
-          if (uniform[out]) {
-            can_fuse[out] = false;
-            changed = true;
-          }
-        }
-        plan.steps.push_back({-1, static_cast<int>(plan.regions.size())});
-        plan.regions.push_back(std::move(r));
+        for (int id : nodes) plan.steps.push_back({id, -1});
+        return;
       }
+      FusedRegion r;
+      r.nodes = nodes;
+      wire_region(g, r, users);
+      for (int out : r.outputs) {
+        if (uniform[out]) {
+          can_fuse[out] = false;
+          changed = true;
+        }
+      }
+      plan.steps.push_back({-1, static_cast<int>(plan.regions.size())});
+      plan.regions.push_back(std::move(r));
+    };
+    auto close = [&] {
+      for (const auto& nodes : independent_chains(g, run, uniform)) close_component(nodes);
       run.clear();
     };
     for (int i = 0; i < N; ++i) {

@@ -14,18 +14,29 @@ using graph::Node;
 using Args = std::vector<at::Tensor>;
 
 namespace {
-std::array<NodeEval, graph::kNumNodeKinds>& evals() {
-  static std::array<NodeEval, graph::kNumNodeKinds> table{};
-  return table;
+// Per kind: its evaluation, and its evaluation into given memory if it has one.
+struct KindEvals {
+  NodeEval eval = nullptr;
+  NodeEvalInto into = nullptr;
+};
+KindEvals& evals(NodeKind kind) {
+  static std::array<KindEvals, graph::kNumNodeKinds> table{};
+  return table.at(static_cast<size_t>(kind));
 }
 }  // namespace
 
 bool register_node_eval(NodeKind kind, NodeEval eval) {
-  evals().at(static_cast<size_t>(kind)) = eval;
+  evals(kind).eval = eval;
   return true;
 }
 
-bool has_node_eval(NodeKind kind) { return evals().at(static_cast<size_t>(kind)) != nullptr; }
+bool register_node_eval_into(NodeKind kind, NodeEvalInto eval) {
+  evals(kind).into = eval;
+  return true;
+}
+
+bool has_node_eval(NodeKind kind) { return evals(kind).eval != nullptr; }
+NodeEvalInto find_node_eval_into(NodeKind kind) { return evals(kind).into; }
 
 namespace {
 thread_local uint64_t serial = 0;
@@ -35,7 +46,7 @@ uint64_t evaluation_serial() { return serial; }
 
 at::Tensor eval_node(const Node& n, const Args& a) {
   ++serial;
-  NodeEval eval = evals().at(static_cast<size_t>(n.kind));
+  NodeEval eval = evals(n.kind).eval;
   TORCH_INTERNAL_ASSERT(eval, "no reference evaluation registered for node kind ", graph::kind_name(n.kind));
   return eval(n, a);
 }
@@ -183,6 +194,7 @@ EVAL(Select, at::where(a[0], a[1], a[2]));
 #include "graph/node_kinds.def"
 EVAL(Softmax, at::softmax(a[0], n.int_attr("axis")));
 EVAL(MatMul, at::matmul(a[0], a[1]));
+MPS_EXT_NODE_EVAL_INTO(MatMul, [](const Node&, const Args& a, at::Tensor& out) { at::matmul_out(out, a[0], a[1]); });
 MPS_EXT_NODE_EVAL(RandomUniform, eval_random_uniform);
 MPS_EXT_NODE_EVAL(Iota, eval_iota);
 #undef EVAL

@@ -18,9 +18,20 @@ using NodeEval = at::Tensor (*)(const graph::Node& node, const std::vector<at::T
 bool register_node_eval(graph::NodeKind kind, NodeEval eval);
 bool has_node_eval(graph::NodeKind kind);
 
+// Optional second form of a kind's evaluation: into `out` (the node's type,
+// device memory when the node is a graph output), so ATen writes the result
+// where the caller reads it instead of into fresh memory that is then copied.
+using NodeEvalInto = void (*)(const graph::Node& node, const std::vector<at::Tensor>& args, at::Tensor& out);
+bool register_node_eval_into(graph::NodeKind kind, NodeEvalInto eval);
+NodeEvalInto find_node_eval_into(graph::NodeKind kind);  // nullptr when the kind has none
+
 // How many nodes eval_node has evaluated on this thread, the current one
 // included: lets a node reuse work its immediate predecessor left behind.
 uint64_t evaluation_serial();
+
+#define MPS_EXT_NODE_EVAL_INTO(Kind, fn)                                 \
+  [[maybe_unused]] static const bool mps_ext_node_eval_into_##Kind##_ = \
+      ::mps_ext::runtime::reference::register_node_eval_into(::mps_ext::graph::NodeKind::Kind, fn)
 
 #define MPS_EXT_NODE_EVAL(Kind, fn)                                 \
   [[maybe_unused]] static const bool mps_ext_node_eval_##Kind##_ = \
