@@ -94,8 +94,9 @@ at::Tensor eval_convolution(const Node& n, const std::vector<at::Tensor>& a) {
 }
 
 // ATen's convolution backward for the input alone (the input is only its
-// shape, like the weight in eval_weight_gradient): ~10-15% faster than the
-// equivalent transposed at::convolution on the benchmarked CNN shapes.
+// shape, like the weight in eval_weight_gradient): a few % faster than the
+// equivalent transposed at::convolution (145.6 vs 149.2 us for grad [16,16,16,16]
+// by [16,3,3,3]; 114.4 vs 120.0 us for [16,32,8,8] by [32,16,3,3]).
 at::Tensor eval_data_gradient(const Node& n, const std::vector<at::Tensor>& a) {
   const at::Tensor &grad = a[0], &weight = a[1];
   ConvParams p = conv_params(n);
