@@ -108,6 +108,35 @@ def test_convolution_node_takes_a_bias():
     assert ops == ["placeholder"] * 3 + ["convolution"]
 
 
+@pytest.mark.parametrize("mask", [(True, True, True), (False, True, True), (True, True, False)])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_convolution_backward_is_one_kernel_matching_its_decomposition(mask, groups):
+    # Two or more gradients of a forward convolution run as one multi-result
+    # kernel (ATen's convolution_backward, oneDNN's single pass); the
+    # decomposition (DataGradient / WeightGradient / ReduceSum) is its oracle.
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 7, 6), torch.randn(6, 4 // groups, 3, 2)
+    gy = F.conv2d(x, w, stride=2, padding=1, dilation=1, groups=groups)
+    gy = torch.randn_like(gy)
+    args = ([6], [2, 2], [1, 1], [1, 1], False, [0, 0], groups, list(mask))
+    expected = torch.ops.aten.convolution_backward(gy, x, w, *args)
+    dev = [t.to(DEV) for t in (gy, x, w)]
+    graphs = mps_ext.graph.capture(torch.ops.aten.convolution_backward, *dev, *args)
+    kernels = re.findall(r'"kernel": "([\w.#]+)"', graphs[-1][1])
+    assert kernels == ["aten.convolution_backward"] + [f"aten.convolution_backward#{k}" for k in range(1, sum(mask))]
+    for decompose in (False, True):
+        if decompose:
+            with mps_ext.graph.decompositions():
+                got = torch.ops.aten.convolution_backward(*dev, *args)
+        else:
+            got = torch.ops.aten.convolution_backward(*dev, *args)
+        for e, g, wanted in zip(expected, got, mask):
+            if wanted:
+                torch.testing.assert_close(g.cpu(), e, atol=1e-4, rtol=1e-4)
+            else:
+                assert e is None and g is None
+
+
 def test_fused_region_of_unrelated_shapes_runs_node_by_node():
     # Two casts of differently shaped inputs share a fusion region (the fused
     # LSTM cell in bfloat16 builds this): the region has no common iteration

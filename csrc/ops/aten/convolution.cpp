@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops {
 namespace {
@@ -153,23 +154,60 @@ at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, cons
   return lower(out, c);
 }
 
+// The gradients a convolution's backward asks for (mask: input, weight, bias),
+// in that order. Two or more of a forward convolution's run as one kernel,
+// "aten.convolution_backward" (on the reference runtime ATen's
+// convolution_backward: oneDNN computes them in one call), over these nodes.
+std::vector<GTensor> convolution_gradients(Graph& g, GTensor gy, GTensor x, GTensor w, const graph::ConvParams& p,
+                                           bool transposed, const std::vector<int64_t>& mask) {
+  const graph::Shape x_shape = g.type(x).shape, w_shape = g.type(w).shape;  // copies: adding nodes moves types
+  const int64_t rank = static_cast<int64_t>(g.type(gy).shape.size()), channels = g.type(gy).shape[1];
+  std::vector<GTensor> out;
+  if (mask[0]) out.push_back(transposed ? g.convolution(gy, w, p) : g.convolution_data_gradient(gy, w, x_shape, p));
+  if (mask[1])
+    out.push_back(transposed ? g.convolution_weight_gradient(x, gy, w_shape, p)
+                             : g.convolution_weight_gradient(gy, x, w_shape, p));
+  if (mask[2]) {
+    std::vector<int64_t> axes = {0};
+    for (int64_t d = 2; d < rank; ++d) axes.push_back(d);
+    out.push_back(g.reshape(g.reduce(graph::NodeKind::ReduceSum, gy, axes), {channels}));
+  }
+  return out;
+}
+
+std::vector<at::Tensor> convolution_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                                 const runtime::reference::ResultOutput&) {
+  graph::ConvParams p = graph::conv_params(n);
+  const auto& mask = n.ints_attr("mask");
+  std::vector<int64_t> bias_sizes{in[2].size(0)}, no_padding(p.stride.size(), 0);
+  auto [gi, gw, gb] = at::convolution_backward(in[0], in[1], in[2], bias_sizes, p.stride, p.padding, p.dilation,
+                                               /*transposed=*/false, no_padding, p.groups,
+                                               {mask[0] != 0, mask[1] != 0, mask[2] != 0});
+  std::vector<at::Tensor> out;
+  for (const at::Tensor& t : {gi, gw, gb})
+    if (t.defined()) out.push_back(t);
+  return out;
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.convolution_backward", convolution_backward_cpu);
+
 void build_convolution_backward(Graph& g, const GraphSpec& s) {
   graph::ConvParams p = spec_params(s);
   const bool transposed = s.int_attr("transposed") != 0;
-  const auto& mask = s.ints_attr("mask");
+  const std::vector<int64_t> mask = s.ints_attr("mask");
   GTensor gy = g.placeholder(s.input(0), "grad_output"), x = g.placeholder(s.input(1), "input"),
           w = g.placeholder(s.input(2), "weight");
-  const graph::Shape &x_shape = s.input(1).shape, &w_shape = s.input(2).shape;
-  if (mask[0])
-    g.output(transposed ? g.convolution(gy, w, p) : g.convolution_data_gradient(gy, w, x_shape, p));
-  if (mask[1])
-    g.output(transposed ? g.convolution_weight_gradient(x, gy, w_shape, p)
-                        : g.convolution_weight_gradient(gy, x, w_shape, p));
-  if (mask[2]) {
-    std::vector<int64_t> axes = {0};
-    for (int64_t d = 2; d < s.input(0).rank(); ++d) axes.push_back(d);
-    g.output(g.reshape(g.reduce(graph::NodeKind::ReduceSum, gy, axes), {s.input(0).shape[1]}));
+  std::vector<GTensor> grads;
+  if (!transposed && mask[0] + mask[1] + mask[2] >= 2) {
+    graph::Attrs attrs{{"stride", p.stride}, {"padding", p.padding}, {"dilation", p.dilation},
+                       {"groups", p.groups}, {"mask", mask}};
+    grads = g.kernels("aten.convolution_backward", {gy, x, w}, attrs,
+                      [p, mask](Graph& d, const std::vector<GTensor>& in) {
+                        return convolution_gradients(d, in[0], in[1], in[2], p, false, mask);
+                      });
+  } else {
+    grads = convolution_gradients(g, gy, x, w, p, transposed, mask);
   }
+  for (GTensor t : grads) g.output(t);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
