@@ -320,6 +320,27 @@ def test_foreach_inplace_lists_match_the_per_element_loop(case):
         torch.testing.assert_close(d.cpu(), c, atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("k", [2, 3, 0.5, -0.5, -1, -2, 1.7])
+def test_pow_by_a_scalar_matches_torch_bit_for_bit(k):
+    # ATen's pow(Tensor, Scalar) computes these exponents as exact cheaper math
+    # (x.square() is pow(x, 2)); the fused interpreter takes the same shortcuts.
+    x = torch.rand(1000) * 4 + 0.25
+    expected = x.pow(k)
+    got = x.to(DEV).pow(k).cpu()
+    if k in (1.7, 0.5, -0.5):  # pow, sqrt: ATen may call MKL's vector math, differing in the last place
+        torch.testing.assert_close(got, expected)
+    else:  # pure arithmetic: the same roundings
+        assert torch.equal(got, expected)
+
+
+def test_python_float_operand_computes_in_the_tensor_dtype():
+    # A Python float is a 0-d float64 operand: it must not turn a float32 op
+    # into float64 math (rounding would then differ from torch's).
+    x = torch.randn(4096)
+    for fn in (lambda t: t * 0.1, lambda t: t + 1 / 3, lambda t: t / 7.3, lambda t: t.square()):
+        assert torch.equal(fn(x.to(DEV)).cpu(), fn(x))
+
+
 def test_foreach_list_runs_as_one_graph():
     ts = [rnd(4).to(DEV), rnd(2, 3).to(DEV), rnd(5).to(DEV)]
     keys = [k for k, _, _ in mps_ext.graph.capture(lambda: torch._foreach_mul_(ts, 2.0))]

@@ -315,7 +315,9 @@ class Interpreter {
       case NodeKind::Minimum:
         if (in.inner == NodeKind::Maximum) return clamp(m, d, a, operand(in.src[2]).v, b.v, /*max_first=*/true);
         return map2([](Vec x, Vec y) { return at::vec::minimum(x, y); }, m, d, a, b);
-      case NodeKind::Power: return map2([](Vec x, Vec y) { return x.pow(y); }, m, d, a, b);
+      case NodeKind::Power:
+        if (b.uniform) return power_by(m, d, a, b.v);
+        return map2([](Vec x, Vec y) { return x.pow(y); }, m, d, a, b);
       case NodeKind::LogicalAnd: return map2([](Vec x, Vec y) { return x & y; }, m, d, a, b);
       case NodeKind::LogicalOr: return map2([](Vec x, Vec y) { return x | y; }, m, d, a, b);
       case NodeKind::Equal: return map2([](Vec x, Vec y) { return x == y; }, m, d, a, b);
@@ -341,6 +343,22 @@ class Interpreter {
       }
       default: return;  // the planner admits only the kinds above
     }
+  }
+
+  // x ** e for one exponent: the exponents ATen's pow(Tensor, Scalar) turns
+  // into cheaper exact math take the same shortcut (x.square() is pow(x, 2)).
+  void power_by(int64_t m, T* d, const Operand<T>& x, Vec e) {
+    T first[Vec::size()];
+    e.store(first);
+    const T k = first[0];
+    const Vec one(T(1));
+    if (k == T(2)) return map1([](Vec v) { return v * v; }, m, d, x);
+    if (k == T(3)) return map1([](Vec v) { return v * v * v; }, m, d, x);
+    if (k == T(0.5)) return map1([](Vec v) { return v.sqrt(); }, m, d, x);
+    if (k == T(-0.5)) return map1([](Vec v) { return v.rsqrt(); }, m, d, x);
+    if (k == T(-1)) return map1([](Vec v) { return v.reciprocal(); }, m, d, x);
+    if (k == T(-2)) return map1([one](Vec v) { return one / (v * v); }, m, d, x);
+    return map1([e](Vec v) { return v.pow(e); }, m, d, x);
   }
 
   // max(min(x, first), second), or min(max(x, first), second); NaN propagates.

@@ -47,16 +47,19 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
                              const std::vector<std::vector<int>>& users) {
   FusedProgram p;
   std::vector<int> reg(g.nodes().size(), -1);
-  auto add_reg = [&](int value) {
+  auto add_reg = [&](int value, bool forces_double = true) {
     reg[value] = p.num_regs++;
     p.reg_dtype.push_back(g.node(value).type.dtype);
     p.reg_uniform.push_back(uniform[value]);
-    p.compute_double |= g.node(value).type.dtype == DType::Float64;
+    p.compute_double |= forces_double && g.node(value).type.dtype == DType::Float64;
     return reg[value];
   };
   int operand = static_cast<int>(r.outputs.size());
   for (int v : r.inputs) {
-    add_reg(v);
+    // A uniform float64 input (a Python float as a 0-d tensor, cast inside
+    // the region) is one value: it does not make the region compute in
+    // double; float64 math on it is an instruction, which does.
+    add_reg(v, /*forces_double=*/!uniform[v]);
     p.input_operand.push_back(uniform[v] ? -1 : operand++);
   }
   p.num_inputs = p.num_regs;
