@@ -352,6 +352,8 @@ class Interpreter {
     e.store(first);
     const T k = first[0];
     const Vec one(T(1));
+    if (k == T(1)) return map1([](Vec v) { return v; }, m, d, x);  // square's backward: 2 * x ** 1
+    if (k == T(0)) return map1([one](Vec) { return one; }, m, d, x);  // NaN ** 0 is 1 too
     if (k == T(2)) return map1([](Vec v) { return v * v; }, m, d, x);
     if (k == T(3)) return map1([](Vec v) { return v * v * v; }, m, d, x);
     if (k == T(0.5)) return map1([](Vec v) { return v.sqrt(); }, m, d, x);
