@@ -137,6 +137,30 @@ def test_convolution_backward_is_one_kernel_matching_its_decomposition(mask, gro
                 assert e is None and g is None
 
 
+@pytest.mark.parametrize("case", ["2d", "3d"])
+def test_conv_transpose_with_output_padding_beyond_the_stride(case):
+    # output_padding may reach the dilation: the forward convolution of the
+    # result is then larger than the transposed input (its extra positions
+    # carry zero gradient), which the graph pads and cuts back.
+    torch.manual_seed(0)
+    if case == "2d":
+        x, w, f = torch.randn(2, 2, 4, 4), torch.randn(2, 2, 4, 5), F.conv_transpose2d
+        kw = dict(stride=(3, 2), padding=(1, 2), output_padding=(2, 3), groups=2, dilation=(4, 4))
+    else:
+        x, w, f = torch.randn(1, 2, 3, 3, 3), torch.randn(2, 1, 2, 2, 2), F.conv_transpose3d
+        kw = dict(stride=1, padding=0, output_padding=1, groups=1, dilation=2)
+    b = torch.randn(w.shape[1] * kw["groups"])
+    cpu = [t.clone().requires_grad_() for t in (x, w, b)]
+    dev = [t.to(DEV).requires_grad_() for t in (x, w, b)]
+    yc, yd = f(*cpu, **kw), f(*dev, **kw)
+    seed = torch.randn_like(yc)
+    yc.backward(seed)
+    yd.backward(seed.to(DEV))
+    torch.testing.assert_close(yd.cpu(), yc, atol=1e-5, rtol=1e-5)
+    for c, d in zip(cpu, dev):
+        torch.testing.assert_close(d.grad.cpu(), c.grad, atol=1e-4, rtol=1e-4)
+
+
 def test_fused_region_of_unrelated_shapes_runs_node_by_node():
     # Two casts of differently shaped inputs share a fusion region (the fused
     # LSTM cell in bfloat16 builds this): the region has no common iteration

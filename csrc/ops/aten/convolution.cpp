@@ -100,6 +100,24 @@ GTensor add_bias(Graph& g, GTensor y, GTensor bias, int64_t rank) {
   return g.add(y, g.reshape(bias, s));
 }
 
+// A transposed convolution is the data gradient of the forward convolution
+// of its output. With output_padding >= stride (allowed below the dilation)
+// that forward convolution's output is larger than the transposed input:
+// the missing positions hold zero gradient. Pads x (the transposed input, or
+// the forward output in the weight gradient) with zeros to that size.
+GTensor pad_to_forward_output(Graph& g, GTensor x, const graph::Shape& out_shape, const graph::Shape& w_shape,
+                              const graph::ConvParams& p) {
+  for (size_t i = 0; i < p.stride.size(); ++i) {
+    const graph::Shape shape = g.type(x).shape;  // a copy: adding nodes moves types
+    int64_t full = (out_shape[i + 2] + 2 * p.padding[i] - p.dilation[i] * (w_shape[i + 2] - 1) - 1) / p.stride[i] + 1;
+    if (full <= shape[i + 2]) continue;
+    graph::Shape zeros = shape;
+    zeros[i + 2] = full - shape[i + 2];
+    x = g.concat({x, g.constant(0, g.type(x).dtype, zeros)}, static_cast<int64_t>(i) + 2);
+  }
+  return x;
+}
+
 void build_convolution(Graph& g, const GraphSpec& s) {
   graph::ConvParams p = spec_params(s);
   GTensor x = g.placeholder(s.input(0), "input"), w = g.placeholder(s.input(1), "weight");
@@ -108,7 +126,8 @@ void build_convolution(Graph& g, const GraphSpec& s) {
     g.output(has_bias ? g.convolution(x, w, g.placeholder(s.input(2), "bias"), p) : g.convolution(x, w, p));
     return;
   }
-  GTensor y = g.convolution_data_gradient(x, w, s.ints_attr("output_shape"), p);
+  const auto& out_shape = s.ints_attr("output_shape");
+  GTensor y = g.convolution_data_gradient(pad_to_forward_output(g, x, out_shape, s.input(1).shape, p), w, out_shape, p);
   if (has_bias) y = add_bias(g, y, g.placeholder(s.input(2), "bias"), s.input(0).rank());
   g.output(y);
 }
@@ -163,10 +182,22 @@ std::vector<GTensor> convolution_gradients(Graph& g, GTensor gy, GTensor x, GTen
   const graph::Shape x_shape = g.type(x).shape, w_shape = g.type(w).shape;  // copies: adding nodes moves types
   const int64_t rank = static_cast<int64_t>(g.type(gy).shape.size()), channels = g.type(gy).shape[1];
   std::vector<GTensor> out;
-  if (mask[0]) out.push_back(transposed ? g.convolution(gy, w, p) : g.convolution_data_gradient(gy, w, x_shape, p));
-  if (mask[1])
-    out.push_back(transposed ? g.convolution_weight_gradient(x, gy, w_shape, p)
-                             : g.convolution_weight_gradient(gy, x, w_shape, p));
+  if (transposed) {  // x is the transposed convolution's input: the forward output role
+    if (mask[0]) {  // the forward convolution of gy, cut back to x's size (see pad_to_forward_output)
+      GTensor dx = g.convolution(gy, w, p);
+      graph::Shape full = g.type(dx).shape;
+      if (full != x_shape) dx = g.slice(dx, std::vector<int64_t>(x_shape.size(), 0), x_shape,
+                                        std::vector<int64_t>(x_shape.size(), 1));
+      out.push_back(dx);
+    }
+    if (mask[1]) {
+      const graph::Shape gy_shape = g.type(gy).shape;
+      out.push_back(g.convolution_weight_gradient(pad_to_forward_output(g, x, gy_shape, w_shape, p), gy, w_shape, p));
+    }
+  } else {
+    if (mask[0]) out.push_back(g.convolution_data_gradient(gy, w, x_shape, p));
+    if (mask[1]) out.push_back(g.convolution_weight_gradient(gy, x, w_shape, p));
+  }
   if (mask[2]) {
     std::vector<int64_t> axes = {0};
     for (int64_t d = 2; d < rank; ++d) axes.push_back(d);
