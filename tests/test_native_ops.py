@@ -342,6 +342,37 @@ def test_python_float_operand_computes_in_the_tensor_dtype():
         assert torch.equal(fn(x.to(DEV)).cpu(), fn(x))
 
 
+LAYOUTS = {
+    "row_view": lambda a, b: (a[:, 8:16], b[:, :8]),           # an LSTM gate's chunk: rows of a wider tensor
+    "inner_stride": lambda a, b: (a[:, ::2], b[:, 1::2]),
+    "transposed": lambda a, b: (a[:8, :8].t(), b[:8, :8]),
+    "bias_row": lambda a, b: (a, b[0]),                          # [N, C] + [C]
+    "column": lambda a, b: (a, b[:, :1]),                        # [N, C] * [N, 1]
+    "outer": lambda a, b: (a[:, :1], b[:1]),                     # [N, 1] + [1, C]
+    "expanded_3d": lambda a, b: (a.reshape(4, 6, 16), b[0].reshape(1, 1, 16)),
+    "permuted_3d": lambda a, b: (a.reshape(4, 6, 16).permute(2, 0, 1), b.reshape(4, 6, 16).permute(2, 0, 1)),
+    "channel_bias_4d": lambda a, b: (a.reshape(2, 3, 4, 16), b[0, :3].reshape(1, 3, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_elementwise_over_strided_and_broadcast_layouts(layout):
+    # The fused interpreter runs strided/broadcast operands that coalesce to
+    # two dims without TensorIterator; others through it. Same bits as torch.
+    a, b = rnd(24, 16), rnd(24, 16)
+    x, y = LAYOUTS[layout](a, b)
+    xd, yd = LAYOUTS[layout](a.to(DEV), b.to(DEV))
+    for fn in (lambda s, t: s + t, lambda s, t: s * t - 0.5, lambda s, t: torch.where(s > t, s, t * 2),
+               lambda s, t: torch.sigmoid(s) * torch.tanh(t)):
+        before = fallbacks()
+        got = fn(xd, yd)
+        assert fallbacks() == before
+        torch.testing.assert_close(got.cpu(), fn(x, y), atol=1e-6, rtol=1e-6)
+    out = torch.empty(0, device=DEV)
+    torch.add(xd, yd, out=out)
+    assert torch.equal(out.cpu(), x + y)
+
+
 def test_foreach_list_runs_as_one_graph():
     ts = [rnd(4).to(DEV), rnd(2, 3).to(DEV), rnd(5).to(DEV)]
     keys = [k for k, _, _ in mps_ext.graph.capture(lambda: torch._foreach_mul_(ts, 2.0))]

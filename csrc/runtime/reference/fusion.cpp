@@ -266,6 +266,58 @@ bool broadcast_into(at::DimVector& space, at::IntArrayRef s) {
 
 using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
 KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
+
+// Operands (outputs, then streamed inputs) whose strides over `space`
+// coalesce to at most two dims -- a strided row view (an LSTM gate's chunk),
+// a broadcast row or column -- run as rows of a 2-D loop split across
+// threads, without TensorIterator's set-up. False (nothing run) otherwise.
+bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space, const std::vector<const at::Tensor*>& ops,
+               const double* uniform_values) {
+  const size_t n_ops = ops.size();
+  const int64_t rank = static_cast<int64_t>(space.size());
+  // dims, innermost first: size and per-operand byte strides
+  c10::SmallVector<int64_t, 4> sizes;
+  c10::SmallVector<c10::SmallVector<int64_t, 8>, 4> strides;
+  for (int64_t d = rank - 1; d >= 0; --d) {
+    if (space[d] == 1) continue;
+    c10::SmallVector<int64_t, 8> st(n_ops);
+    for (size_t k = 0; k < n_ops; ++k) {
+      const at::Tensor& t = *ops[k];
+      int64_t td = d - (rank - t.dim());
+      st[k] = td < 0 || t.size(td) == 1 ? 0 : t.stride(td) * static_cast<int64_t>(t.element_size());
+    }
+    if (!sizes.empty()) {
+      bool merges = true;
+      for (size_t k = 0; k < n_ops && merges; ++k) merges = st[k] == strides.back()[k] * sizes.back();
+      if (merges) {
+        sizes.back() *= space[d];
+        continue;
+      }
+    }
+    if (sizes.size() == 2) return false;
+    sizes.push_back(space[d]);
+    strides.push_back(std::move(st));
+  }
+  if (sizes.empty()) return false;  // a single element: the flat path's job
+  const int64_t n = sizes[0], rows = sizes.size() == 2 ? sizes[1] : 1;
+  c10::SmallVector<char*, 8> base(n_ops);
+  for (size_t k = 0; k < n_ops; ++k) base[k] = static_cast<char*>(const_cast<void*>(ops[k]->const_data_ptr()));
+  if (rows == 1) {  // one strided run: split it
+    at::parallel_for(0, n, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+      c10::SmallVector<char*, 8> ptrs(n_ops);
+      for (size_t k = 0; k < n_ops; ++k) ptrs[k] = base[k] + begin * strides[0][k];
+      kernel(p, FusedRun{ptrs.data(), strides[0].data(), end - begin, uniform_values});
+    });
+    return true;
+  }
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / n);
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    c10::SmallVector<char*, 8> ptrs(n_ops);
+    for (size_t k = 0; k < n_ops; ++k) ptrs[k] = base[k] + begin * strides[1][k];
+    kernel(p, FusedRun{ptrs.data(), strides[0].data(), n, uniform_values, end - begin, strides[1].data()});
+  });
+  return true;
+}
 }  // namespace
 
 bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOutput& new_output) {
@@ -312,6 +364,14 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOu
       for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
       kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
     });
+  } else if (c10::multiply_integers(space) > 0 && [&] {
+               std::vector<const at::Tensor*> ops;
+               for (const at::Tensor& o : outs) ops.push_back(&o);
+               for (int i = 0; i < p.num_inputs; ++i)
+                 if (!p.reg_uniform[i]) ops.push_back(&env[r.inputs[i]]);
+               return run_two_d(kernel, p, space, ops, uniform_values.data());
+             }()) {
+    // done: strided or broadcast operands that coalesce to two dims
   } else {
     // Broadcasting or strided inputs: TensorIterator supplies the strides.
     at::TensorIteratorConfig config;
