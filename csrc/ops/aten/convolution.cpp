@@ -12,7 +12,6 @@
 #include <torch/library.h>
 
 #include "ops/op_utils.h"
-#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops {
 namespace {
@@ -175,8 +174,8 @@ at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, cons
 
 // The gradients a convolution's backward asks for (mask: input, weight, bias),
 // in that order. Two or more of a forward convolution's run as one kernel,
-// "aten.convolution_backward" (on the reference runtime ATen's
-// convolution_backward: oneDNN computes them in one call), over these nodes.
+// "aten.convolution_backward" (its reference kernel, in convolution_nodes.cpp,
+// is ATen's convolution_backward: one oneDNN pass), over these nodes.
 std::vector<GTensor> convolution_gradients(Graph& g, GTensor gy, GTensor x, GTensor w, const graph::ConvParams& p,
                                            bool transposed, const std::vector<int64_t>& mask) {
   const graph::Shape x_shape = g.type(x).shape, w_shape = g.type(w).shape;  // copies: adding nodes moves types
@@ -205,21 +204,6 @@ std::vector<GTensor> convolution_gradients(Graph& g, GTensor gy, GTensor x, GTen
   }
   return out;
 }
-
-std::vector<at::Tensor> convolution_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
-                                                 const runtime::reference::ResultOutput&) {
-  graph::ConvParams p = graph::conv_params(n);
-  const auto& mask = n.ints_attr("mask");
-  std::vector<int64_t> bias_sizes{in[2].size(0)}, no_padding(p.stride.size(), 0);
-  auto [gi, gw, gb] = at::convolution_backward(in[0], in[1], in[2], bias_sizes, p.stride, p.padding, p.dilation,
-                                               /*transposed=*/false, no_padding, p.groups,
-                                               {mask[0] != 0, mask[1] != 0, mask[2] != 0});
-  std::vector<at::Tensor> out;
-  for (const at::Tensor& t : {gi, gw, gb})
-    if (t.defined()) out.push_back(t);
-  return out;
-}
-MPS_EXT_REFERENCE_MULTI_KERNEL("aten.convolution_backward", convolution_backward_cpu);
 
 void build_convolution_backward(Graph& g, const GraphSpec& s) {
   graph::ConvParams p = spec_params(s);
