@@ -271,8 +271,19 @@ KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 // coalesce to at most two dims -- a strided row view (an LSTM gate's chunk),
 // a broadcast row or column -- run as rows of a 2-D loop split across
 // threads, without TensorIterator's set-up. False (nothing run) otherwise.
-bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space, const std::vector<const at::Tensor*>& ops,
-               const double* uniform_values) {
+// The iterator's operand order: outputs, then the streamed (non-uniform) inputs.
+c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, const std::vector<at::Tensor>& outs,
+                                                         const std::vector<at::Tensor>& env) {
+  c10::SmallVector<const at::Tensor*, 8> ops;
+  for (const at::Tensor& o : outs) ops.push_back(&o);
+  for (size_t i = 0; i < r.inputs.size(); ++i)
+    if (!r.program.reg_uniform[i]) ops.push_back(&env[r.inputs[i]]);
+  return ops;
+}
+
+bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space,
+               const c10::SmallVector<const at::Tensor*, 8>& ops, const double* uniform_values) {
+  if (c10::multiply_integers(space) == 0) return false;
   const size_t n_ops = ops.size();
   const int64_t rank = static_cast<int64_t>(space.size());
   // dims, innermost first: size and per-operand byte strides
@@ -348,38 +359,28 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOu
     else flat = flat && t.is_contiguous() && t.sizes() == at::IntArrayRef(space);
   }
 
+  const auto ops = streamed_operands(r, outs, env);
   if (flat) {
     // One flat range split across threads: no TensorIterator on the common path.
     c10::SmallVector<char*, 8> base;
     c10::SmallVector<int64_t, 8> strides;
-    auto add = [&](const at::Tensor& t) {
-      base.push_back(static_cast<char*>(const_cast<void*>(t.const_data_ptr())));
-      strides.push_back(t.element_size());
-    };
-    for (const at::Tensor& o : outs) add(o);
-    for (int i = 0; i < p.num_inputs; ++i)
-      if (!p.reg_uniform[i]) add(env[r.inputs[i]]);
+    for (const at::Tensor* t : ops) {
+      base.push_back(static_cast<char*>(const_cast<void*>(t->const_data_ptr())));
+      strides.push_back(t->element_size());
+    }
     at::parallel_for(0, c10::multiply_integers(space), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
       c10::SmallVector<char*, 8> ptrs(base.size());
       for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
       kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
     });
-  } else if (c10::multiply_integers(space) > 0 && [&] {
-               std::vector<const at::Tensor*> ops;
-               for (const at::Tensor& o : outs) ops.push_back(&o);
-               for (int i = 0; i < p.num_inputs; ++i)
-                 if (!p.reg_uniform[i]) ops.push_back(&env[r.inputs[i]]);
-               return run_two_d(kernel, p, space, ops, uniform_values.data());
-             }()) {
+  } else if (run_two_d(kernel, p, space, ops, uniform_values.data())) {
     // done: strided or broadcast operands that coalesce to two dims
   } else {
     // Broadcasting or strided inputs: TensorIterator supplies the strides.
     at::TensorIteratorConfig config;
     config.check_all_same_dtype(false).resize_outputs(false).enforce_safe_casting_to_output(false);
     c10::SmallVector<at::Tensor, 8> host;  // CPU views of device tensors (on_host): TensorIterator checks devices
-    for (const at::Tensor& o : outs) host.push_back(on_host(o));
-    for (int i = 0; i < p.num_inputs; ++i)
-      if (!p.reg_uniform[i]) host.push_back(on_host(env[r.inputs[i]]));
+    for (const at::Tensor* t : ops) host.push_back(on_host(*t));
     for (size_t k = 0; k < host.size(); ++k) {
       if (k < outs.size()) config.add_output(host[k]);
       else config.add_const_input(host[k]);
