@@ -113,13 +113,7 @@ class ReferenceExecutable final : public Executable {
         groups_(group_multi_kernels(*graph_)),
         output_index_(graph_->nodes().size(), -1) {
     for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
-    // Graph outputs of static type whose kind evaluates into given memory.
-    into_.assign(graph_->nodes().size(), nullptr);
-    for (size_t id = 0; id < graph_->nodes().size(); ++id) {
-      const graph::Node& n = graph_->nodes()[id];
-      bool static_shape = std::all_of(n.type.shape.begin(), n.type.shape.end(), [](int64_t d) { return d >= 0; });
-      if (output_index_[id] >= 0 && static_shape) into_[id] = find_node_eval_into(n.kind);
-    }
+    find_evaluations_into_outputs();
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
       if (graph_->nodes()[id].kind == NodeKind::Kernel && groups_.group[id] < 0)
@@ -227,6 +221,32 @@ class ReferenceExecutable final : public Executable {
     }
   }
 
+  // Nodes whose kind evaluates into given memory and whose value is a graph
+  // output, directly or through reshapes that each are its only use (a
+  // reduction's kept dims dropped): into_[node] is that evaluation and
+  // into_output_[node] the output node whose memory it writes.
+  void find_evaluations_into_outputs() {
+    const auto& nodes = graph_->nodes();
+    std::vector<int> uses(nodes.size());
+    for (const auto& n : nodes)
+      for (int in : n.inputs) ++uses[in];
+    into_.assign(nodes.size(), nullptr);
+    into_output_.assign(nodes.size(), -1);
+    auto is_static = [](const graph::Node& n) {
+      return std::all_of(n.type.shape.begin(), n.type.shape.end(), [](int64_t d) { return d >= 0; });
+    };
+    for (int out : graph_->outputs()) {
+      int id = out;
+      while (nodes[id].kind == NodeKind::Reshape && is_static(nodes[out]) && uses[nodes[id].inputs[0]] == 1 &&
+             output_index_[nodes[id].inputs[0]] < 0)
+        id = nodes[id].inputs[0];
+      NodeEvalInto into = find_node_eval_into(nodes[id].kind);
+      if (!into || graph::is_input(nodes[id].kind) || into_output_[id] >= 0) continue;
+      into_[id] = into;
+      into_output_[id] = out;
+    }
+  }
+
   void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output, std::vector<char>& group_done) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
@@ -247,9 +267,12 @@ class ReferenceExecutable final : public Executable {
         return;
       default:
         if (into_[id]) {  // a graph output ATen can write in place
-          at::Tensor out = on_host(new_output(id, n.type.shape, to_scalar_type(n.type.dtype)));
-          into_[id](n, args, out);
-          env[id] = out;
+          const int out = into_output_[id];
+          const graph::Node& o = graph_->node(out);
+          env[id] = into_[id](n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) {
+            if (out == id) return on_host(new_output(id, sizes, dtype));
+            return on_host(new_output(out, o.type.shape, dtype)).view(sizes);  // through the reshapes
+          });
           return;
         }
         env[id] = eval_node(n, args);
@@ -280,7 +303,8 @@ class ReferenceExecutable final : public Executable {
   std::vector<CpuKernel> kernels_;  // node id -> its CPU kernel (single-result kernel nodes only)
   KernelGroups groups_;
   std::vector<int> output_index_;  // node id -> graph output index, or -1
-  std::vector<NodeEvalInto> into_;  // node id -> its evaluation into the output's memory, if it has one
+  std::vector<NodeEvalInto> into_;  // node id -> its evaluation into an output's memory, if it has one
+  std::vector<int> into_output_;    // node id -> the output node whose memory that is
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
 };

@@ -94,6 +94,68 @@ at::Tensor reduce(NodeKind kind, const at::Tensor& x, std::vector<int64_t> axes)
 
 at::Tensor eval_reduce(const Node& n, const Args& a) { return reduce(n.kind, a[0], n.ints_attr("axes")); }
 
+at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output) {
+  const at::Tensor& x = a[0];
+  std::vector<int64_t> axes = x.dim() == 0 ? std::vector<int64_t>{} : n.ints_attr("axes");
+  c10::SmallVector<int64_t, 6> shape(x.sizes().begin(), x.sizes().end());
+  for (int64_t ax : axes) shape[ax] = 1;
+  at::Tensor out = new_output(shape, x.scalar_type());
+  switch (n.kind) {
+    case NodeKind::ReduceSum: at::sum_out(out, x, axes, /*keepdim=*/true); break;
+    case NodeKind::ReduceMax: at::amax_out(out, x, axes, true); break;
+    case NodeKind::ReduceMin: at::amin_out(out, x, axes, true); break;
+    case NodeKind::ReduceMean: at::mean_out(out, x, axes, true); break;
+    default: out.copy_(reduce(n.kind, x, std::move(axes)));
+  }
+  return out;
+}
+
+// ATen's 2-D and batched kernels directly: at::matmul's shape dispatch costs
+// as much as a small product.
+at::Tensor matmul(const Args& a) {
+  if (a[0].dim() == 2 && a[1].dim() == 2) return at::mm(a[0], a[1]);
+  if (a[0].dim() == 3 && a[1].dim() == 3 && a[0].size(0) == a[1].size(0)) return at::bmm(a[0], a[1]);
+  return at::matmul(a[0], a[1]);
+}
+
+at::Tensor matmul_into(const Node&, const Args& a, const NewOutput& new_output) {
+  const at::Tensor &x = a[0], &y = a[1];
+  std::vector<int64_t> shape = at::infer_size(x.sizes().slice(0, x.dim() - 2), y.sizes().slice(0, y.dim() - 2));
+  shape.push_back(x.size(-2));
+  shape.push_back(y.size(-1));
+  at::Tensor out = new_output(shape, x.scalar_type());
+  if (x.dim() == 2 && y.dim() == 2) at::mm_out(out, x, y);
+  else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::bmm_out(out, x, y);
+  else at::matmul_out(out, x, y);
+  return out;
+}
+
+at::Tensor concat_into(const Node& n, const Args& a, const NewOutput& new_output) {
+  const int64_t axis = n.int_attr("axis");
+  c10::SmallVector<int64_t, 6> shape(a[0].sizes().begin(), a[0].sizes().end());
+  shape[axis] = 0;
+  for (const at::Tensor& t : a) shape[axis] += t.size(axis);
+  at::Tensor out = new_output(shape, a[0].scalar_type());
+  at::cat_out(out, a, axis);
+  return out;
+}
+
+// One value everywhere (fill_, zeros, full): a fill, not a strided copy.
+at::Tensor broadcast_into(const Node& n, const Args& a, const NewOutput& new_output) {
+  at::Tensor value = a[0].expand(n.ints_attr("shape"));
+  at::Tensor out = new_output(value.sizes(), value.scalar_type());
+  if (a[0].numel() == 1) out.fill_(a[0].reshape({}));
+  else out.copy_(value);
+  return out;
+}
+
+// Results that are another value's elements in a new layout or dtype.
+at::Tensor copy_into(const Node& n, const at::Tensor& value, const NewOutput& new_output) {
+  at::Tensor out = new_output(value.sizes(), to_scalar_type(n.type.dtype));
+  out.copy_(value);
+  return out;
+}
+
 at::Tensor eval_slice(const Node& n, const Args& a) {
   const auto& starts = n.ints_attr("starts");
   const auto& ends = n.ints_attr("ends");
@@ -143,6 +205,12 @@ MPS_EXT_NODE_EVAL(Slice, eval_slice);
 EVAL(SliceUpdate, slice_update(n, a[0].clone(), a));
 EVAL(Concat, at::cat(a, n.int_attr("axis")));
 EVAL(Broadcast, a[0].expand(n.ints_attr("shape")));
+MPS_EXT_NODE_EVAL_INTO(Broadcast, broadcast_into);
+MPS_EXT_NODE_EVAL_INTO(Concat, concat_into);
+MPS_EXT_NODE_EVAL_INTO(Cast, [](const Node& n, const Args& a, const NewOutput& out) { return copy_into(n, a[0], out); });
+MPS_EXT_NODE_EVAL_INTO(Transpose, [](const Node& n, const Args& a, const NewOutput& out) {
+  return copy_into(n, a[0].permute(n.ints_attr("perm")), out);
+});
 EVAL(Identity, a[0]);
 EVAL(Abs, at::abs(a[0]));
 EVAL(Negative, at::neg(a[0]));
@@ -190,11 +258,13 @@ EVAL(Greater, at::gt(a[0], a[1]));
 EVAL(GreaterEqual, at::ge(a[0], a[1]));
 EVAL(Select, at::where(a[0], a[1], a[2]));
 #define MPS_EXT_NODE(kind, name)
-#define MPS_EXT_REDUCE(kind, name) MPS_EXT_NODE_EVAL(kind, eval_reduce);
+#define MPS_EXT_REDUCE(kind, name) \
+  MPS_EXT_NODE_EVAL(kind, eval_reduce);  \
+  MPS_EXT_NODE_EVAL_INTO(kind, reduce_into);
 #include "graph/node_kinds.def"
 EVAL(Softmax, at::softmax(a[0], n.int_attr("axis")));
-EVAL(MatMul, at::matmul(a[0], a[1]));
-MPS_EXT_NODE_EVAL_INTO(MatMul, [](const Node&, const Args& a, at::Tensor& out) { at::matmul_out(out, a[0], a[1]); });
+EVAL(MatMul, matmul(a));
+MPS_EXT_NODE_EVAL_INTO(MatMul, matmul_into);
 MPS_EXT_NODE_EVAL(RandomUniform, eval_random_uniform);
 MPS_EXT_NODE_EVAL(Iota, eval_iota);
 #undef EVAL

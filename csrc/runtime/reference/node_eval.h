@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "graph/graph.h"
+#include "runtime/reference/kernels.h"
 #include "runtime/runtime.h"
 
 namespace mps_ext::runtime::reference {
@@ -18,10 +19,14 @@ using NodeEval = at::Tensor (*)(const graph::Node& node, const std::vector<at::T
 bool register_node_eval(graph::NodeKind kind, NodeEval eval);
 bool has_node_eval(graph::NodeKind kind);
 
-// Optional second form of a kind's evaluation: into `out` (the node's type,
-// device memory when the node is a graph output), so ATen writes the result
-// where the caller reads it instead of into fresh memory that is then copied.
-using NodeEvalInto = void (*)(const graph::Node& node, const std::vector<at::Tensor>& args, at::Tensor& out);
+// Optional second form of a kind's evaluation, for a node whose result is a
+// graph output (directly or through reshapes): it takes the memory for its
+// result from `new_output` (device memory or the caller's out= tensor, viewed
+// with the sizes asked for) so ATen writes the result where the caller reads
+// it instead of into fresh memory that is then copied. Same form as a kernel
+// node's CpuKernel; returns the tensor new_output gave, filled.
+using NodeEvalInto = at::Tensor (*)(const graph::Node& node, const std::vector<at::Tensor>& args,
+                                    const NewOutput& new_output);
 bool register_node_eval_into(graph::NodeKind kind, NodeEvalInto eval);
 NodeEvalInto find_node_eval_into(graph::NodeKind kind);  // nullptr when the kind has none
 
