@@ -316,17 +316,51 @@ at::Tensor cumsum(const at::Tensor& self, int64_t dim, std::optional<at::ScalarT
 
 // --- matmul family ----------------------------------------------------------------
 // attrs: op (mm|addmm), alpha, beta. Inputs (a, b[, c]).
+// beta * c + alpha * (a @ b), c broadcast to the product's shape.
+G addmm_decomposition(Graph& g, G c, G a, G b, double alpha, double beta) {
+  G y = g.matmul(a, b);
+  if (alpha != 1) y = g.mul(y, k(g, alpha, y));
+  if (beta != 0) y = g.add(beta == 1 ? c : g.mul(c, k(g, beta, c)), y);
+  return y;
+}
+
+// addmm / baddbmm in the tensors' own float dtype: one ATen call on the
+// reference runtime (one GEMM with beta, as torch on the CPU), instead of a
+// product into fresh memory and an add.
+at::Tensor addmm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                     const runtime::reference::NewOutput& new_output) {
+  const at::Tensor &c = in[0], &a = in[1], &b = in[2];
+  const double alpha = n.float_attr("alpha"), beta = n.float_attr("beta");
+  if (a.dim() == 2) {
+    at::Tensor out = new_output({a.size(0), b.size(1)}, a.scalar_type());
+    return at::addmm_out(out, c, a, b, beta, alpha);
+  }
+  at::Tensor out = new_output({a.size(0), a.size(1), b.size(2)}, a.scalar_type());
+  return at::baddbmm_out(out, c, a, b, beta, alpha);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.addmm", addmm_cpu);
+
 void build_matmul(Graph& g, const GraphSpec& s) {
   G a = g.placeholder(s.input(0), "a");
   G b = g.placeholder(s.input(1), "b");
   DType compute = attr_dtype(s, "compute");
-  G y = g.matmul(cast_to(g, a, compute), cast_to(g, b, compute));
-  if (s.num_inputs() == 3) {
-    G c = cast_to(g, g.placeholder(s.input(2), "self"), compute);
-    double alpha = s.float_attr("alpha"), beta = s.float_attr("beta");
-    if (alpha != 1) y = g.mul(y, k(g, alpha, y));
-    if (beta != 0) y = g.add(beta == 1 ? c : g.mul(c, k(g, beta, c)), y);
+  if (s.num_inputs() == 2) {
+    g.output(cast_to(g, g.matmul(cast_to(g, a, compute), cast_to(g, b, compute)), g.type(a).dtype));
+    return;
   }
+  G c = g.placeholder(s.input(2), "self");
+  double alpha = s.float_attr("alpha"), beta = s.float_attr("beta");
+  const auto& sa = s.input(0).shape;
+  const auto& sb = s.input(1).shape;
+  bool batched_alike = sa.size() == 3 && sb.size() == 3 && sa[0] == sb[0] && sa[0] != graph::kDynamic;
+  if (g.type(a).dtype == compute && (sa.size() == 2 || batched_alike)) {
+    g.output(g.kernel("aten.addmm", {c, a, b}, {{"alpha", alpha}, {"beta", beta}},
+                      [alpha, beta](Graph& d, const std::vector<G>& in) {
+                        return addmm_decomposition(d, in[0], in[1], in[2], alpha, beta);
+                      }));
+    return;
+  }
+  G y = addmm_decomposition(g, cast_to(g, c, compute), cast_to(g, a, compute), cast_to(g, b, compute), alpha, beta);
   g.output(cast_to(g, y, g.type(a).dtype));
 }
 

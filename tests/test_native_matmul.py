@@ -1,0 +1,109 @@
+"""addmm-family kernel nodes and results written in place on the mpsgraph device.
+
+float32/float64 addmm and baddbmm are one kernel node ("aten.addmm": ATen's
+GEMM with beta on the reference runtime, its matmul+add decomposition on
+MPSGraph); both must match torch on the CPU. Results of reductions, concats,
+fills and products are written by ATen straight into the
+device tensor: no copy event in the profiler."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mps_ext
+
+DEV = "mpsgraph"
+
+
+def tol(dtype):
+    return {torch.float16: dict(atol=2e-2, rtol=2e-2), torch.bfloat16: dict(atol=6e-2, rtol=6e-2),
+            torch.float32: dict(atol=1e-5, rtol=1e-5)}.get(dtype, {})
+
+
+def kernel_names(fn, *args):
+    names = []
+    for _, doc, _ in mps_ext.graph.capture(fn, *args):
+        names += [n["attrs"]["kernel"] for n in json.loads(doc)["nodes"] if n["op"] == "kernel"]
+    return names
+
+
+def rnd(*shape, dtype):
+    return torch.randn(*shape).to(dtype)
+
+
+def addmm_cases(dtype):
+    nan_bias = rnd(5, dtype=dtype)
+    nan_bias[1] = float("nan")
+    return [
+        ("addmm", lambda c, a, b: torch.addmm(c, a, b), (rnd(5, dtype=dtype), rnd(3, 4, dtype=dtype), rnd(4, 5, dtype=dtype))),
+        ("addmm alpha beta", lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=-2),
+         (rnd(3, 1, dtype=dtype), rnd(3, 4, dtype=dtype), rnd(4, 5, dtype=dtype))),
+        # beta=0 ignores self, NaN included (torch's rule)
+        ("addmm beta 0", lambda c, a, b: torch.addmm(c, a, b, beta=0), (nan_bias, rnd(3, 4, dtype=dtype), rnd(4, 5, dtype=dtype))),
+        ("addmm transposed", lambda c, a, b: torch.addmm(c, a.t(), b.t()),
+         (rnd(3, 5, dtype=dtype), rnd(4, 3, dtype=dtype), rnd(5, 4, dtype=dtype))),
+        ("baddbmm", lambda c, a, b: torch.baddbmm(c, a, b, beta=2, alpha=0.5),
+         (rnd(5, dtype=dtype), rnd(2, 3, 4, dtype=dtype), rnd(2, 4, 5, dtype=dtype))),
+        ("addmv", lambda c, a, b: torch.addmv(c, a, b, alpha=3), (rnd(3, dtype=dtype), rnd(3, 4, dtype=dtype), rnd(4, dtype=dtype))),
+        ("linear", F.linear, (rnd(6, 4, dtype=dtype), rnd(5, 4, dtype=dtype), rnd(5, dtype=dtype))),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", range(7))
+def test_addmm_family_matches_cpu_and_its_decomposition(dtype, case):
+    name, fn, args = addmm_cases(dtype)[case]
+    expected = fn(*args)
+    dev = [a.to(DEV) for a in args]
+    before = torch.ops.mps_ext._fallback_count()
+    got = fn(*dev)
+    assert torch.ops.mps_ext._fallback_count() == before
+    torch.testing.assert_close(got.cpu(), expected, equal_nan=True, **tol(dtype))
+    with mps_ext.graph.decompositions():
+        decomposed = fn(*dev)
+    torch.testing.assert_close(decomposed.cpu(), expected, equal_nan=True, **tol(dtype))
+    if dtype in (torch.float32, torch.float64) and name != "addmv":
+        assert "aten.addmm" in kernel_names(fn, *dev)
+
+
+def test_addmm_gradients():
+    args = [torch.randn(5, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)]
+    dev = [a.to(DEV).requires_grad_() for a in args]
+    assert torch.autograd.gradcheck(lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2), dev)
+
+
+def test_addmm_out_and_empty():
+    a, b, c = torch.randn(3, 4), torch.randn(4, 5), torch.randn(3, 5)
+    out = torch.empty(3, 5, device=DEV)
+    torch.addmm(c.to(DEV), a.to(DEV), b.to(DEV), out=out)
+    torch.testing.assert_close(out.cpu(), torch.addmm(c, a, b))
+    z = torch.addmm(torch.ones(3, 5, device=DEV), torch.ones(3, 0, device=DEV), torch.ones(0, 5, device=DEV), beta=2)
+    torch.testing.assert_close(z.cpu(), torch.full((3, 5), 2.0))
+
+
+IN_PLACE = [
+    ("sum over dim 0", lambda x, y: x.sum(0)),
+    ("amax keepdim", lambda x, y: x.amax(1, keepdim=True)),
+    ("mean of all", lambda x, y: x.mean()),
+    ("cat", lambda x, y: torch.cat([x, y, x], 1)),
+    ("zeros", lambda x, y: torch.zeros(3, 4, device=x.device)),
+    ("full", lambda x, y: torch.full((2, 3), 1.5, device=x.device)),
+    ("mm", lambda x, y: x @ y.t()),
+    ("bmm", lambda x, y: torch.bmm(x.expand(2, 4, 6), y.t().expand(2, 6, 4))),
+    ("addmm", lambda x, y: torch.addmm(x[:, :4], x, y.t())),
+]
+
+
+@pytest.mark.parametrize("case", range(len(IN_PLACE)))
+def test_results_are_written_into_device_memory(case):
+    _, fn = IN_PLACE[case]
+    x, y = torch.randn(4, 6), torch.randn(4, 6)
+    expected = fn(x, y)
+    xd, yd = x.to(DEV), y.to(DEV)
+    fn(xd, yd)  # compiled: a miss may build constants
+    with mps_ext.profiler.profile():
+        got = fn(xd, yd)
+    copies = [e.name for e in mps_ext.profiler.events() if e.kind == "copy"]
+    torch.testing.assert_close(got.cpu(), expected)
+    assert copies == [], f"the result was computed elsewhere and copied: {copies}"
