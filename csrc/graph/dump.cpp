@@ -1,5 +1,6 @@
 // Text forms of a Graph: JSON (machine-readable, the "viewer" export) and
 // Graphviz DOT.
+#include <cmath>
 #include <sstream>
 
 #include "graph/graph.h"
@@ -22,7 +23,12 @@ std::string attr_json(const Attr& a) {
         using T = std::decay_t<decltype(v)>;
         if constexpr (std::is_same_v<T, std::string>) os << quoted(v);
         else if constexpr (std::is_same_v<T, std::vector<int64_t>>) os << shape_str(v);
-        else os << v;
+        else if constexpr (std::is_same_v<T, double>) {
+          // JSON has no inf/nan literals: Python's json module reads these.
+          if (std::isnan(v)) os << "NaN";
+          else if (std::isinf(v)) os << (v > 0 ? "Infinity" : "-Infinity");
+          else os << v;
+        } else os << v;
       },
       a);
   return os.str();

@@ -76,10 +76,31 @@ std::vector<int64_t> reduced_shape(const at::Tensor& self, const std::vector<int
   return out;
 }
 
+// Vector norms (ord 2, 1, inf) with the reduced dims kept.
+G vector_norm_decomposition(Graph& g, G x, const std::vector<int64_t>& dims, double ord) {
+  if (ord == 2) return g.unary(NodeKind::Sqrt, g.reduce(NodeKind::ReduceSum, g.mul(x, x), dims));
+  if (ord == 1) return g.reduce(NodeKind::ReduceSum, g.abs(x), dims);
+  return g.reduce(NodeKind::ReduceMax, g.abs(x), dims);
+}
+
+// A float32/float64 norm is one kernel node: ATen's one-pass norm on the
+// reference runtime (clip_grad_norm_ takes one per parameter), the
+// decomposition elsewhere.
+at::Tensor vector_norm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                           const runtime::reference::NewOutput& new_output) {
+  const auto& dims = n.ints_attr("dims");
+  c10::SmallVector<int64_t, 6> shape(in[0].sizes().begin(), in[0].sizes().end());
+  for (int64_t d : dims) shape[d] = 1;
+  at::Tensor out = new_output(shape, in[0].scalar_type());
+  return at::linalg_vector_norm_out(out, in[0], n.float_attr("ord"), dims, /*keepdim=*/true);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.vector_norm", vector_norm_cpu);
+
 // attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var), dims, shape (result),
 // compute, result, correction (var).
 void build_reduce(Graph& g, const GraphSpec& s) {
-  G x = cast_to(g, g.placeholder(s.input(0), "self"), attr_dtype(s, "compute"));
+  G x0 = g.placeholder(s.input(0), "self");
+  G x = cast_to(g, x0, attr_dtype(s, "compute"));
   const auto& dims = s.ints_attr("dims");
   const std::string& kind = s.str_attr("kind");
   G y;
@@ -95,9 +116,15 @@ void build_reduce(Graph& g, const GraphSpec& s) {
     G shift = g.select(finite, m, k(g, 0, m));
     y = g.add(g.unary(NodeKind::Log, g.reduce(NodeKind::ReduceSum, g.unary(NodeKind::Exp, g.sub(x, shift)), dims)), shift);
   }
-  else if (kind == "norm2") y = g.unary(NodeKind::Sqrt, g.reduce(NodeKind::ReduceSum, g.mul(x, x), dims));
-  else if (kind == "norm1") y = g.reduce(NodeKind::ReduceSum, g.abs(x), dims);
-  else if (kind == "norminf") y = g.reduce(NodeKind::ReduceMax, g.abs(x), dims);
+  else if (kind == "norm2" || kind == "norm1" || kind == "norminf") {
+    const double ord = kind == "norm2" ? 2.0 : kind == "norm1" ? 1.0 : INFINITY;
+    DType t = g.type(x0).dtype;
+    if ((t == DType::Float32 || t == DType::Float64) && g.type(x).dtype == t && !dims.empty())
+      y = g.kernel("aten.vector_norm", {x}, {{"dims", dims}, {"ord", ord}},
+                   [dims, ord](Graph& d, const std::vector<G>& in) { return vector_norm_decomposition(d, in[0], dims, ord); });
+    else
+      y = vector_norm_decomposition(g, x, dims, ord);
+  }
   else if (kind == "var" || kind == "std") {
     G d = g.sub(x, g.reduce(NodeKind::ReduceMean, x, dims));
     int64_t n = 1;

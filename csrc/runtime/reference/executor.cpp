@@ -240,8 +240,10 @@ class ReferenceExecutable final : public Executable {
       while (nodes[id].kind == NodeKind::Reshape && is_static(nodes[out]) && uses[nodes[id].inputs[0]] == 1 &&
              output_index_[nodes[id].inputs[0]] < 0)
         id = nodes[id].inputs[0];
+      // A single-result kernel takes its memory from new_output anyway.
+      bool kernel = nodes[id].kind == NodeKind::Kernel && groups_.group[id] < 0;
       NodeEvalInto into = find_node_eval_into(nodes[id].kind);
-      if (!into || graph::is_input(nodes[id].kind) || into_output_[id] >= 0) continue;
+      if ((!into && !kernel) || graph::is_input(nodes[id].kind) || into_output_[id] >= 0) continue;
       into_[id] = into;
       into_output_[id] = out;
     }
@@ -252,11 +254,17 @@ class ReferenceExecutable final : public Executable {
     std::vector<at::Tensor> args;
     args.reserve(n.inputs.size());
     for (int in : n.inputs) args.push_back(on_host(env[in]));
+    // The memory for the node's result: the graph output's it feeds (through
+    // reshapes: viewed with the node's sizes), else a fresh tensor.
+    auto memory = [&](at::IntArrayRef sizes, at::ScalarType dtype) {
+      const int out = into_output_[id];
+      if (out < 0 || out == id) return on_host(new_output(id, sizes, dtype));
+      return on_host(new_output(out, graph_->node(out).type.shape, dtype)).view(sizes);
+    };
     switch (n.kind) {
       case NodeKind::Kernel:
         if (groups_.group[id] >= 0) return run_multi_kernel(id, args, env, new_output, group_done);
-        env[id] = kernels_[id](
-            n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) { return on_host(new_output(id, sizes, dtype)); });
+        env[id] = kernels_[id](n, args, memory);
         return;
       case NodeKind::SliceUpdate:
         env[id] = slice_update(n, in_place_[id] ? args[0] : args[0].clone(), args);
@@ -267,12 +275,7 @@ class ReferenceExecutable final : public Executable {
         return;
       default:
         if (into_[id]) {  // a graph output ATen can write in place
-          const int out = into_output_[id];
-          const graph::Node& o = graph_->node(out);
-          env[id] = into_[id](n, args, [&](at::IntArrayRef sizes, at::ScalarType dtype) {
-            if (out == id) return on_host(new_output(id, sizes, dtype));
-            return on_host(new_output(out, o.type.shape, dtype)).view(sizes);  // through the reshapes
-          });
+          env[id] = into_[id](n, args, memory);
           return;
         }
         env[id] = eval_node(n, args);

@@ -1,8 +1,10 @@
-"""addmm-family kernel nodes and results written in place on the mpsgraph device.
+"""Kernel nodes of the matmul and norm families, and results written in place,
+on the mpsgraph device.
 
 float32/float64 addmm and baddbmm are one kernel node ("aten.addmm": ATen's
 GEMM with beta on the reference runtime, its matmul+add decomposition on
-MPSGraph); both must match torch on the CPU. Results of reductions, concats,
+MPSGraph), and so are vector norms ("aten.vector_norm"); kernel and
+decomposition must both match torch on the CPU. Results of reductions, concats,
 fills and products are written by ATen straight into the
 device tensor: no copy event in the profiler."""
 import json
@@ -82,10 +84,44 @@ def test_addmm_out_and_empty():
     torch.testing.assert_close(z.cpu(), torch.full((3, 5), 2.0))
 
 
+NORMS = [(2, None, False), (1, None, False), (float("inf"), None, False), (2, 1, True), (1, (0, 2), False),
+         (float("inf"), -1, True)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("ord,dim,keepdim", NORMS)
+def test_vector_norm_matches_cpu_and_its_decomposition(dtype, ord, dim, keepdim):
+    x = torch.randn(3, 4, 5).to(dtype)
+    x[0, 0, 0] = -7  # the inf-norm's maximum is an absolute value
+    xt = x.permute(2, 0, 1) if dim is None else x  # non-contiguous too
+    fn = lambda t: torch.linalg.vector_norm(t, ord, dim, keepdim)  # noqa: E731
+    expected = fn(xt)
+    got = fn(xt.to(DEV))
+    torch.testing.assert_close(got.cpu(), expected, **tol(dtype))
+    with mps_ext.graph.decompositions():
+        torch.testing.assert_close(fn(xt.to(DEV)).cpu(), expected, **tol(dtype))
+    assert ("aten.vector_norm" in kernel_names(fn, xt.to(DEV))) == (dtype != torch.float16)
+
+
+def test_clip_grad_norm_matches_cpu():
+    params = [torch.randn(4, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
+    grads = [torch.randn(4, 3), torch.randn(3)]
+    dev = [p.detach().to(DEV).requires_grad_() for p in params]
+    for p, d, g in zip(params, dev, grads):
+        p.grad, d.grad = g.clone(), g.to(DEV)
+    for max_norm, norm_type in [(0.5, 2.0), (0.5, float("inf")), (100.0, 1.0)]:
+        total = torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type)
+        total_dev = torch.nn.utils.clip_grad_norm_(dev, max_norm, norm_type)
+        torch.testing.assert_close(total_dev.cpu(), total)
+        for p, d in zip(params, dev):
+            torch.testing.assert_close(d.grad.cpu(), p.grad)
+
+
 IN_PLACE = [
     ("sum over dim 0", lambda x, y: x.sum(0)),
     ("amax keepdim", lambda x, y: x.amax(1, keepdim=True)),
     ("mean of all", lambda x, y: x.mean()),
+    ("norm", lambda x, y: torch.linalg.vector_norm(x, 2, 0)),
     ("cat", lambda x, y: torch.cat([x, y, x], 1)),
     ("zeros", lambda x, y: torch.zeros(3, 4, device=x.device)),
     ("full", lambda x, y: torch.full((2, 3), 1.5, device=x.device)),
