@@ -6,7 +6,10 @@ GEMM with beta on the reference runtime, its matmul+add decomposition on
 MPSGraph), and so are vector norms ("aten.vector_norm"); kernel and
 decomposition must both match torch on the CPU. Results of reductions, concats,
 fills and products are written by ATen straight into the
-device tensor: no copy event in the profiler."""
+device tensor: no copy event in the profiler. Other results ATen allocates
+itself (a convolution, a max pool) become device memory without a copy on the
+reference runtime, whose device memory is host memory: counted by the device
+allocator while alive, never aliasing an input."""
 import json
 
 import pytest
@@ -128,6 +131,9 @@ IN_PLACE = [
     ("mm", lambda x, y: x @ y.t()),
     ("bmm", lambda x, y: torch.bmm(x.expand(2, 4, 6), y.t().expand(2, 6, 4))),
     ("addmm", lambda x, y: torch.addmm(x[:, :4], x, y.t())),
+    ("conv2d", lambda x, y: F.conv2d(x.view(1, 1, 4, 6), y.view(4, 1, 2, 3))),
+    ("max_pool2d", lambda x, y: F.max_pool2d(x.view(1, 1, 4, 6), 2, return_indices=True)[1]),
+    ("batch_norm", lambda x, y: F.batch_norm(x, None, None, training=True)),
 ]
 
 
@@ -143,3 +149,22 @@ def test_results_are_written_into_device_memory(case):
     copies = [e.name for e in mps_ext.profiler.events() if e.kind == "copy"]
     torch.testing.assert_close(got.cpu(), expected)
     assert copies == [], f"the result was computed elsewhere and copied: {copies}"
+
+
+def test_adopted_results_are_device_memory_and_never_alias_inputs():
+    x = torch.randn(2, 4, 16, 16)
+    w = torch.randn(8, 4, 3, 3)
+    xd, wd = x.to(DEV), w.to(DEV)
+    F.conv2d(xd, wd)
+    base = torch.mpsgraph.memory_allocated()
+    y = F.conv2d(xd, wd)  # ATen's result, taken over
+    assert torch.mpsgraph.memory_allocated() - base >= y.nbytes
+    torch.testing.assert_close(y.cpu(), F.conv2d(x, w))
+    y.add_(1)  # device memory like any other: in-place ops, views, copies
+    torch.testing.assert_close(y[:, :2].cpu(), F.conv2d(x, w)[:, :2] + 1)
+    del y
+    assert torch.mpsgraph.memory_allocated() == base
+    # A graph that returns its input unchanged (zero padding) gives a new tensor.
+    p = F.pad(xd, (0, 0))
+    p.fill_(0)
+    torch.testing.assert_close(xd.cpu(), x)

@@ -30,6 +30,7 @@ struct HostMemory final : RawMemory {
     return {static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * page, static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page};
   }
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  bool host() const override { return true; }
 };
 }  // namespace
 

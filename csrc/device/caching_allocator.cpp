@@ -104,12 +104,28 @@ c10::DataPtr CachingAllocator::allocate(size_t bytes) {
     stats_.num_device_alloc++;
   }
   b->requested = bytes;
-  stat_alloc(stats_.allocation, *b, 1);
-  stat_alloc(stats_.active, *b, 1);
-  stat_alloc(stats_.allocated_bytes, *b, b->size);
-  stat_alloc(stats_.active_bytes, *b, b->size);
-  stat_alloc(stats_.requested_bytes, *b, bytes);
+  stat_block(*b, /*alloc=*/true);
   return {b->ptr, b, &CachingAllocator::free_block, dev};
+}
+
+void CachingAllocator::stat_block(const Block& b, bool alloc) {
+  auto stat = alloc ? &CachingAllocator::stat_alloc : &CachingAllocator::stat_free;
+  (this->*stat)(stats_.allocation, b, 1);
+  (this->*stat)(stats_.active, b, 1);
+  (this->*stat)(stats_.allocated_bytes, b, b.size);
+  (this->*stat)(stats_.active_bytes, b, b.size);
+  (this->*stat)(stats_.requested_bytes, b, b.requested);
+}
+
+c10::DataPtr CachingAllocator::adopt(c10::DataPtr host, size_t bytes) {
+  TORCH_INTERNAL_ASSERT(can_adopt(), "mpsgraph: only host memory can be adopted as device memory");
+  auto* b = new Block{this, host.get(), bytes, bytes};
+  b->adopted = std::move(host);
+  std::lock_guard<std::mutex> lock(mutex_);
+  stat_alloc(stats_.segment, *b, 1);
+  stat_alloc(stats_.reserved_bytes, *b, bytes);
+  stat_block(*b, /*alloc=*/true);
+  return {b->ptr, b, &CachingAllocator::free_block, c10::Device(kDeviceType, 0)};
 }
 
 void CachingAllocator::free_block(void* ctx) {
@@ -118,7 +134,15 @@ void CachingAllocator::free_block(void* ctx) {
 }
 
 void CachingAllocator::free(Block* b) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (b->adopted) {
+    stat_block(*b, /*alloc=*/false);
+    stat_free(stats_.segment, *b, 1);
+    stat_free(stats_.reserved_bytes, *b, b->size);
+    lock.unlock();
+    delete b;  // its DataPtr's own deleter frees the memory
+    return;
+  }
   stat_free(stats_.allocation, *b, 1);
   stat_free(stats_.allocated_bytes, *b, b->size);
   stat_free(stats_.requested_bytes, *b, b->requested);

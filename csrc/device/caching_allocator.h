@@ -28,6 +28,8 @@ struct RawMemory {
   virtual void release(void* ptr, size_t bytes) = 0;
   virtual std::pair<size_t, size_t> memory_info() = 0;  // (free, total) bytes
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // Whether this memory is plain host memory (CachingAllocator::adopt).
+  virtual bool host() const { return false; }
 };
 
 class CachingAllocator final : public c10::DeviceAllocator {
@@ -54,6 +56,14 @@ class CachingAllocator final : public c10::DeviceAllocator {
 
   int64_t allocated_bytes();
 
+  // Host memory of `bytes` bytes that something else allocated (ATen, for a
+  // graph result on the reference runtime) taken over as device memory
+  // without a copy: counted as allocated while alive, handed back to its own
+  // deleter when freed, never cached. Only where device memory is host
+  // memory (can_adopt()).
+  bool can_adopt() const { return raw_->host(); }
+  c10::DataPtr adopt(c10::DataPtr host, size_t bytes);
+
   // Rounded block size for a request (exposed for tests through stats).
   static size_t round_size(size_t bytes);
 
@@ -64,12 +74,14 @@ class CachingAllocator final : public c10::DeviceAllocator {
     size_t size;       // rounded
     size_t requested;  // what the caller asked for
     uint64_t fence = 0;
+    c10::DataPtr adopted;  // memory taken over by adopt(), freed through its own deleter
     bool small() const { return size <= kSmallSize; }
   };
   static constexpr size_t kSmallSize = 1 << 20;  // 1 MiB
 
   static void free_block(void* ctx);
   void free(Block* b);
+  void stat_block(const Block& b, bool alloc);  // a block's allocation/free in every stat
   Block* take_cached(size_t size);  // under mutex_
   void recycle_pending();           // under mutex_
   void release_cached();            // under mutex_

@@ -11,9 +11,11 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "device/caching_allocator.h"
 #include "device/device.h"
 #include "profiler/profiler.h"
 #include "runtime/reference/executor.h"
+#include "runtime/reference/output_allocator.h"
 #include "runtime/runtime.h"
 #ifdef MPS_EXT_WITH_MPSGRAPH
 #include "runtime/mpsgraph/executable.h"
@@ -398,6 +400,24 @@ at::Tensor into_output(const at::Tensor& result, const std::vector<at::Tensor>* 
   return out;
 }
 
+// A graph result ATen computed into memory it allocated, held by nobody
+// else: on the reference runtime, whose device memory is host memory, that
+// memory becomes the device tensor's as it is. Anything else (a view of an
+// input's CPU alias, memory another tensor shares) is copied.
+at::Tensor result_to_device(at::Tensor r) {
+  device::CachingAllocator& allocator = device::caching_allocator();
+  c10::StorageImpl* s = r.storage().unsafeGetStorageImpl();
+  const c10::DataPtr& memory = s->data_ptr();
+  if (!allocator.can_adopt() || !memory.get() || r.use_count() != 1 || r.storage().use_count() != 1 || r.is_conj() ||
+      r.is_neg() || !reference::allocated_for_cpu_result(memory))
+    return device::to_device(r);
+  const size_t nbytes = s->nbytes();
+  c10::DataPtr host = s->set_data_ptr(c10::DataPtr(nullptr, c10::Device(c10::kCPU)));
+  c10::Storage storage(c10::Storage::use_byte_size_t(), nbytes, allocator.adopt(std::move(host), nbytes),
+                       device::allocator(), /*resizable=*/true);
+  return device::device_tensor_over(storage, r, r.storage_offset());
+}
+
 std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
                             const std::vector<at::Tensor>* outputs) {
   profiler::OpScope profile_op([&]() -> const std::string& { return spec.key(); }, inputs);  // profiler hook (issue 14): one relaxed load when off
@@ -451,7 +471,7 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
       auto same = std::find_if(out_state.allocated.begin(), out_state.allocated.end(), [&](const at::Tensor& d) {
         return d.const_data_ptr() == r.const_data_ptr() && d.sizes() == r.sizes() && d.strides() == r.strides();
       });
-      r = same != out_state.allocated.end() ? *same : (outputs ? r : device::to_device(r));
+      r = same != out_state.allocated.end() ? *same : (outputs ? r : result_to_device(std::move(r)));
     }
   } else {
     OutputAllocator allocate;

@@ -132,6 +132,10 @@ at::Tensor empty_output(at::IntArrayRef sizes, at::ScalarType dtype) {
   return at::detail::empty_cpu(sizes, dtype, /*pin_memory=*/false, std::nullopt);  // no dispatcher round trip
 }
 
+bool allocated_for_cpu_result(const c10::DataPtr& p) {
+  return p.get_deleter() == &release_block || p.get_deleter() == c10::GetCPUAllocator()->raw_deleter();
+}
+
 OutputCacheInfo output_cache_info() {
   BlockCache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);

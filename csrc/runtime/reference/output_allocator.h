@@ -21,6 +21,10 @@ namespace mps_ext::runtime::reference {
 // CPU allocator.
 at::Tensor empty_output(at::IntArrayRef sizes, at::ScalarType dtype);
 
+// Whether `p` came from ATen's CPU allocator or from empty_output: memory its
+// storage owns, not an alias of other memory (a device tensor's CPU alias).
+bool allocated_for_cpu_result(const c10::DataPtr& p);
+
 struct OutputCacheInfo {
   int64_t hits, misses, cached_bytes, max_bytes;
 };
