@@ -38,10 +38,12 @@ void CachingAllocator::stat_free(StatArray& s, const Block& b, size_t amount) {
 }
 
 // A cached block of at least `size` bytes, not much larger (no splitting: a
-// block larger than twice the request is left for bigger requests).
+// block larger than twice the request is left for bigger requests). Of the
+// blocks of the best size, the most recently freed: likeliest still in cache.
 CachingAllocator::Block* CachingAllocator::take_cached(size_t size) {
   auto it = cached_.lower_bound(size);
   if (it == cached_.end() || it->first >= 2 * size) return nullptr;
+  it = std::prev(cached_.upper_bound(it->first));  // equal keys keep insertion order
   Block* b = it->second;
   cached_.erase(it);
   return b;
