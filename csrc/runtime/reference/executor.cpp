@@ -1,6 +1,7 @@
 #include "runtime/reference/executor.h"
 
 #include <ATen/ATen.h>
+#include <ATen/ops/view_native.h>
 
 #include <mutex>
 #include <unordered_map>
@@ -259,7 +260,7 @@ class ReferenceExecutable final : public Executable {
     auto memory = [&](at::IntArrayRef sizes, at::ScalarType dtype) {
       const int out = into_output_[id];
       if (out < 0 || out == id) return on_host(new_output(id, sizes, dtype));
-      return on_host(new_output(out, graph_->node(out).type.shape, dtype)).view(sizes);
+      return at::native::view(on_host(new_output(out, graph_->node(out).type.shape, dtype)), sizes);
     };
     switch (n.kind) {
       case NodeKind::Kernel:

@@ -3,6 +3,7 @@
 #include "runtime/reference/node_eval.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/view_native.h>
 
 #include <array>
 
@@ -90,6 +91,12 @@ at::Tensor reduce(NodeKind kind, const at::Tensor& x, std::vector<int64_t> axes)
     }
     default: TORCH_INTERNAL_ASSERT(false);
   }
+}
+
+// ATen's view kernel called directly where a view does (no dispatcher round
+// trip: reshapes run on nearly every op).
+at::Tensor view_or_reshape(const at::Tensor& x, at::IntArrayRef shape) {
+  return x.is_contiguous() && x.is_cpu() ? at::native::view(x, shape) : x.reshape(shape);
 }
 
 at::Tensor eval_reduce(const Node& n, const Args& a) { return reduce(n.kind, a[0], n.ints_attr("axes")); }
@@ -199,7 +206,7 @@ MPS_EXT_NODE_EVAL(Kernel, kernels_run_elsewhere);
 EVAL(Constant, at::full(n.type.shape, n.float_attr("value"), at::TensorOptions().dtype(to_scalar_type(n.type.dtype))));
 EVAL(Assign, a[0].copy_(a[1]));
 EVAL(Cast, a[0].to(to_scalar_type(n.type.dtype)));
-EVAL(Reshape, a[0].reshape(n.ints_attr("shape")));
+EVAL(Reshape, view_or_reshape(a[0], n.ints_attr("shape")));
 EVAL(Transpose, a[0].permute(n.ints_attr("perm")));
 MPS_EXT_NODE_EVAL(Slice, eval_slice);
 EVAL(SliceUpdate, slice_update(n, a[0].clone(), a));
