@@ -44,10 +44,13 @@ struct Entry {
   std::vector<int> masks;     // bool operands (not cast to the compute dtype)
   std::vector<const char*> attrs;  // non-operand arguments the math reads
   Emit emit;
+  // Scalar factors (alpha, value) the math skips when absent: a factor of 1
+  // is left out of the graph, as ATen's kernels skip it (no multiply pass).
+  std::vector<int> unit_factors = {};
 };
 
 bool has(G t) { return t.id >= 0; }
-G mul(Graph& g, G a, G b) { return g.mul(a, b); }
+G mul(Graph& g, G a, G b) { return !has(a) ? b : !has(b) ? a : g.mul(a, b); }  // an absent factor is 1
 G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
 G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
 G ne(Graph& g, G a, G b) { return g.binary(NodeKind::NotEqual, a, b); }
@@ -208,9 +211,9 @@ const std::vector<Entry>& table() {
       {"hardshrink_backward", 3, {0, 1}, Result::Promoted, {}, {},
        E(return sel(g, g.le(g.abs(x[1]), x[2]), k(g, 0, x[0]), x[0]);)},
       // --- binary arithmetic ------------------------------------------------------
-      {"add", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[1], x[2]));)},
-      {"sub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, x[1], x[2]));)},
-      {"rsub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[1], mul(g, x[0], x[2]));)},
+      {"add", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[1], x[2]));), {2}},
+      {"sub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, x[1], x[2]));), {2}},
+      {"rsub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[1], mul(g, x[0], x[2]));), {2}},
       {"mul", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.type(x[0]).dtype == DType::Bool ? g.logical_and(x[0], x[1]) : mul(g, x[0], x[1]);)},
       {"div", 2, {0, 1}, Result::Float, {}, {"rounding_mode"},
        E(G q = g.div(x[0], x[1]);
@@ -242,8 +245,8 @@ const std::vector<Entry>& table() {
          G lo = g.add(x[0], mul(g, x[2], d));
          G hi = g.sub(x[1], mul(g, d, g.sub(k(g, 1, x[2]), x[2])));
          return sel(g, g.lt(g.abs(x[2]), k(g, 0.5, x[2])), lo, hi);)},
-      {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], mul(g, x[1], x[2])));)},
-      {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], g.div(x[1], x[2])));)},
+      {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], mul(g, x[1], x[2])));), {3}},
+      {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], g.div(x[1], x[2])));), {3}},
       // --- comparisons and logic --------------------------------------------------
       {"eq", 2, {0, 1}, Result::Bool, {}, {}, E(return g.binary(NodeKind::Equal, x[0], x[1]);)},
       {"ne", 2, {0, 1}, Result::Bool, {}, {}, E(return ne(g, x[0], x[1]);)},
@@ -420,10 +423,20 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
     TORCH_CHECK(at::canCast(result, dest.scalar_type()), "result type ", result,
                 " can't be cast to the desired output type ", dest.scalar_type());
   }
+  // torch's alpha rules (add, sub, rsub).
+  if (!e.unit_factors.empty() && e.arity == 3 && ops[2].scalar) {
+    const at::Scalar& alpha = *ops[2].scalar;
+    TORCH_CHECK(!alpha.isBoolean() || result == at::kBool, "Boolean alpha only supported for Boolean results.");
+    TORCH_CHECK(at::isFloatingType(result) || at::isComplexType(result) || alpha.isIntegral(true),
+                "For integral input tensors, argument alpha must not be a floating point number.");
+  }
   plan.inputs.reserve(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const Operand& o = ops[i];
     if (!o.present()) continue;
+    bool unit = o.scalar && !o.scalar->isComplex() && !o.scalar->isBoolean() && o.scalar->toDouble() == 1.0;
+    if (unit && std::find(e.unit_factors.begin(), e.unit_factors.end(), static_cast<int>(i)) != e.unit_factors.end())
+      continue;
     plan.present |= int64_t{1} << i;
     plan.inputs.push_back(o.tensor.defined() ? o.tensor : scalar_input(*o.scalar, compute));
   }

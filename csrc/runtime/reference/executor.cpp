@@ -131,8 +131,8 @@ class ReferenceExecutable final : public Executable {
     const auto& nodes = graph_->nodes();
     TORCH_INTERNAL_ASSERT(inputs.size() == graph_->inputs().size(), "graph expects ", graph_->inputs().size(),
                           " inputs, got ", inputs.size());
-    std::vector<at::Tensor> env(nodes.size());
-    std::vector<char> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
+    c10::SmallVector<at::Tensor, 16> env(nodes.size());  // no allocation for most graphs
+    c10::SmallVector<char, 4> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
     for (size_t i = 0; i < graph_->inputs().size(); ++i) {
       const graph::Node& n = nodes[graph_->inputs()[i]];
       const at::Tensor& t = inputs[i];
@@ -250,7 +250,8 @@ class ReferenceExecutable final : public Executable {
     }
   }
 
-  void eval(int id, std::vector<at::Tensor>& env, const NodeOutput& new_output, std::vector<char>& group_done) const {
+  void eval(int id, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output,
+            c10::SmallVectorImpl<char>& group_done) const {
     const graph::Node& n = graph_->node(id);
     std::vector<at::Tensor> args;
     args.reserve(n.inputs.size());
@@ -285,8 +286,8 @@ class ReferenceExecutable final : public Executable {
 
   // A multi-result kernel runs once per run: at the first node of its group
   // reached, which fills every result node of the group in env.
-  void run_multi_kernel(int id, const std::vector<at::Tensor>& args, std::vector<at::Tensor>& env,
-                        const NodeOutput& new_output, std::vector<char>& group_done) const {
+  void run_multi_kernel(int id, const std::vector<at::Tensor>& args, c10::SmallVectorImpl<at::Tensor>& env,
+                        const NodeOutput& new_output, c10::SmallVectorImpl<char>& group_done) const {
     const int gi = groups_.group[id];
     if (group_done[gi]) return;
     const graph::Node& n = graph_->node(id);

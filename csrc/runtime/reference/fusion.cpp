@@ -272,8 +272,8 @@ KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 // a broadcast row or column -- run as rows of a 2-D loop split across
 // threads, without TensorIterator's set-up. False (nothing run) otherwise.
 // The iterator's operand order: outputs, then the streamed (non-uniform) inputs.
-c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, const std::vector<at::Tensor>& outs,
-                                                         const std::vector<at::Tensor>& env) {
+c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, c10::ArrayRef<at::Tensor> outs,
+                                                         const c10::SmallVectorImpl<at::Tensor>& env) {
   c10::SmallVector<const at::Tensor*, 8> ops;
   for (const at::Tensor& o : outs) ops.push_back(&o);
   for (size_t i = 0; i < r.inputs.size(); ++i)
@@ -331,7 +331,7 @@ bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space,
 }
 }  // namespace
 
-bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOutput& new_output) {
+bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output) {
   const FusedProgram& p = r.program;
   at::DimVector space;  // the iteration space: all inputs broadcast
   for (int v : r.inputs) {
@@ -346,7 +346,7 @@ bool run_region(const FusedRegion& r, std::vector<at::Tensor>& env, const NodeOu
   }
 
   static const KernelFn kernel = select_kernel();
-  std::vector<at::Tensor> outs(r.outputs.size());
+  c10::SmallVector<at::Tensor, 4> outs(r.outputs.size());
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     at::ScalarType dtype = runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]);
     outs[k] = new_output(r.outputs[k], space, dtype);

@@ -38,6 +38,6 @@ Plan plan_fusion(const graph::Graph& g);
 // Runs `region` reading and writing graph values in `env`, its results in
 // tensors from `new_output`. Returns false (having written nothing) when the
 // runtime shapes do not allow one pass.
-bool run_region(const FusedRegion& region, std::vector<at::Tensor>& env, const NodeOutput& new_output);
+bool run_region(const FusedRegion& region, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output);
 
 }  // namespace mps_ext::runtime::reference
