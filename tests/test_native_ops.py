@@ -524,3 +524,30 @@ def test_kernel_nodes_match_their_decompositions():
         with mps_ext.graph.decompositions():
             got = fn()
         torch.testing.assert_close(got.cpu(), expected.cpu())
+
+
+@pytest.mark.parametrize("alpha", [1.5, 1.0, True])
+def test_add_alpha_rules_match_torch(alpha):
+    x = torch.ones(3, dtype=torch.int64)
+    with pytest.raises(RuntimeError) as cpu_error:
+        x.add(x, alpha=alpha)
+    with pytest.raises(RuntimeError, match=str(cpu_error.value).split("\n")[0]):
+        x.to(DEV).sub(x.to(DEV), alpha=alpha)
+    b = torch.tensor([True, False])
+    check(lambda t: t.add(t, alpha=True), b)
+
+
+def test_a_unit_factor_adds_no_multiply():
+    import json
+    x, y = rnd(4, 5).to(DEV), rnd(4, 5).to(DEV)
+
+    def kinds(fn):
+        (graph,) = mps_ext.graph.capture(fn)
+        return [n["op"] for n in json.loads(graph[1])["nodes"]]
+
+    assert "multiply" not in kinds(lambda: x.add(y))
+    assert kinds(lambda: torch.addcmul(x, x, y, value=1)).count("multiply") == 1  # x * y only
+    assert kinds(lambda: torch.addcmul(x, x, y, value=3)).count("multiply") == 2
+    assert "multiply" in kinds(lambda: x.add(y, alpha=2))
+    check(lambda a, b: (a.add(b, alpha=2), a.sub(b, alpha=1), torch.addcdiv(a, a, b, value=1),
+                        torch.addcdiv(a, a, b, value=-0.5), torch.rsub(a, b, alpha=1)), rnd(4, 5), rnd(4, 5))
