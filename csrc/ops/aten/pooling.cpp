@@ -8,9 +8,11 @@
 // dim with the [O, I] window-weight matrix, maxima as a masked reduction per
 // dim carrying the flat index along.
 //
-// Arguments are checked by running the same aten op on meta tensors (torch's
-// own checks and messages, and its output shape) before anything is built.
+// Arguments are checked by ATen's own meta functions (torch's checks and
+// messages, and its output shape) before anything is built: called in C++
+// where they are structured kernels, else by running the op on meta tensors.
 #include <ATen/ATen.h>
+#include <ATen/ops/max_pool2d_with_indices_meta.h>
 
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
@@ -30,6 +32,19 @@ bool float_ok(const at::Tensor& t) { return at::isFloatingType(t.scalar_type()) 
 at::Tensor meta_like(const at::Tensor& t) {
   return at::empty_strided(t.sizes(), t.strides(), t.options().device(at::kMeta));
 }
+
+// The sizes a structured kernel's meta function gives its first result, run
+// directly in C++: the meta kernel the dispatcher would run for some ops
+// (max_pool2d) is torch's Python registration, ~30 µs a call.
+template <typename Meta>
+struct ResultSizes final : Meta {
+  std::vector<int64_t> sizes;
+  at::Tensor none;
+  const at::Tensor& maybe_get_output(int64_t) override { return none; }
+  void set_output_raw_strided(int64_t output, at::IntArrayRef s, at::IntArrayRef, at::TensorOptions) override {
+    if (output == 0) sizes = s.vec();
+  }
+};
 
 // torch's argument expansion: one value for every spatial dim, an empty
 // stride means the kernel size.
@@ -96,11 +111,17 @@ void build_pool(Graph& g, const GraphSpec& s) {
 std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size,
                                                          at::IntArrayRef stride, at::IntArrayRef padding,
                                                          at::IntArrayRef dilation, bool ceil_mode) {
-  auto meta = k == 2 ? at::max_pool2d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode)
-                     : at::max_pool3d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode);
+  std::vector<int64_t> sizes;
+  if (k == 2) {
+    ResultSizes<at::meta::structured_max_pool2d_with_indices> meta;
+    meta.meta(self, kernel_size, stride, padding, dilation, ceil_mode);
+    sizes = std::move(meta.sizes);
+  } else {
+    sizes = std::get<0>(at::max_pool3d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode))
+                .sizes().vec();
+  }
   require(float_ok(self));
-  auto sizes = std::get<0>(meta).sizes();
-  if (std::get<0>(meta).numel() == 0)
+  if (c10::multiply_integers(sizes) == 0)
     return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
   at::Tensor x = batched(self, k);
   GraphSpec spec("aten::pool");
@@ -336,13 +357,32 @@ bool adaptive_fits(const at::Tensor& x, at::IntArrayRef in, at::IntArrayRef out)
   return widest <= (int64_t{1} << 27) && prod(in) < (int64_t{1} << 24);
 }
 
-at::Tensor adaptive_avg_pool(size_t k, const at::Tensor& self, c10::SymIntArrayRef output_size) {
+// adaptive_avg_pool's result sizes. Its meta kernels are Python (~10 µs a
+// call): an ordinary call (k positive output sizes, no empty non-batch dim)
+// takes the sizes directly, anything else runs the meta kernel for torch's
+// own checks and messages.
+std::vector<int64_t> adaptive_avg_pool_sizes(size_t k, const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  const int64_t dim = self.dim(), spatial_dims = static_cast<int64_t>(k);
+  bool plain = output_size.size() == k && (dim == spatial_dims + 1 || dim == spatial_dims + 2);
+  for (int64_t d = dim == spatial_dims + 2 ? 1 : 0; plain && d < dim; ++d) plain = self.size(d) > 0;
+  std::vector<int64_t> sizes(self.sizes().begin(), self.sizes().end() - std::min<int64_t>(dim, spatial_dims));
+  for (const c10::SymInt& s : output_size) {
+    auto v = s.maybe_as_int();
+    plain = plain && v && *v > 0;
+    sizes.push_back(v.value_or(0));
+  }
+  if (plain) return sizes;
   at::Tensor meta = k == 2 ? at::_adaptive_avg_pool2d_symint(meta_like(self), output_size)
                            : at::_adaptive_avg_pool3d_symint(meta_like(self), output_size);
+  return meta.sizes().vec();
+}
+
+at::Tensor adaptive_avg_pool(size_t k, const at::Tensor& self, c10::SymIntArrayRef output_size) {
+  const std::vector<int64_t> sizes = adaptive_avg_pool_sizes(k, self, output_size);
   require(float_ok(self));
-  if (meta.numel() == 0) return at::empty(meta.sizes(), self.options());
+  if (c10::multiply_integers(sizes) == 0) return at::empty(sizes, self.options());
   at::Tensor x = batched(self, k);
-  std::vector<int64_t> in = spatial(x), out = meta.sizes().slice(meta.dim() - k).vec();
+  std::vector<int64_t> in = spatial(x), out(sizes.end() - k, sizes.end());
   if (tiles(in, out)) {
     std::vector<int64_t> kernel(k);
     for (size_t i = 0; i < k; ++i) kernel[i] = in[i] / out[i];
