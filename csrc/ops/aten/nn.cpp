@@ -819,15 +819,20 @@ bool check_nll_targets(const at::Tensor& target, int64_t classes, int64_t ignore
   TORCH_CHECK(target.scalar_type() == at::kLong || target.scalar_type() == at::kByte,
               "expected target dtype to be Long or Byte, but got ", target.scalar_type());
   if (target.numel() == 0) return false;
-  at::Tensor cpu = device::cpu_alias(target);
   device::synchronize();
-  auto mm = at::aminmax(cpu);
-  int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
-  if (lo >= 0 && hi < classes)
-    return ignore_index >= lo && ignore_index <= hi && cpu.eq(ignore_index).any().item<bool>();
-  at::Tensor bad = cpu.masked_select(cpu.ne(ignore_index).logical_and(cpu.lt(0).logical_or(cpu.ge(classes))));
-  TORCH_CHECK_INDEX(bad.numel() == 0, "Target ", bad.numel() ? bad[0].item<int64_t>() : 0, " is out of bounds.");
-  return true;  // the out-of-range values are all ignore_index
+  // One pass over the (few) targets in host-visible memory: no ATen calls.
+  at::Tensor cpu = device::cpu_alias(target).contiguous();
+  bool ignored = false;
+  auto check = [&](auto* t) {
+    for (int64_t i = 0, n = cpu.numel(); i < n; ++i) {
+      const int64_t v = static_cast<int64_t>(t[i]);
+      if (v == ignore_index) ignored = true;
+      else TORCH_CHECK_INDEX(v >= 0 && v < classes, "Target ", v, " is out of bounds.");
+    }
+  };
+  if (cpu.scalar_type() == at::kLong) check(cpu.const_data_ptr<int64_t>());
+  else check(cpu.const_data_ptr<uint8_t>());
+  return ignored;
 }
 
 void check_nll_weight(const std::optional<at::Tensor>& weight, int64_t classes) {
