@@ -551,3 +551,19 @@ def test_a_unit_factor_adds_no_multiply():
     assert "multiply" in kinds(lambda: x.add(y, alpha=2))
     check(lambda a, b: (a.add(b, alpha=2), a.sub(b, alpha=1), torch.addcdiv(a, a, b, value=1),
                         torch.addcdiv(a, a, b, value=-0.5), torch.rsub(a, b, alpha=1)), rnd(4, 5), rnd(4, 5))
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch computes these with MKL's VML only where built with MKL")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["tanh", "exp", "erf", "log", "sin", "cos", "sqrt"])
+def test_vector_math_matches_torch_bit_for_bit(name, dtype):
+    """The fused interpreter takes these from the same library ATen's CPU kernels use."""
+    x = (torch.randn(3000, generator=torch.Generator().manual_seed(0)) * 4).to(dtype)
+    if name in ("log", "sqrt"):
+        x = x.abs()
+    x[:4] = torch.tensor([0.0, -0.0, float("inf"), float("nan")], dtype=dtype)
+    fn = getattr(torch, name)
+    expected = fn(x)
+    got = fn(x.to(DEV)).cpu()
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num()), f"{int((got != expected).sum())} elements differ"

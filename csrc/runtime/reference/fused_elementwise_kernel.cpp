@@ -7,7 +7,12 @@
 #include <c10/util/Half.h>
 #include <c10/util/SmallVector.h>
 
+#include <dlfcn.h>
+
+#include <array>
 #include <cstring>
+#include <string>
+#include <type_traits>
 
 #include "runtime/reference/fused_elementwise.h"
 
@@ -20,6 +25,29 @@ constexpr int64_t kBlock = 256;
 // Registers are kBlock + kPad apart so that no two share their low 12 address
 // bits (4K aliasing stalls every load behind an unrelated store).
 constexpr int64_t kPad = 32;
+
+// Where torch was built with MKL, ATen computes these functions on the CPU
+// with MKL's vector math library (at::vml): the same functions, found at run
+// time in the loaded libtorch_cpu, give torch's results bit for bit, and
+// faster than the Sleef forms (which builds without MKL keep). nullptr: none.
+template <typename T>
+using VmlFn = void (*)(int n, const T* in, T* out);
+
+template <typename T>
+VmlFn<T> vml_function(NodeKind kind) {
+  static const auto table = [] {
+    std::array<VmlFn<T>, graph::kNumNodeKinds> t{};
+    void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib) return t;
+    const std::string prefix = std::is_same_v<T, float> ? "vs" : "vd";
+    for (auto [k, name] : {std::pair{NodeKind::Tanh, "Tanh"}, {NodeKind::Exp, "Exp"}, {NodeKind::Erf, "Erf"},
+                           {NodeKind::Log, "Ln"}, {NodeKind::Sin, "Sin"}, {NodeKind::Cos, "Cos"},
+                           {NodeKind::Sqrt, "Sqrt"}})
+      t[static_cast<size_t>(k)] = reinterpret_cast<VmlFn<T>>(dlsym(lib, (prefix + name).c_str()));
+    return t;
+  }();
+  return table[static_cast<size_t>(kind)];
+}
 
 template <typename T>
 T all_ones() {
@@ -277,6 +305,9 @@ class Interpreter {
     Operand<T> a = in.src[0] >= 0 ? operand(in.src[0]) : Operand<T>{nullptr, Vec(T(0)), true};
     Operand<T> b = in.src[1] >= 0 ? operand(in.src[1]) : a;
     const Vec zero(T(0)), one(T(1));
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      if (VmlFn<T> f = a.uniform ? nullptr : vml_function<T>(in.kind)) return f(static_cast<int>(m), a.p, d);
+    }
     switch (in.kind) {
       case NodeKind::Constant: {
         Vec v(static_cast<T>(in.value));
