@@ -517,7 +517,9 @@ def test_kernel_nodes_match_their_decompositions():
     idx = torch.tensor([4, 0, 0, 2], device=DEV)
     cases = [lambda: x.cumsum(1), lambda: x.cumsum(0), lambda: x.index_select(1, idx), lambda: x.index_select(0, idx[1:]),
              lambda: torch.flip(x, (0, 1)), lambda: torch.gather(x, 1, torch.tensor([[0, 4], [1, 1], [3, 2]], device=DEV)),
-             lambda: torch.ops.aten.embedding_dense_backward(g, idx, 6, -1, False)]
+             lambda: torch.ops.aten.embedding_dense_backward(g, idx, 6, -1, False),
+             lambda: F.gelu(x), lambda: F.gelu(x, approximate="tanh"),
+             lambda: torch.ops.aten.gelu_backward(g[:3], x), lambda: torch.ops.aten.gelu_backward(g[:3], x, approximate="tanh")]
     g = rnd(4, 5).to(DEV)
     for fn in cases:
         expected = fn()

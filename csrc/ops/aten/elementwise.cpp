@@ -17,6 +17,7 @@
 
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops::aten {
 namespace {
@@ -102,6 +103,38 @@ G gelu_grad(Graph& g, G dy, G x, const std::string& approximate) {
   return mul(g, dy, g.add(cdf, mul(g, x, pdf)));
 }
 
+// GELU and its gradient in float32/float64 (compute dtypes: reduced precision
+// arrives cast) are kernel nodes: ATen's GELU kernels on the reference
+// runtime (one pass, MKL's normal CDF where torch has it, instead of six
+// interpreted ones), the decompositions above elsewhere.
+at::Tensor gelu_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                    const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
+  return at::gelu_out(out, in[0], n.str_attr("approximate"));
+}
+at::Tensor gelu_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                             const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(at::infer_size(in[0].sizes(), in[1].sizes()), in[0].scalar_type());
+  return at::gelu_backward_out(out, in[0], in[1], n.str_attr("approximate"));
+}
+MPS_EXT_REFERENCE_KERNEL("aten.gelu", gelu_cpu);
+MPS_EXT_REFERENCE_KERNEL("aten.gelu_backward", gelu_backward_cpu);
+
+bool float_or_double(Graph& g, G x) {
+  DType t = g.type(x).dtype;
+  return t == DType::Float32 || t == DType::Float64;
+}
+G gelu_node(Graph& g, G x, const std::string& approximate) {
+  if (!float_or_double(g, x)) return gelu(g, x, approximate);
+  return g.kernel("aten.gelu", {x}, {{"approximate", approximate}},
+                  [approximate](Graph& d, const std::vector<G>& in) { return gelu(d, in[0], approximate); });
+}
+G gelu_grad_node(Graph& g, G dy, G x, const std::string& approximate) {
+  if (!float_or_double(g, x) || g.type(dy).dtype != g.type(x).dtype) return gelu_grad(g, dy, x, approximate);
+  return g.kernel("aten.gelu_backward", {dy, x}, {{"approximate", approximate}},
+                  [approximate](Graph& d, const std::vector<G>& in) { return gelu_grad(d, in[0], in[1], approximate); });
+}
+
 #define E(...) +[](Graph& g, const std::vector<G>& x, const GraphSpec& s) -> G { (void)s; __VA_ARGS__ }
 #define U(kind) E(return un(g, NodeKind::kind, x[0]);)
 
@@ -148,7 +181,7 @@ const std::vector<Entry>& table() {
       {"relu", 1, {0}, Result::Promoted, {}, {}, E(return sel(g, g.le(x[0], k(g, 0, x[0])), k(g, 0, x[0]), x[0]);)},
       {"silu", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Sigmoid, x[0]));)},
       {"mish", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Tanh, softplus_of(g, x[0])));)},
-      {"gelu", 1, {0}, Result::Float, {}, {"approximate"}, E(return gelu(g, x[0], str_attr_or(s, "approximate", "none"));)},
+      {"gelu", 1, {0}, Result::Float, {}, {"approximate"}, E(return gelu_node(g, x[0], str_attr_or(s, "approximate", "none"));)},
       {"hardsigmoid", 1, {0}, Result::Float, {}, {},
        E(G y = g.div(g.add(x[0], k(g, 3, x[0])), k(g, 6, x[0]));
          return g.minimum(g.maximum(y, k(g, 0, y)), k(g, 1, y));)},
@@ -187,7 +220,7 @@ const std::vector<Entry>& table() {
        E(G sg = un(g, NodeKind::Sigmoid, x[1]);
          return mul(g, mul(g, x[0], sg), g.add(k(g, 1, sg), mul(g, x[1], g.sub(k(g, 1, sg), sg))));)},
       {"gelu_backward", 2, {0, 1}, Result::Promoted, {}, {"approximate"},
-       E(return gelu_grad(g, x[0], x[1], str_attr_or(s, "approximate", "none"));)},
+       E(return gelu_grad_node(g, x[0], x[1], str_attr_or(s, "approximate", "none"));)},
       {"leaky_relu_backward", 3, {0, 1}, Result::Promoted, {}, {"self_is_result"},
        E(return sel(g, gt0(g, x[1]), x[0], mul(g, x[0], x[2]));)},
       {"elu_backward", 5, {0, 4}, Result::Promoted, {}, {"is_result"},  // (grad, alpha, scale, input_scale, self_or_result)
