@@ -1,12 +1,14 @@
 """nll_loss / cross_entropy on the mpsgraph device (csrc/ops/aten/nn.cpp
 build_nll: a gather of each target column, no one-hot): every reduction,
 class weights, ignore_index, 1-d input, dtypes, out-of-range targets, against
-the CPU, without the CPU fallback."""
+the CPU, without the CPU fallback. float32/float64 run as kernel nodes
+(ATen's nll_loss on the reference runtime); the decomposition (what MPSGraph
+runs, mps_ext.graph.decompositions()) is checked the same way."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-import mps_ext  # noqa: F401
+import mps_ext
 
 DEV = "mpsgraph"
 
@@ -15,10 +17,14 @@ def fallbacks():
     return torch.ops.mps_ext._fallback_count()
 
 
-def run_both(fn, x, t, w=None, **kw):
+def run_both(fn, x, t, w=None, decompose=False, **kw):
     """fn(x, t, weight=w) forward + backward on the CPU and the device."""
     res = []
     for dev in ("cpu", DEV):
+        if dev == DEV and decompose:
+            with mps_ext.graph.decompositions():
+                res.append(run_both(fn, x, t, w, **kw)[1])
+            continue
         xs = x.detach().to(dev).requires_grad_()
         before = fallbacks()
         loss = fn(xs, t.to(dev), weight=None if w is None else w.to(dev), **kw)
@@ -32,12 +38,13 @@ def run_both(fn, x, t, w=None, **kw):
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("ignore_index", [-100, 2])
-def test_nll_loss_matches_cpu(reduction, weighted, ignore_index):
+@pytest.mark.parametrize("decompose", [False, True])
+def test_nll_loss_matches_cpu(reduction, weighted, ignore_index, decompose):
     torch.manual_seed(0)
     x = torch.randn(7, 5).log_softmax(-1)
     t = torch.tensor([0, 2, 4, 1, 2, 3, -100 if ignore_index == -100 else 2])
     w = torch.rand(5) + 0.5 if weighted else None
-    (lc, gc), (ld, gd) = run_both(F.nll_loss, x, t, w, reduction=reduction, ignore_index=ignore_index)
+    (lc, gc), (ld, gd) = run_both(F.nll_loss, x, t, w, decompose, reduction=reduction, ignore_index=ignore_index)
     torch.testing.assert_close(ld, lc)
     torch.testing.assert_close(gd, gc)
 

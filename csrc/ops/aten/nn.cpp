@@ -752,6 +752,84 @@ at::Tensor mse_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
   return runtime::run_graph(spec, build_mse, {x, t, dy})[0];
 }
 
+struct NllParams {
+  DType compute, dtype;
+  bool has_weight, backward, ignored;
+  int64_t n, c, reduction, ignore_index;
+  std::vector<int64_t> shape;  // the loss's (forward) or grad_input's (backward)
+};
+
+// in: (self [N, C], target [N], [weight], [grad_output, total_weight]).
+std::vector<G> nll_decomposition(Graph& g, const std::vector<G>& in, const NllParams& p) {
+  G x = in[0], target = in[1];
+  if (g.type(target).dtype != DType::Int64 && g.type(target).dtype != DType::Int32) target = g.cast(target, DType::Int64);
+  DType index_type = g.type(target).dtype;
+  const int64_t n = p.n, c = p.c;
+  // Ignored targets pick column 0 (any valid index) and are masked after.
+  std::optional<G> valid;
+  if (p.ignored) {
+    valid = g.binary(NodeKind::NotEqual, target, g.constant(static_cast<double>(p.ignore_index), index_type));
+    target = g.select(*valid, target, g.constant(0, index_type));
+  }
+  G column = g.reshape(target, {n, 1});
+  size_t next = 2;
+  std::optional<G> w;  // per-sample class weight [N] (unmasked); none = 1
+  if (p.has_weight) w = g.gather(cast_to(g, in[next++], p.compute), target, 0);
+  G zero = g.constant(0, p.compute);
+  // total_weight: sum of the (masked) per-sample weights.
+  auto total_weight = [&]() -> G {
+    if (!p.has_weight && !p.ignored) return g.constant(static_cast<double>(n), p.compute);
+    G wm = p.has_weight ? (p.ignored ? g.select(*valid, *w, zero) : *w) : g.cast(*valid, p.compute);
+    return g.reshape(g.reduce(NodeKind::ReduceSum, wm, {0}), {});
+  };
+  if (p.backward) {
+    G dy = cast_to(g, in[next++], p.compute);
+    G tw = cast_to(g, in[next++], p.compute);
+    G scale = p.reduction == 1 ? g.div(dy, tw) : dy;  // [N] for "none", else 0-d
+    G grad = g.neg(p.has_weight ? g.mul(*w, scale) : scale);
+    if (p.ignored) grad = g.select(*valid, grad, zero);
+    else if (g.type(grad).rank() == 0) grad = g.broadcast(grad, {n});
+    grad = cast_to(g, g.reshape(grad, {n, 1}), p.dtype);
+    G out = g.scatter_along_axis(g.constant(0, p.dtype, {n, c}), grad, column, 1, "set");
+    return {g.reshape(out, p.shape)};
+  }
+  G picked = cast_to(g, g.reshape(g.gather_along_axis(x, column, 1), {n}), p.compute);
+  G loss = g.neg(p.has_weight ? g.mul(picked, *w) : picked);
+  if (p.ignored) loss = g.select(*valid, loss, zero);
+  G total;
+  if (p.reduction == 0) {
+    loss = g.reshape(loss, p.shape);
+    total = zero;  // torch's total_weight for reduction="none"
+  } else {
+    loss = g.reshape(g.reduce(NodeKind::ReduceSum, loss, {0}), {});
+    total = total_weight();
+    if (p.reduction == 1) loss = g.div(loss, total);
+  }
+  return {cast_to(g, loss, p.dtype), cast_to(g, total, p.dtype)};
+}
+
+// float32/float64 nll_loss and its backward with int64 targets are kernel
+// nodes: ATen's nll_loss kernels on the reference runtime (one call instead of
+// a gather, a reduction and a division), the decomposition elsewhere.
+std::optional<at::Tensor> nll_weight(const graph::Node& n, const std::vector<at::Tensor>& in) {
+  return n.int_attr("has_weight") ? std::optional<at::Tensor>(in[2]) : std::nullopt;
+}
+std::vector<at::Tensor> nll_loss_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                     const runtime::reference::ResultOutput&) {
+  auto [loss, total] = at::nll_loss_forward(in[0], in[1], nll_weight(n, in), n.int_attr("reduction"),
+                                            n.int_attr("ignore_index"));
+  return {loss.reshape(n.ints_attr("shape")), total};
+}
+at::Tensor nll_loss_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                 const runtime::reference::NewOutput&) {
+  size_t next = n.int_attr("has_weight") ? 3 : 2;
+  return at::nll_loss_backward(in[next], in[0], in[1], nll_weight(n, in), n.int_attr("reduction"),
+                               n.int_attr("ignore_index"), in[next + 1])
+      .reshape(n.ints_attr("shape"));
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.nll_loss", nll_loss_cpu);
+MPS_EXT_REFERENCE_KERNEL("aten.nll_loss_backward", nll_loss_backward_cpu);
+
 // nll_loss over [N, C] (or [C]) log-probabilities: each sample's target
 // column gathered (O(N), no [N, C] one-hot), its class weight gathered by the
 // target, ignore_index masked to weight 0. "has_ignored" (read on the host by
@@ -759,57 +837,34 @@ at::Tensor mse_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
 // Inputs (self, target, [weight]); outputs (loss, total_weight) or grad_input
 // (-w_i * scale scattered into zeros at each target).
 void build_nll(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
   const graph::TensorType& xt = s.input(0);
-  G x = g.placeholder(xt, "self");
-  G target = g.placeholder(s.input(1), "target");
-  if (g.type(target).dtype != DType::Int64 && g.type(target).dtype != DType::Int32) target = g.cast(target, DType::Int64);
-  DType index_type = g.type(target).dtype;
-  bool hw = s.int_attr("has_weight"), backward = s.int_attr("backward"), ignored = s.int_attr("has_ignored");
-  int64_t n = xt.shape[0], c = xt.shape[1], reduction = s.int_attr("reduction");
-  // Ignored targets pick column 0 (any valid index) and are masked after.
-  std::optional<G> valid;
-  if (ignored) {
-    valid = g.binary(NodeKind::NotEqual, target, g.constant(static_cast<double>(s.int_attr("ignore_index")), index_type));
-    target = g.select(*valid, target, g.constant(0, index_type));
-  }
-  G column = g.reshape(target, {n, 1});
-  size_t next = 2;
-  std::optional<G> w;  // per-sample class weight [N] (unmasked); none = 1
-  if (hw) w = g.gather(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), target, 0);
-  G zero = g.constant(0, compute);
-  // total_weight: sum of the (masked) per-sample weights.
-  auto total_weight = [&]() -> G {
-    if (!hw && !ignored) return g.constant(static_cast<double>(n), compute);
-    G wm = hw ? (ignored ? g.select(*valid, *w, zero) : *w) : g.cast(*valid, compute);
-    return g.reshape(g.reduce(NodeKind::ReduceSum, wm, {0}), {});
-  };
+  bool backward = s.int_attr("backward");
+  NllParams p{attr_dtype(s, "compute"), xt.dtype, s.int_attr("has_weight") != 0, backward,
+              s.int_attr("has_ignored") != 0, xt.shape[0], xt.shape[1], s.int_attr("reduction"),
+              s.int_attr("ignore_index"), s.ints_attr(backward ? "shape" : "loss_shape")};
+  if (!backward && p.reduction != 0) p.shape = {};
+  std::vector<G> in{g.placeholder(xt, "self"), g.placeholder(s.input(1), "target")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(2), "weight"));
   if (backward) {
-    G dy = cast_to(g, g.placeholder(s.input(next++), "grad_output"), compute);
-    G tw = cast_to(g, g.placeholder(s.input(next++), "total_weight"), compute);
-    G scale = reduction == 1 ? g.div(dy, tw) : dy;  // [N] for "none", else 0-d
-    G grad = g.neg(hw ? g.mul(*w, scale) : scale);
-    if (ignored) grad = g.select(*valid, grad, zero);
-    else if (g.type(grad).rank() == 0) grad = g.broadcast(grad, {n});
-    grad = cast_to(g, g.reshape(grad, {n, 1}), xt.dtype);
-    G out = g.scatter_along_axis(g.constant(0, xt.dtype, {n, c}), grad, column, 1, "set");
-    g.output(g.reshape(out, s.ints_attr("shape")));
+    in.push_back(g.placeholder(s.input(in.size()), "grad_output"));
+    in.push_back(g.placeholder(s.input(in.size()), "total_weight"));
+  }
+  bool kernel = (p.dtype == DType::Float32 || p.dtype == DType::Float64) && p.compute == p.dtype &&
+                s.input(1).dtype == DType::Int64;
+  for (size_t i = 2; kernel && i < in.size(); ++i) kernel = g.type(in[i]).dtype == p.dtype;
+  auto decomposition = [p](Graph& d, const std::vector<G>& x) { return nll_decomposition(d, x, p); };
+  if (!kernel) {
+    for (G r : decomposition(g, in)) g.output(r);
     return;
   }
-  G picked = cast_to(g, g.reshape(g.gather_along_axis(x, column, 1), {n}), compute);
-  G loss = g.neg(hw ? g.mul(picked, *w) : picked);
-  if (ignored) loss = g.select(*valid, loss, zero);
-  G total;
-  if (reduction == 0) {
-    loss = g.reshape(loss, s.ints_attr("loss_shape"));
-    total = zero;  // torch's total_weight for reduction="none"
-  } else {
-    loss = g.reshape(g.reduce(NodeKind::ReduceSum, loss, {0}), {});
-    total = total_weight();
-    if (reduction == 1) loss = g.div(loss, total);
+  graph::Attrs attrs{{"has_weight", int64_t{p.has_weight}}, {"reduction", p.reduction},
+                     {"ignore_index", p.ignore_index}, {"shape", p.shape}};
+  if (backward) {
+    g.output(g.kernel("aten.nll_loss_backward", in, attrs,
+                      [p](Graph& d, const std::vector<G>& x) { return nll_decomposition(d, x, p)[0]; }));
+    return;
   }
-  g.output(cast_to(g, loss, xt.dtype));
-  g.output(cast_to(g, total, xt.dtype));
+  for (G r : g.kernels("aten.nll_loss", in, attrs, decomposition)) g.output(r);
 }
 
 // torch's target checks: Long or Byte targets, each in [0, C) unless it is
