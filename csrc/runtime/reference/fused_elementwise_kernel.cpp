@@ -387,7 +387,11 @@ class Interpreter {
     if (k == T(0)) return map1([one](Vec) { return one; }, m, d, x);  // NaN ** 0 is 1 too
     if (k == T(2)) return map1([](Vec v) { return v * v; }, m, d, x);
     if (k == T(3)) return map1([](Vec v) { return v * v * v; }, m, d, x);
-    if (k == T(0.5)) return map1([](Vec v) { return v.sqrt(); }, m, d, x);
+    if (k == T(0.5)) {  // ATen's sqrt kernel, VML's where torch has it
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
+        if (VmlFn<T> f = x.uniform ? nullptr : vml_function<T>(NodeKind::Sqrt)) return f(static_cast<int>(m), x.p, d);
+      return map1([](Vec v) { return v.sqrt(); }, m, d, x);
+    }
     if (k == T(-0.5)) return map1([](Vec v) { return v.rsqrt(); }, m, d, x);
     if (k == T(-1)) return map1([](Vec v) { return v.reciprocal(); }, m, d, x);
     if (k == T(-2)) return map1([one](Vec v) { return one / (v * v); }, m, d, x);
