@@ -8,6 +8,7 @@
 #include <array>
 
 #include "runtime/reference/executor.h"
+#include "runtime/reference/output_allocator.h"
 
 namespace mps_ext::runtime::reference {
 using graph::NodeKind;
@@ -77,30 +78,24 @@ at::Tensor slice_update(const graph::Node& n, at::Tensor data, const std::vector
 
 
 namespace {
-at::Tensor reduce(NodeKind kind, const at::Tensor& x, std::vector<int64_t> axes) {
-  if (x.dim() == 0) axes.clear();
-  switch (kind) {
-    case NodeKind::ReduceSum: return at::sum(x, axes, /*keepdim=*/true);
-    case NodeKind::ReduceMax: return at::amax(x, axes, true);
-    case NodeKind::ReduceMin: return at::amin(x, axes, true);
-    case NodeKind::ReduceMean: return at::mean(x, axes, true);
-    case NodeKind::ReduceProd: {
-      at::Tensor r = x;
-      for (int64_t ax : axes) r = at::prod(r, ax, true);
-      return r;
-    }
-    default: TORCH_INTERNAL_ASSERT(false);
-  }
-}
-
 // ATen's view kernel called directly where a view does (no dispatcher round
 // trip: reshapes run on nearly every op).
 at::Tensor view_or_reshape(const at::Tensor& x, at::IntArrayRef shape) {
   return x.is_contiguous() && x.is_cpu() ? at::native::view(x, shape) : x.reshape(shape);
 }
 
-at::Tensor eval_reduce(const Node& n, const Args& a) { return reduce(n.kind, a[0], n.ints_attr("axes")); }
+// A kind's plain evaluation where ATen's into-form is the whole of it: the
+// same call into fresh memory.
+const NewOutput& fresh_memory() {
+  static const NewOutput fresh = [](at::IntArrayRef sizes, at::ScalarType dtype) { return empty_output(sizes, dtype); };
+  return fresh;
+}
+template <NodeEvalInto Into>
+at::Tensor into_fresh(const Node& n, const Args& a) {
+  return Into(n, a, fresh_memory());
+}
 
+// Reductions keep the reduced dims (MPSGraph's form).
 at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output) {
   const at::Tensor& x = a[0];
   std::vector<int64_t> axes = x.dim() == 0 ? std::vector<int64_t>{} : n.ints_attr("axes");
@@ -112,19 +107,19 @@ at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output
     case NodeKind::ReduceMax: at::amax_out(out, x, axes, true); break;
     case NodeKind::ReduceMin: at::amin_out(out, x, axes, true); break;
     case NodeKind::ReduceMean: at::mean_out(out, x, axes, true); break;
-    default: out.copy_(reduce(n.kind, x, std::move(axes)));
+    case NodeKind::ReduceProd: {  // ATen's prod takes one dim at a time
+      at::Tensor r = x;
+      for (int64_t ax : axes) r = at::prod(r, ax, true);
+      out.copy_(r);
+      break;
+    }
+    default: TORCH_INTERNAL_ASSERT(false, "not a reduction: ", graph::kind_name(n.kind));
   }
   return out;
 }
 
 // ATen's 2-D and batched kernels directly: at::matmul's shape dispatch costs
 // as much as a small product.
-at::Tensor matmul(const Args& a) {
-  if (a[0].dim() == 2 && a[1].dim() == 2) return at::mm(a[0], a[1]);
-  if (a[0].dim() == 3 && a[1].dim() == 3 && a[0].size(0) == a[1].size(0)) return at::bmm(a[0], a[1]);
-  return at::matmul(a[0], a[1]);
-}
-
 at::Tensor matmul_into(const Node&, const Args& a, const NewOutput& new_output) {
   const at::Tensor &x = a[0], &y = a[1];
   std::vector<int64_t> shape = at::infer_size(x.sizes().slice(0, x.dim() - 2), y.sizes().slice(0, y.dim() - 2));
@@ -265,12 +260,12 @@ EVAL(Greater, at::gt(a[0], a[1]));
 EVAL(GreaterEqual, at::ge(a[0], a[1]));
 EVAL(Select, at::where(a[0], a[1], a[2]));
 #define MPS_EXT_NODE(kind, name)
-#define MPS_EXT_REDUCE(kind, name) \
-  MPS_EXT_NODE_EVAL(kind, eval_reduce);  \
+#define MPS_EXT_REDUCE(kind, name)             \
+  MPS_EXT_NODE_EVAL(kind, into_fresh<reduce_into>); \
   MPS_EXT_NODE_EVAL_INTO(kind, reduce_into);
 #include "graph/node_kinds.def"
 EVAL(Softmax, at::softmax(a[0], n.int_attr("axis")));
-EVAL(MatMul, matmul(a));
+MPS_EXT_NODE_EVAL(MatMul, into_fresh<matmul_into>);
 MPS_EXT_NODE_EVAL_INTO(MatMul, matmul_into);
 MPS_EXT_NODE_EVAL(RandomUniform, eval_random_uniform);
 MPS_EXT_NODE_EVAL(Iota, eval_iota);
