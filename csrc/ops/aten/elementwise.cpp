@@ -120,17 +120,13 @@ at::Tensor gelu_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>
 MPS_EXT_REFERENCE_KERNEL("aten.gelu", gelu_cpu);
 MPS_EXT_REFERENCE_KERNEL("aten.gelu_backward", gelu_backward_cpu);
 
-bool float_or_double(Graph& g, G x) {
-  DType t = g.type(x).dtype;
-  return t == DType::Float32 || t == DType::Float64;
-}
 G gelu_node(Graph& g, G x, const std::string& approximate) {
-  if (!float_or_double(g, x)) return gelu(g, x, approximate);
+  if (!kernel_dtype(g.type(x).dtype)) return gelu(g, x, approximate);
   return g.kernel("aten.gelu", {x}, {{"approximate", approximate}},
                   [approximate](Graph& d, const std::vector<G>& in) { return gelu(d, in[0], approximate); });
 }
 G gelu_grad_node(Graph& g, G dy, G x, const std::string& approximate) {
-  if (!float_or_double(g, x) || g.type(dy).dtype != g.type(x).dtype) return gelu_grad(g, dy, x, approximate);
+  if (!kernel_dtype(g.type(x).dtype) || g.type(dy).dtype != g.type(x).dtype) return gelu_grad(g, dy, x, approximate);
   return g.kernel("aten.gelu_backward", {dy, x}, {{"approximate", approximate}},
                   [approximate](Graph& d, const std::vector<G>& in) { return gelu_grad(d, in[0], in[1], approximate); });
 }

@@ -116,12 +116,16 @@ inline graph::Tensor slice_along(graph::Graph& g, graph::Tensor x, int64_t dim, 
   return g.slice(x, starts, shape, strides);
 }
 inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
+// The dtypes the aten family's kernel nodes (ATen's CPU kernels on the
+// reference runtime) compute in end to end; reduced precision runs the
+// decompositions, which compute in float32.
+inline bool kernel_dtype(graph::DType t) { return t == graph::DType::Float32 || t == graph::DType::Float64; }
 // Whether a norm's graph may use ATen's fused CPU kernel as its kernel node:
 // those take parameters of the input's dtype and return float statistics only
 // for float inputs, so float32/float64 with matching inputs [first, first + n).
 inline bool fused_cpu_norm_ok(const runtime::GraphSpec& s, size_t first, size_t n) {
   graph::DType x = s.input(0).dtype;
-  if (x != graph::DType::Float32 && x != graph::DType::Float64) return false;
+  if (!kernel_dtype(x)) return false;
   for (size_t i = first; i < first + n; ++i)
     if (s.input(i).dtype != x) return false;
   return true;

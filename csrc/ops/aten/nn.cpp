@@ -119,7 +119,7 @@ void build_reduce(Graph& g, const GraphSpec& s) {
   else if (kind == "norm2" || kind == "norm1" || kind == "norminf") {
     const double ord = kind == "norm2" ? 2.0 : kind == "norm1" ? 1.0 : INFINITY;
     DType t = g.type(x0).dtype;
-    if ((t == DType::Float32 || t == DType::Float64) && g.type(x).dtype == t && !dims.empty())
+    if (kernel_dtype(t) && g.type(x).dtype == t && !dims.empty())
       y = g.kernel("aten.vector_norm", {x}, {{"dims", dims}, {"ord", ord}},
                    [dims, ord](Graph& d, const std::vector<G>& in) { return vector_norm_decomposition(d, in[0], dims, ord); });
     else
@@ -487,7 +487,7 @@ MPS_EXT_REFERENCE_KERNEL("aten.softmax_backward", softmax_backward_cpu);
 // The kernels run in the tensors' own dtype: float32/float64 end to end.
 bool softmax_kernel_ok(const GraphSpec& s) {
   DType t = s.input(0).dtype;
-  return (t == DType::Float32 || t == DType::Float64) && attr_dtype(s, "compute") == t && attr_dtype(s, "result") == t;
+  return kernel_dtype(t) && attr_dtype(s, "compute") == t && attr_dtype(s, "result") == t;
 }
 
 void build_softmax(Graph& g, const GraphSpec& s) {
@@ -849,7 +849,7 @@ void build_nll(Graph& g, const GraphSpec& s) {
     in.push_back(g.placeholder(s.input(in.size()), "grad_output"));
     in.push_back(g.placeholder(s.input(in.size()), "total_weight"));
   }
-  bool kernel = (p.dtype == DType::Float32 || p.dtype == DType::Float64) && p.compute == p.dtype &&
+  bool kernel = kernel_dtype(p.dtype) && p.compute == p.dtype &&
                 s.input(1).dtype == DType::Int64;
   for (size_t i = 2; kernel && i < in.size(); ++i) kernel = g.type(in[i]).dtype == p.dtype;
   auto decomposition = [p](Graph& d, const std::vector<G>& x) { return nll_decomposition(d, x, p); };
