@@ -267,10 +267,6 @@ bool broadcast_into(at::DimVector& space, at::IntArrayRef s) {
 using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
 KernelFn select_kernel() { return MPS_EXT_CPU_KERNEL(run_fused); }
 
-// Operands (outputs, then streamed inputs) whose strides over `space`
-// coalesce to at most two dims -- a strided row view (an LSTM gate's chunk),
-// a broadcast row or column -- run as rows of a 2-D loop split across
-// threads, without TensorIterator's set-up. False (nothing run) otherwise.
 // The iterator's operand order: outputs, then the streamed (non-uniform) inputs.
 c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, c10::ArrayRef<at::Tensor> outs,
                                                          const c10::SmallVectorImpl<at::Tensor>& env) {
@@ -281,6 +277,10 @@ c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, c
   return ops;
 }
 
+// Operands (outputs, then streamed inputs) whose strides over `space`
+// coalesce to at most two dims -- a strided row view (an LSTM gate's chunk),
+// a broadcast row or column -- run as rows of a 2-D loop split across
+// threads, without TensorIterator's set-up. False (nothing run) otherwise.
 bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space,
                const c10::SmallVector<const at::Tensor*, 8>& ops, const double* uniform_values) {
   if (c10::multiply_integers(space) == 0) return false;
