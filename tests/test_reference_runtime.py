@@ -96,6 +96,46 @@ def test_broadcasting_regions(a_shape, b_shape):
     assert [f.shape for f in fused] == [u.shape for u in unfused]
 
 
+@pytest.mark.parametrize("chain", [1, 3, 40])  # registers per program: the block length depends on it
+@pytest.mark.parametrize("n", [255, 257, 4095, 4096, 4097, 9000])
+def test_block_boundaries(n, chain):
+    g = Graph()
+    x = g.placeholder([-1], torch.float32, "x")
+    y = g.placeholder([-1], torch.float32, "y")
+    v = x
+    for _ in range(chain):
+        v = g.add(g.multiply(v, g.constant(0.5, torch.float32)), y)
+    g.output(v)
+    x_val, y_val = torch.randn(n), torch.randn(n)
+    expected = x_val
+    for _ in range(chain):
+        expected = expected * 0.5 + y_val
+    for x_in, y_in in ((x_val, y_val), (x_val.double().float(), y_val[:1].expand(n))):  # strided: copied blocks
+        fused, unfused = run_both(g, [x_in, y_in])
+        torch.testing.assert_close(fused[0], unfused[0], rtol=0, atol=0)
+    torch.testing.assert_close(run_both(g, [x_val, y_val])[0][0], expected)
+
+
+@pytest.mark.parametrize("weight", [0.25, 0.75, float("nan")])
+def test_select_on_a_scalar_condition_takes_one_side(weight):
+    # lerp's form: the condition is one value per call, so only one side runs;
+    # the side not taken has its own instructions (and an output of its own).
+    g = Graph()
+    x = g.placeholder([-1, -1], torch.float32, "x")
+    w = g.placeholder([], torch.float32, "w")
+    low = g.add(g.multiply(x, w), g.constant(1.0, torch.float32))
+    high = g.subtract(g.exp(x), w)
+    small = g.less(g.abs(w), g.constant(0.5, torch.float32))
+    g.output(g.select(small, low, high))
+    g.output(high)
+    x_val, w_val = torch.randn(64, 70), torch.tensor(weight)
+    fused, unfused = run_both(g, [x_val, w_val])
+    for f, u in zip(fused, unfused):
+        torch.testing.assert_close(f, u, equal_nan=True)
+    pick = x_val * w_val + 1 if abs(weight) < 0.5 else torch.exp(x_val) - w_val
+    torch.testing.assert_close(fused[0], pick, equal_nan=True)
+
+
 def test_non_contiguous_inputs():
     g = Graph()
     x = g.placeholder([-1, -1], torch.float32, "x")
