@@ -6,7 +6,8 @@
    with AdamW and clip_grad_norm_, and the CPU-fallback count per step (0 =
    every op native). GFLOP/s counts the step's matmuls and convolutions
    (torch.utils.flop_counter).
-2. Components: convolution and nn.LSTM steps, and the caching allocator.
+2. Components: convolution and nn.LSTM steps, elementwise ops on a medium
+   tensor, the MLP's AdamW step, and the caching allocator.
 
     python benchmarks/bench_device.py [--threads N] [--models mlp,cnn] [--seconds S]   # ~1 min
 
@@ -165,7 +166,7 @@ def backward_step(model, x):
 
 
 def components(rows: list) -> None:
-    print(f"\n{'component':<34}{'cpu ms':>10}{'device ms':>11}{'ratio':>8}{'device GFLOP/s':>16}")
+    print(f"\n{'component':<34}{'cpu ms':>10}{'device ms':>11}{'ratio':>8}{'device GFLOP/s':>16}{'device GB/s':>13}")
     torch.manual_seed(0)
     # conv2d 3x3, 32 -> 64 channels, 8 x 32 x 32: forward and forward+backward
     conv = nn.Conv2d(32, 64, 3, padding=1)
@@ -181,21 +182,48 @@ def components(rows: list) -> None:
     sd = s.to(DEV)
     # per step and layer: 4 gates of (in + hidden) x hidden matmuls, x3 for backward
     lstm_flop = 3 * 2 * 16 * 8 * 4 * 128 * ((64 + 128) + (128 + 128))
+    # Elementwise on a medium tensor (the fused interpreter against ATen's
+    # loops) and the MLP's AdamW step (each side's default: the CPU loops over
+    # the parameters, the device runs the _foreach_ ops).
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    ad, bd = a.to(DEV), b.to(DEV)
+    ew_bytes = 3 * a.nbytes  # two reads, one write
+    adam_cpu, adam_dev, adam_bytes = adamw_steps()
     cases = [
-        ("conv2d forward", lambda: conv(x), lambda: conv_d(xd), fwd_flop),
-        ("conv2d forward+backward", lambda: backward_step(conv, x), lambda: backward_step(conv_d, xd), 3 * fwd_flop),
-        ("LSTM 2x128 seq16 fwd+bwd", lambda: backward_step(lstm, s), lambda: backward_step(lstm_d, sd), lstm_flop),
-        ("empty 1 MiB + free (allocator)", lambda: torch.empty(1 << 18), lambda: torch.empty(1 << 18, device=DEV), 0),
-        ("empty 64 KiB + free (allocator)", lambda: torch.empty(1 << 14), lambda: torch.empty(1 << 14, device=DEV), 0),
+        ("conv2d forward", lambda: conv(x), lambda: conv_d(xd), fwd_flop, 0),
+        ("conv2d forward+backward", lambda: backward_step(conv, x), lambda: backward_step(conv_d, xd), 3 * fwd_flop, 0),
+        ("LSTM 2x128 seq16 fwd+bwd", lambda: backward_step(lstm, s), lambda: backward_step(lstm_d, sd), lstm_flop, 0),
+        ("add [256,256]", lambda: a + b, lambda: ad + bd, 0, ew_bytes),
+        ("lerp_ [256,256], scalar weight", lambda: a.lerp_(b, 0.0), lambda: ad.lerp_(bd, 0.0), 0, ew_bytes),
+        ("AdamW step, MLP parameters", adam_cpu, adam_dev, 0, adam_bytes),
+        ("empty 1 MiB + free (allocator)", lambda: torch.empty(1 << 18), lambda: torch.empty(1 << 18, device=DEV), 0, 0),
+        ("empty 64 KiB + free (allocator)", lambda: torch.empty(1 << 14), lambda: torch.empty(1 << 14, device=DEV), 0, 0),
     ]
-    for name, f_cpu, f_dev, flop in cases:
+    for name, f_cpu, f_dev, flop, nbytes in cases:
         t_cpu = time_call(f_cpu)
         t_dev = time_call(f_dev)
         gflops = flop / t_dev / 1e9 if flop else None
+        gbps = nbytes / t_dev / 1e9 if nbytes else None
         rows.append({"case": name, "cpu_s": t_cpu, "device_s": t_dev, "ratio": t_cpu / t_dev,
-                     "device_GFLOPs": gflops})
+                     "device_GFLOPs": gflops, "device_GBs": gbps})
         print(f"{name:<34}{t_cpu * 1e3:>10.3f}{t_dev * 1e3:>11.3f}{t_cpu / t_dev:>8.2f}"
-              f"{(f'{gflops:.1f}' if gflops else '-'):>16}")
+              f"{(f'{gflops:.1f}' if gflops else '-'):>16}{(f'{gbps:.1f}' if gbps else '-'):>13}")
+
+
+def adamw_steps():
+    """AdamW.step over the MLP's parameters on each side, and the bytes one step
+    moves (parameter, gradient and two moments read, three written)."""
+    steps = []
+    for device in ("cpu", DEV):
+        torch.manual_seed(0)
+        params = [p.detach().to(device).requires_grad_() for p in MLP().parameters()]
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        opt.step()  # creates the moments
+        steps.append(opt.step)
+    numel = sum(p.numel() for p in MLP().parameters())
+    return steps[0], steps[1], 7 * numel * 4
 
 
 def main() -> None:
