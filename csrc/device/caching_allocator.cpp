@@ -45,8 +45,20 @@ CachingAllocator::Block* CachingAllocator::take_cached(size_t size) {
   if (it == cached_.end() || it->first >= 2 * size) return nullptr;
   it = std::prev(cached_.upper_bound(it->first));  // equal keys keep insertion order
   Block* b = it->second;
-  cached_.erase(it);
+  spare_nodes_.push_back(cached_.extract(it));
   return b;
+}
+
+void CachingAllocator::cache(Block* b) {
+  if (spare_nodes_.empty()) {
+    cached_.emplace(b->size, b);
+    return;
+  }
+  auto node = std::move(spare_nodes_.back());
+  spare_nodes_.pop_back();
+  node.key() = b->size;
+  node.mapped() = b;
+  cached_.insert(std::move(node));  // after its equal keys, as emplace
 }
 
 void CachingAllocator::recycle_pending() {
@@ -55,7 +67,7 @@ void CachingAllocator::recycle_pending() {
     Block* b = *it;
     stat_free(stats_.active, *b, 1);
     stat_free(stats_.active_bytes, *b, b->size);
-    cached_.emplace(b->size, b);
+    cache(b);
   }
   pending_.erase(done, pending_.end());
 }
@@ -69,6 +81,7 @@ void CachingAllocator::release_cached() {
     delete b;
   }
   cached_.clear();
+  spare_nodes_.clear();
 }
 
 c10::DataPtr CachingAllocator::allocate(size_t bytes) {

@@ -83,6 +83,7 @@ class CachingAllocator final : public c10::DeviceAllocator {
   void free(Block* b);
   void stat_block(const Block& b, bool alloc);  // a block's allocation/free in every stat
   Block* take_cached(size_t size);  // under mutex_
+  void cache(Block* b);             // under mutex_
   void recycle_pending();           // under mutex_
   void release_cached();            // under mutex_
   void stat_alloc(c10::CachingAllocator::StatArray& s, const Block& b, size_t amount);
@@ -92,6 +93,9 @@ class CachingAllocator final : public c10::DeviceAllocator {
   const bool asynchronous_;
   std::mutex mutex_;
   std::multimap<size_t, Block*> cached_;  // reusable, by size
+  // Map nodes of blocks taken from cached_, reused when a block goes back:
+  // an allocation and free pair of a cached size touches no heap.
+  std::vector<std::multimap<size_t, Block*>::node_type> spare_nodes_;
   std::vector<Block*> pending_;           // freed, maybe still used by the GPU
   std::atomic<uint64_t> epoch_{1};
   uint64_t completed_ = 0;  // under mutex_

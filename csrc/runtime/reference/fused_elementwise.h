@@ -1,7 +1,8 @@
 // Elementwise stitching: a run of elementwise graph nodes becomes one
 // FusedProgram, executed as a single pass over memory. The program is a
-// register machine over blocks of a few hundred elements, so each op works on
-// L1-resident data with at::vec, and memory is read and written once.
+// register machine over blocks of 256 to 4096 elements (fewer for programs
+// with more registers), so each op works on core-local data with at::vec, and
+// memory is read and written once.
 #pragma once
 
 #include <cstdint>
