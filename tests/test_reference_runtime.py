@@ -116,10 +116,12 @@ def test_block_boundaries(n, chain):
     torch.testing.assert_close(run_both(g, [x_val, y_val])[0][0], expected)
 
 
+@pytest.mark.parametrize("low_read_elsewhere", [False, True])
 @pytest.mark.parametrize("weight", [0.25, 0.75, float("nan")])
-def test_select_on_a_scalar_condition_takes_one_side(weight):
-    # lerp's form: the condition is one value per call, so only one side runs;
-    # the side not taken has its own instructions (and an output of its own).
+def test_select_on_a_scalar_condition_takes_one_side(weight, low_read_elsewhere):
+    # lerp's form: the condition is one value per call, so only one side runs
+    # (written straight into the select's result when nothing else reads it);
+    # the side not taken has its own instructions and an output of its own.
     g = Graph()
     x = g.placeholder([-1, -1], torch.float32, "x")
     w = g.placeholder([], torch.float32, "w")
@@ -128,12 +130,16 @@ def test_select_on_a_scalar_condition_takes_one_side(weight):
     small = g.less(g.abs(w), g.constant(0.5, torch.float32))
     g.output(g.select(small, low, high))
     g.output(high)
+    if low_read_elsewhere:
+        g.output(g.negative(low))
     x_val, w_val = torch.randn(64, 70), torch.tensor(weight)
     fused, unfused = run_both(g, [x_val, w_val])
     for f, u in zip(fused, unfused):
         torch.testing.assert_close(f, u, equal_nan=True)
     pick = x_val * w_val + 1 if abs(weight) < 0.5 else torch.exp(x_val) - w_val
     torch.testing.assert_close(fused[0], pick, equal_nan=True)
+    if low_read_elsewhere:
+        torch.testing.assert_close(fused[2], -(x_val * w_val + 1), equal_nan=True)
 
 
 def test_non_contiguous_inputs():

@@ -256,8 +256,9 @@ class Interpreter {
     // This run's streamed inputs, outputs and per-block instructions.
     std::vector<Operand_> streamed, outputs;
     std::vector<const FusedInstr*> block_instrs;
-    std::vector<FusedInstr> copies;  // drop_untaken_branches' rewritten selects
+    std::vector<FusedInstr> copies;  // drop_untaken_branches' rewritten instructions
     std::vector<char> live;
+    std::vector<int> readers;
   };
   static State& state() {
     thread_local State s;
@@ -310,7 +311,7 @@ class Interpreter {
     if (std::none_of(block_instrs_.begin(), block_instrs_.end(), uniform_select)) return;
     std::vector<FusedInstr>& copies = st_.copies;
     copies.clear();
-    copies.reserve(block_instrs_.size());  // block_instrs_ points into it: no reallocation
+    copies.reserve(2 * block_instrs_.size());  // block_instrs_ points into it: no reallocation
     std::vector<char>& live = st_.live;
     live.assign(p_.num_regs, 0);
     for (int r : p_.output_regs) live[r] = 1;
@@ -331,6 +332,38 @@ class Interpreter {
       }
       for (int src : (*it)->src)
         if (src >= 0) live[src] = 1;
+    }
+    block_instrs_.erase(std::remove(block_instrs_.begin(), block_instrs_.end(), nullptr), block_instrs_.end());
+    write_taken_sides_in_place();
+  }
+
+  // A copy from a value that only the copy reads (lerp's taken side): the
+  // instruction computing that value writes the select's register instead,
+  // and the copy pass goes.
+  void write_taken_sides_in_place() {
+    std::vector<int>& readers = st_.readers;
+    readers.assign(p_.num_regs, 0);
+    for (const FusedInstr* in : block_instrs_)
+      for (int src : in->src)
+        if (src >= 0) ++readers[src];
+    std::vector<FusedInstr>& copies = st_.copies;
+    const FusedInstr* first_copy = copies.data();
+    const FusedInstr* end_copy = copies.data() + copies.size();
+    for (size_t i = 0; i < block_instrs_.size(); ++i) {
+      const FusedInstr* copy = block_instrs_[i];
+      if (copy < first_copy || copy >= end_copy || copy->kind != NodeKind::Identity) continue;
+      const int from = copy->src[0];
+      if (from < p_.num_inputs || readers[from] != 1 ||
+          std::find(p_.output_regs.begin(), p_.output_regs.end(), from) != p_.output_regs.end())
+        continue;
+      auto producer = std::find_if(block_instrs_.begin(), block_instrs_.begin() + i,
+                                   [&](const FusedInstr* in) { return in->dst == from; });
+      if (producer == block_instrs_.begin() + i) continue;  // a uniform value: the copy broadcasts it
+      FusedInstr moved = **producer;
+      moved.dst = copy->dst;
+      copies.push_back(moved);
+      *producer = &copies.back();
+      block_instrs_[i] = nullptr;
     }
     block_instrs_.erase(std::remove(block_instrs_.begin(), block_instrs_.end(), nullptr), block_instrs_.end());
   }
