@@ -116,6 +116,39 @@ def test_block_boundaries(n, chain):
     torch.testing.assert_close(run_both(g, [x_val, y_val])[0][0], expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("form", ["x*y+z", "z+x*y", "k*x+z", "x*k+z", "x*y+k", "x*y+u*v", "product read twice"])
+def test_multiply_add_rounds_like_separate_ops(form, dtype):
+    # A product read only by an add runs in the add's pass; it must still be
+    # rounded before the add (no FMA), so fused equals node-by-node ATen exactly.
+    g = Graph()
+    x, y, z, u, v = (g.placeholder([-1, -1], dtype, name) for name in "xyzuv")
+    k = g.placeholder([], dtype, "k")  # a scalar: one value for the whole call
+    if form == "x*y+z":
+        g.output(g.add(g.multiply(x, y), z))
+    elif form == "z+x*y":
+        g.output(g.add(z, g.multiply(x, y)))
+    elif form == "k*x+z":
+        g.output(g.add(g.multiply(k, x), z))
+    elif form == "x*k+z":
+        g.output(g.add(g.multiply(x, k), z))
+    elif form == "x*y+k":
+        g.output(g.add(g.multiply(x, y), k))
+    elif form == "x*y+u*v":
+        g.output(g.add(g.multiply(x, y), g.multiply(u, v)))
+    else:
+        p = g.multiply(x, y)
+        g.output(g.add(p, z))
+        g.output(g.exp(p))
+    vals = [torch.randn(37, 300, dtype=torch.float64).to(dtype) for _ in range(5)] + [torch.tensor(1.37, dtype=dtype)]
+    fused, unfused = run_both(g, vals)
+    for f, u_ in zip(fused, unfused):
+        if dtype == torch.bfloat16:  # fused keeps float32 between nodes (ATen's opmath)
+            close(f, u_, dtype)
+        else:
+            torch.testing.assert_close(f, u_, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("low_read_elsewhere", [False, True])
 @pytest.mark.parametrize("weight", [0.25, 0.75, float("nan")])
 def test_select_on_a_scalar_condition_takes_one_side(weight, low_read_elsewhere):

@@ -20,8 +20,9 @@ struct FusedInstr {
   // Select only: when not Identity, the predicate is compare(src[0], src[1])
   // computed inline and src[2]/src[3] are the branches (saves a mask pass).
   graph::NodeKind compare = graph::NodeKind::Identity;
-  // Maximum/Minimum only: when not Identity, src[0] is first combined with the
+  // Maximum/Minimum: when not Identity, src[0] is first combined with the
   // uniform src[2] by this (the other of min/max): a clamp in one pass.
+  // Add: Multiply means src[0] * src[1] + src[2] (two roundings, one pass).
   graph::NodeKind inner = graph::NodeKind::Identity;
   bool uniform = false; // all operands are one value: computed once per call
   double value = 0;     // Constant

@@ -420,7 +420,9 @@ class Interpreter {
       case NodeKind::LogicalNot: return map1([](Vec x) { return x ^ Vec(all_ones<T>()); }, m, d, a);
       case NodeKind::IsNaN: return map1([](Vec x) { return x.isnan(); }, m, d, a);
       case NodeKind::Erf: return map1([](Vec x) { return x.erf(); }, m, d, a);
-      case NodeKind::Add: return map2([](Vec x, Vec y) { return x + y; }, m, d, a, b);
+      case NodeKind::Add:
+        if (in.inner == NodeKind::Multiply) return multiply_add(m, d, a, b, operand(in.src[2]));
+        return map2([](Vec x, Vec y) { return x + y; }, m, d, a, b);
       case NodeKind::Subtract: return map2([](Vec x, Vec y) { return x - y; }, m, d, a, b);
       case NodeKind::Multiply: return map2([](Vec x, Vec y) { return x * y; }, m, d, a, b);
       case NodeKind::Divide: return map2([](Vec x, Vec y) { return x / y; }, m, d, a, b);
@@ -480,6 +482,22 @@ class Interpreter {
     if (k == T(-1)) return map1([](Vec v) { return v.reciprocal(); }, m, d, x);
     if (k == T(-2)) return map1([one](Vec v) { return one / (v * v); }, m, d, x);
     return map1([e](Vec v) { return v.pow(e); }, m, d, x);
+  }
+
+  // x * y + z, the product rounded first (this file is built without FP
+  // contraction). The uniform operands are hoisted for the two shapes the
+  // optimizers make: value * (t1 op t2) + self, and a product plus a scalar.
+  void multiply_add(int64_t m, T* d, const Operand<T>& x, const Operand<T>& y, const Operand<T>& z) {
+    if (x.uniform && !y.uniform && !z.uniform) {
+      for (int64_t i = 0; i < m; i += Vec::size()) (x.v * Vec::loadu(y.p + i) + Vec::loadu(z.p + i)).store(d + i);
+    } else if (!x.uniform && y.uniform && !z.uniform) {
+      for (int64_t i = 0; i < m; i += Vec::size()) (Vec::loadu(x.p + i) * y.v + Vec::loadu(z.p + i)).store(d + i);
+    } else if (!x.uniform && !y.uniform && !z.uniform) {
+      for (int64_t i = 0; i < m; i += Vec::size())
+        (Vec::loadu(x.p + i) * Vec::loadu(y.p + i) + Vec::loadu(z.p + i)).store(d + i);
+    } else {
+      for (int64_t i = 0; i < m; i += Vec::size()) (x.at(i) * y.at(i) + z.at(i)).store(d + i);
+    }
   }
 
   // max(min(x, first), second), or min(max(x, first), second); NaN propagates.

@@ -90,9 +90,26 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
                    (n.kind == NodeKind::Maximum && user.kind == NodeKind::Minimum);
     return min_max && !uniform[n.inputs[0]] && uniform[n.inputs[1]] && uniform[user.inputs[1]];
   };
+  // x * y + z (the product either operand) becomes one multiply-add
+  // instruction when the product is read nowhere else: one pass over the
+  // block instead of two, with the same two roundings.
+  auto foldable_product = [&](int id) {
+    if (g.node(id).kind != NodeKind::Multiply || uniform[id] || users[id].size() != 1 || !in_region(id) ||
+        std::find(r.outputs.begin(), r.outputs.end(), id) != r.outputs.end())
+      return false;
+    int user = users[id][0];
+    return g.node(user).kind == NodeKind::Add && in_region(user);
+  };
+  auto folded_product = [&](const Node& add) {  // the one product an add takes in, or -1
+    if (add.kind != NodeKind::Add) return -1;
+    for (int in : add.inputs)
+      if (foldable_product(in)) return in;
+    return -1;
+  };
+  auto folds_into_add = [&](int id) { return foldable_product(id) && folded_product(g.node(users[id][0])) == id; };
   for (int id : r.nodes) {
     const Node& n = g.node(id);
-    if (folds_into_select(id) || folds_into_clamp(id)) continue;
+    if (folds_into_select(id) || folds_into_clamp(id) || folds_into_add(id)) continue;
     FusedInstr in{n.kind, n.type.dtype};
     std::vector<int> srcs = n.inputs;
     if (n.kind == NodeKind::Select && folds_into_select(n.inputs[0])) {
@@ -103,6 +120,10 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
       const Node& first = g.node(n.inputs[0]);
       in.inner = first.kind;
       srcs = {first.inputs[0], n.inputs[1], first.inputs[1]};
+    } else if (int product = folded_product(n); product >= 0) {
+      const int other = n.inputs[0] == product ? n.inputs[1] : n.inputs[0];
+      in.inner = NodeKind::Multiply;
+      srcs = {g.node(product).inputs[0], g.node(product).inputs[1], other};
     }
     for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];
     in.uniform = uniform[id];
