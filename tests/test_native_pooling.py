@@ -6,6 +6,7 @@ Every case also checks that nothing went to the CPU fallback
 pooling and bitwise node kinds; MPSGraph's pooling and bitwise ops on a Mac).
 """
 import itertools
+import json
 
 import pytest
 import torch
@@ -225,6 +226,57 @@ def test_gradcheck(fn):
 
 
 # --- errors: torch's messages ---------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("spatial, out", [((7, 6), (3, 4)), ((5, 7), (5, 2)), ((4, 5, 6), (3, 2, 4))])
+def test_adaptive_max_pool_kernel_and_decomposition_match_torch(spatial, out, dtype):
+    # float32/float64 run ATen's kernel here ("aten.adaptive_max_pool" and its
+    # backward); MPSGraph runs the masked decomposition: both must be torch's.
+    x = torch.randn(2, 3, *spatial).to(dtype)
+    x.view(-1)[5] = float("nan")  # a NaN is the window's maximum, and its index wins
+    x.view(-1)[17] = x.view(-1)[18] = 4.0  # ties: the first index
+    pool = F.adaptive_max_pool2d if len(spatial) == 2 else F.adaptive_max_pool3d
+    xc = x.clone().requires_grad_()
+    values, indices = pool(xc, out, return_indices=True)
+    grad = torch.randn_like(values)
+    values.backward(grad)
+    for decomposed in (False, True):
+        xd = x.to(DEV).requires_grad_()
+        before = fallbacks()
+        if decomposed:
+            with mps_ext.graph.decompositions():
+                v, i = pool(xd, out, return_indices=True)
+                v.backward(grad.to(DEV))
+        else:
+            v, i = pool(xd, out, return_indices=True)
+            v.backward(grad.to(DEV))
+        assert fallbacks() == before
+        torch.testing.assert_close(v.cpu(), values, equal_nan=True)
+        assert torch.equal(i.cpu(), indices)
+        torch.testing.assert_close(xd.grad.cpu(), xc.grad)
+    (_, doc, _), = mps_ext.graph.capture(lambda t: pool(t, out), x.to(DEV))
+    kernels = {n["attrs"]["kernel"] for n in json.loads(doc)["nodes"] if n["op"] == "kernel"}
+    assert kernels == ({"aten.adaptive_max_pool", "aten.adaptive_max_pool#1"} if dtype != torch.bfloat16 else set())
+
+
+def test_pools_run_no_python_meta_kernel():
+    """torch registers Python meta kernels for max_pool2d, avg_pool2d and the
+    adaptive max pools; the device takes their checks and sizes from ATen's C++
+    meta functions instead (~40 us a call less)."""
+    import cProfile
+    import pstats
+    x = torch.randn(2, 3, 8, 8).to(DEV)
+    profile = cProfile.Profile()
+    profile.enable()
+    F.avg_pool2d(x, 2)
+    F.avg_pool3d(x.unsqueeze(0), 2)
+    F.max_pool2d(x, 2)
+    F.adaptive_max_pool2d(x, 3)
+    F.adaptive_max_pool3d(x.unsqueeze(0), 3)
+    profile.disable()
+    called = {f"{name}" for (_, _, name) in pstats.Stats(profile).stats}
+    assert not any(name.startswith("meta_") for name in called), sorted(called)
+
+
 @pytest.mark.parametrize("fn", [
     lambda t: F.max_pool2d(t, 3, 2, 2),                 # padding > half the kernel
     lambda t: F.max_pool2d(t, 0),                       # kernel size 0
@@ -232,8 +284,15 @@ def test_gradcheck(fn):
     lambda t: F.max_pool2d(t, 9),                       # output too small
     lambda t: F.avg_pool2d(t, 3, 2, 2),
     lambda t: F.avg_pool2d(t, 3, divisor_override=0),
+    lambda t: F.avg_pool2d(t, 9),                       # output too small
+    lambda t: F.avg_pool2d(t, (2, 2, 2)),               # kernel of the wrong length
+    lambda t: F.avg_pool2d(t, 2, stride=0),
+    lambda t: F.avg_pool3d(t, 2, 1, 2),                 # rank 4: unbatched 3-d; padding > half the kernel
+    lambda t: F.avg_pool3d(t.unsqueeze(0), 9),
     lambda t: F.max_pool3d(t, 6),                       # rank 4 is an unbatched 3-d input: too small
     lambda t: F.adaptive_max_pool2d(t[0, 0], (2, 2)),   # rank 2
+    lambda t: F.adaptive_max_pool2d(t, (2, 2, 2)),      # output_size of the wrong length
+    lambda t: F.adaptive_max_pool3d(t[0, 0], 2),        # rank 2
     lambda t: F.adaptive_avg_pool3d(t[0], (2, 2)),      # output_size of the wrong length
 ])
 def test_bad_arguments_raise_torchs_error(fn):

@@ -12,10 +12,15 @@
 // messages, and its output shape) before anything is built: called in C++
 // where they are structured kernels, else by running the op on meta tensors.
 #include <ATen/ATen.h>
+#include <ATen/ops/adaptive_max_pool2d_meta.h>
+#include <ATen/ops/adaptive_max_pool3d_meta.h>
+#include <ATen/ops/avg_pool2d_meta.h>
+#include <ATen/ops/avg_pool3d_meta.h>
 #include <ATen/ops/max_pool2d_with_indices_meta.h>
 
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
+#include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops::aten {
 namespace {
@@ -35,7 +40,8 @@ at::Tensor meta_like(const at::Tensor& t) {
 
 // The sizes a structured kernel's meta function gives its first result, run
 // directly in C++: the meta kernel the dispatcher would run for some ops
-// (max_pool2d) is torch's Python registration, ~30 µs a call.
+// (max_pool2d, avg_pool2d, adaptive_max_pool2d) is torch's Python
+// registration, ~30-40 µs a call.
 template <typename Meta>
 struct ResultSizes final : Meta {
   std::vector<int64_t> sizes;
@@ -45,6 +51,12 @@ struct ResultSizes final : Meta {
     if (output == 0) sizes = s.vec();
   }
 };
+template <typename Meta, typename... Args>
+std::vector<int64_t> result_sizes(const Args&... args) {
+  ResultSizes<Meta> meta;
+  meta.meta(args...);
+  return std::move(meta.sizes);
+}
 
 // torch's argument expansion: one value for every spatial dim, an empty
 // stride means the kernel size.
@@ -111,15 +123,12 @@ void build_pool(Graph& g, const GraphSpec& s) {
 std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size,
                                                          at::IntArrayRef stride, at::IntArrayRef padding,
                                                          at::IntArrayRef dilation, bool ceil_mode) {
-  std::vector<int64_t> sizes;
-  if (k == 2) {
-    ResultSizes<at::meta::structured_max_pool2d_with_indices> meta;
-    meta.meta(self, kernel_size, stride, padding, dilation, ceil_mode);
-    sizes = std::move(meta.sizes);
-  } else {
-    sizes = std::get<0>(at::max_pool3d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode))
-                .sizes().vec();
-  }
+  // (max_pool3d_with_indices has no structured meta function: the meta tensor)
+  std::vector<int64_t> sizes =
+      k == 2 ? result_sizes<at::meta::structured_max_pool2d_with_indices>(self, kernel_size, stride, padding, dilation,
+                                                                          ceil_mode)
+             : std::get<0>(at::max_pool3d_with_indices(meta_like(self), kernel_size, stride, padding, dilation, ceil_mode))
+                   .sizes().vec();
   require(float_ok(self));
   if (c10::multiply_integers(sizes) == 0)
     return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
@@ -146,10 +155,13 @@ at::Tensor max_pool_backward(size_t k, const at::Tensor& grad_output, const at::
 
 at::Tensor avg_pool(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                     at::IntArrayRef padding, bool ceil_mode, bool count_include_pad, std::optional<int64_t> divisor_override) {
-  at::Tensor meta = k == 2 ? at::avg_pool2d(meta_like(self), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-                           : at::avg_pool3d(meta_like(self), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override);
+  std::vector<int64_t> sizes =
+      k == 2 ? result_sizes<at::meta::structured_avg_pool2d>(self, kernel_size, stride, padding, ceil_mode,
+                                                             count_include_pad, divisor_override)
+             : result_sizes<at::meta::structured_avg_pool3d>(self, kernel_size, stride, padding, ceil_mode,
+                                                             count_include_pad, divisor_override);
   require(float_ok(self));
-  if (meta.numel() == 0) return at::empty(meta.sizes(), self.options());
+  if (c10::multiply_integers(sizes) == 0) return at::empty(sizes, self.options());
   at::Tensor x = batched(self, k);
   GraphSpec spec("aten::pool");
   spec.input(x).attr("kind", std::string("avg")).attr("count_include_pad", int64_t{count_include_pad})
@@ -250,6 +262,97 @@ std::vector<int64_t> inverse(const std::vector<int64_t>& perm) {
   return inv;
 }
 
+// Adaptive max pooling over the [N, C, in...] input: per spatial dim, last to
+// first, window maxima and the first arg max (a NaN counts as the maximum),
+// carrying the flat index over the dims already reduced (picked at the arg
+// max with a one-hot sum). Returns {values, int64 flat indices}.
+std::vector<G> adaptive_max_decomposition(Graph& g, G v, const std::vector<int64_t>& in, const std::vector<int64_t>& out) {
+  const int64_t rank = static_cast<int64_t>(in.size()) + 2;
+  DType t = g.type(v).dtype;
+  G flat;  // int64 index over the reduced trailing dims, v's shape
+  int64_t stride = 1;
+  for (int64_t d = rank - 1; d >= 2; --d) {
+    int64_t I = in[d - 2], O = out[d - 2];
+    auto perm = move_last(rank, d);
+    G vl = d == rank - 1 ? v : g.transpose(v, perm);
+    graph::Shape sl = g.type(vl).shape;  // [..., I]
+    graph::Shape s5 = sl;
+    s5.insert(s5.end() - 1, 1);  // [..., 1, I]
+    G inside = adaptive_window_mask(g, I, O).first;
+    G masked = g.select(inside, g.reshape(vl, s5), g.constant(-INFINITY, t));  // [..., O, I]
+    G m = g.reduce(NodeKind::ReduceMax, masked, {rank});                       // [..., O, 1]
+    G hit = g.logical_and(inside, g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, masked, m),
+                                             g.unary(NodeKind::IsNaN, masked)));
+    G pos = g.iota({1, I}, 1, DType::Int64);
+    G arg = g.reduce(NodeKind::ReduceMin, g.select(hit, pos, g.constant(static_cast<double>(I), DType::Int64)), {rank});
+    G idx = g.mul(arg, g.constant(static_cast<double>(stride), DType::Int64));  // [..., O, 1]
+    if (flat.id >= 0) {
+      G fl = g.reshape(d == rank - 1 ? flat : g.transpose(flat, perm), s5);  // [..., 1, I]
+      G pick = g.binary(NodeKind::Equal, pos, arg);                           // [..., O, I]
+      idx = g.add(idx, g.reduce(NodeKind::ReduceSum, g.select(pick, fl, g.constant(0, DType::Int64)), {rank}));
+    }
+    graph::Shape so = sl;
+    so.back() = O;
+    G vo = g.reshape(m, so), io = g.reshape(idx, so);
+    v = d == rank - 1 ? vo : g.transpose(vo, inverse(perm));
+    flat = d == rank - 1 ? io : g.transpose(io, inverse(perm));
+    stride *= I;
+  }
+  return {v, flat};
+}
+
+// adaptive_max_backward: dx[lead, rest] = sum_o dy[o] [lead(o) == lead] [rest(o) == rest]
+// over one input plane, a matmul of two one-hots: lead = the first spatial
+// dim, rest = the flat index over the others (float division: exact while
+// the plane has < 2^24 elements, checked by the caller). dy in compute dtype.
+G adaptive_max_backward_decomposition(Graph& g, G dy, G idx, const std::vector<int64_t>& in,
+                                      const std::vector<int64_t>& out) {
+  const int64_t k = static_cast<int64_t>(in.size());
+  const DType compute = g.type(dy).dtype;
+  const graph::Shape& ds = g.type(dy).shape;
+  int64_t n = ds[0], c = ds[1], outs = 1, rest = 1;
+  for (int64_t o : out) outs *= o;
+  for (int64_t d = 1; d < k; ++d) rest *= in[d];
+  G dyf = g.reshape(dy, {n, c, outs, 1});
+  G fi = g.cast(g.reshape(idx, {n, c, outs, 1}), DType::Float32);
+  G lead = g.unary(NodeKind::Floor, g.div(g.add(fi, g.constant(0.5, DType::Float32)), g.constant(static_cast<double>(rest), DType::Float32)));
+  G restv = g.sub(fi, g.mul(lead, g.constant(static_cast<double>(rest), DType::Float32)));
+  G lead_pos = g.cast(g.iota({1, in[0]}, 1, DType::Int32), DType::Float32);
+  G rest_pos = g.cast(g.iota({1, rest}, 1, DType::Int32), DType::Float32);
+  G zero = g.constant(0, compute);
+  G a = g.select(g.binary(NodeKind::Equal, lead_pos, lead), g.broadcast(dyf, {n, c, outs, in[0]}), zero);  // [N, C, O, L]
+  G b = g.cast(g.binary(NodeKind::Equal, rest_pos, restv), compute);                                       // [N, C, O, R]
+  G dx = g.matmul(g.transpose(a, {0, 1, 3, 2}), b);                                                       // [N, C, L, R]
+  graph::Shape xs{n, c};
+  xs.insert(xs.end(), in.begin(), in.end());
+  return g.reshape(dx, xs);
+}
+
+
+// On the reference runtime float32/float64 adaptive max pools run ATen's CPU
+// kernels: the masked decompositions above build [..., O, I] temporaries per
+// dim (~20x slower than ATen's direct loop). MPSGraph lowers the decompositions.
+std::vector<at::Tensor> adaptive_max_pool_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                              const runtime::reference::ResultOutput&) {
+  const auto& out = n.ints_attr("out");
+  auto [values, indices] = out.size() == 2 ? at::adaptive_max_pool2d(in[0], out) : at::adaptive_max_pool3d(in[0], out);
+  return {values, indices};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.adaptive_max_pool", adaptive_max_pool_cpu);
+
+at::Tensor adaptive_max_pool_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                          const runtime::reference::NewOutput& new_output) {
+  const auto& dy = in[0];
+  std::vector<int64_t> sizes{dy.size(0), dy.size(1)};
+  const auto& spatial_in = n.ints_attr("in");
+  sizes.insert(sizes.end(), spatial_in.begin(), spatial_in.end());
+  at::Tensor dx = new_output(sizes, dy.scalar_type());
+  // The kernels read only the input's sizes and layout: the result stands in for it.
+  return spatial_in.size() == 2 ? at::adaptive_max_pool2d_backward_out(dx, dy, dx, in[1])
+                                : at::adaptive_max_pool3d_backward_out(dx, dy, dx, in[1]);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.adaptive_max_pool_backward", adaptive_max_pool_backward_cpu);
+
 // attrs: kind (adaptive_avg | adaptive_avg_backward | adaptive_max | adaptive_max_backward),
 // in (spatial input sizes), out (spatial output sizes), compute.
 void build_adaptive(Graph& g, const GraphSpec& s) {
@@ -274,67 +377,26 @@ void build_adaptive(Graph& g, const GraphSpec& s) {
     return;
   }
   if (kind == "adaptive_max") {
-    // Per spatial dim, last to first: window maxima and the first arg max
-    // (a NaN counts as the maximum), carrying the flat index over the dims
-    // already reduced (picked at the arg max with a one-hot sum).
-    G v = g.placeholder(s.input(0), "self");
-    DType t = g.type(v).dtype;
-    G flat;  // int64 index over the reduced trailing dims, v's shape
-    int64_t stride = 1;
-    for (int64_t d = rank - 1; d >= 2; --d) {
-      int64_t I = in[d - 2], O = out[d - 2];
-      auto perm = move_last(rank, d);
-      G vl = d == rank - 1 ? v : g.transpose(v, perm);
-      graph::Shape sl = g.type(vl).shape;  // [..., I]
-      graph::Shape s5 = sl;
-      s5.insert(s5.end() - 1, 1);  // [..., 1, I]
-      G inside = adaptive_window_mask(g, I, O).first;
-      G masked = g.select(inside, g.reshape(vl, s5), g.constant(-INFINITY, t));  // [..., O, I]
-      G m = g.reduce(NodeKind::ReduceMax, masked, {rank});                       // [..., O, 1]
-      G hit = g.logical_and(inside, g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, masked, m),
-                                               g.unary(NodeKind::IsNaN, masked)));
-      G pos = g.iota({1, I}, 1, DType::Int64);
-      G arg = g.reduce(NodeKind::ReduceMin, g.select(hit, pos, g.constant(static_cast<double>(I), DType::Int64)), {rank});
-      G idx = g.mul(arg, g.constant(static_cast<double>(stride), DType::Int64));  // [..., O, 1]
-      if (flat.id >= 0) {
-        G fl = g.reshape(d == rank - 1 ? flat : g.transpose(flat, perm), s5);  // [..., 1, I]
-        G pick = g.binary(NodeKind::Equal, pos, arg);                           // [..., O, I]
-        idx = g.add(idx, g.reduce(NodeKind::ReduceSum, g.select(pick, fl, g.constant(0, DType::Int64)), {rank}));
-      }
-      graph::Shape so = sl;
-      so.back() = O;
-      G vo = g.reshape(m, so), io = g.reshape(idx, so);
-      v = d == rank - 1 ? vo : g.transpose(vo, inverse(perm));
-      flat = d == rank - 1 ? io : g.transpose(io, inverse(perm));
-      stride *= I;
-    }
-    g.output(v);
-    g.output(flat);
+    G x = g.placeholder(s.input(0), "self");
+    auto decomposition = [in, out](Graph& d, const std::vector<G>& xs) {
+      return adaptive_max_decomposition(d, xs[0], in, out);
+    };
+    std::vector<G> r = kernel_dtype(g.type(x).dtype)
+                           ? g.kernels("aten.adaptive_max_pool", {x}, {{"in", in}, {"out", out}}, decomposition)
+                           : decomposition(g, {x});
+    g.output(r[0]);
+    g.output(r[1]);
     return;
   }
-  // adaptive_max_backward: dx[lead, rest] = sum_o dy[o] [lead(o) == lead] [rest(o) == rest]
-  // over one input plane, a matmul of two one-hots: lead = the first spatial
-  // dim, rest = the flat index over the others (float division: exact while
-  // the plane has < 2^24 elements, checked by the caller).
   G dy = cast_to(g, g.placeholder(s.input(0), "grad_output"), compute);
   G idx = g.placeholder(s.input(1), "indices");
-  const graph::Shape& ds = s.input(0).shape;
-  int64_t n = ds[0], c = ds[1], outs = 1, rest = 1;
-  for (int64_t o : out) outs *= o;
-  for (int64_t d = 1; d < k; ++d) rest *= in[d];
-  G dyf = g.reshape(dy, {n, c, outs, 1});
-  G fi = g.cast(g.reshape(idx, {n, c, outs, 1}), DType::Float32);
-  G lead = g.unary(NodeKind::Floor, g.div(g.add(fi, g.constant(0.5, DType::Float32)), g.constant(static_cast<double>(rest), DType::Float32)));
-  G restv = g.sub(fi, g.mul(lead, g.constant(static_cast<double>(rest), DType::Float32)));
-  G lead_pos = g.cast(g.iota({1, in[0]}, 1, DType::Int32), DType::Float32);
-  G rest_pos = g.cast(g.iota({1, rest}, 1, DType::Int32), DType::Float32);
-  G zero = g.constant(0, compute);
-  G a = g.select(g.binary(NodeKind::Equal, lead_pos, lead), g.broadcast(dyf, {n, c, outs, in[0]}), zero);  // [N, C, O, L]
-  G b = g.cast(g.binary(NodeKind::Equal, rest_pos, restv), compute);                                       // [N, C, O, R]
-  G dx = g.matmul(g.transpose(a, {0, 1, 3, 2}), b);                                                       // [N, C, L, R]
-  graph::Shape xs{n, c};
-  xs.insert(xs.end(), in.begin(), in.end());
-  g.output(cast_to(g, g.reshape(dx, xs), attr_dtype(s, "result")));
+  G dx = kernel_dtype(compute) && compute == s.input(0).dtype
+             ? g.kernel("aten.adaptive_max_pool_backward", {dy, idx}, {{"in", in}, {"out", out}},
+                        [in, out](Graph& d, const std::vector<G>& xs) {
+                          return adaptive_max_backward_decomposition(d, xs[0], xs[1], in, out);
+                        })
+             : adaptive_max_backward_decomposition(g, dy, idx, in, out);
+  g.output(cast_to(g, dx, attr_dtype(s, "result")));
 }
 
 int64_t prod(at::IntArrayRef v) {
@@ -420,13 +482,13 @@ at::Tensor adaptive_avg_pool_backward(size_t k, const at::Tensor& grad_output, c
 }
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(size_t k, const at::Tensor& self, at::IntArrayRef output_size) {
-  auto meta = k == 2 ? at::adaptive_max_pool2d(meta_like(self), output_size) : at::adaptive_max_pool3d(meta_like(self), output_size);
+  std::vector<int64_t> sizes = k == 2 ? result_sizes<at::meta::structured_adaptive_max_pool2d>(self, output_size)
+                                      : result_sizes<at::meta::structured_adaptive_max_pool3d>(self, output_size);
   require(float_ok(self));
-  auto sizes = std::get<0>(meta).sizes();
-  if (std::get<0>(meta).numel() == 0)
+  if (c10::multiply_integers(sizes) == 0)
     return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
   at::Tensor x = batched(self, k);
-  std::vector<int64_t> in = spatial(x), out = sizes.slice(sizes.size() - k).vec();
+  std::vector<int64_t> in = spatial(x), out(sizes.end() - k, sizes.end());
   if (tiles(in, out)) {
     std::vector<int64_t> kernel(k);
     for (size_t i = 0; i < k; ++i) kernel[i] = in[i] / out[i];
