@@ -3,8 +3,9 @@
     PYTHONPATH=. python benchmarks/bench_pooling.py [--threads N] [--batch 32]
 
 ResNet's stem pool (max_pool2d 3x3, stride 2, padding 1 on [N, 64, 56, 56])
-forward and forward+backward, plus an avg_pool2d of the same shape and an
-adaptive_avg_pool2d to 7x7, float32. Prints the machine, per case the time on
+forward and forward+backward, plus an avg_pool2d of the same shape, an
+adaptive_avg_pool2d to 7x7 and an adaptive_max_pool2d to 10x10 (windows that
+do not tile the input), float32. Prints the machine, per case the time on
 `cpu` and on `mpsgraph` (reference runtime on Linux: the IR's pooling nodes run
 through ATen, so the ratio shows what the device layer costs), the ratio
 (cpu time / device time: > 1 means the device is faster) and effective GB/s
@@ -53,6 +54,10 @@ def main() -> None:
         "avg_pool2d 3x3/s2/p1 fwd": (avg, None, isz + osz),
         "avg_pool2d 3x3/s2/p1 fwd+bwd": (avg, True, isz + osz + osz + isz),
         "adaptive_avg_pool2d ->7x7 fwd": (lambda t: F.adaptive_avg_pool2d(t, 7), None, isz + n * c * 49 * 4),
+        # windows that do not tile the input (56 -> 10): the masked form on MPSGraph, ATen's kernel here
+        "adaptive_max_pool2d ->10x10 fwd": (lambda t: F.adaptive_max_pool2d(t, 10), None, isz + n * c * 100 * 12),
+        "adaptive_max_pool2d ->10x10 fwd+bwd": (lambda t: F.adaptive_max_pool2d(t, 10), True,
+                                                isz + n * c * 100 * 12 * 2 + isz),
     }
     rows = []
     for name, (fn, bwd, nbytes) in cases.items():
