@@ -521,13 +521,21 @@ def test_kernel_nodes_match_their_decompositions():
              lambda: torch.flip(x, (0, 1)), lambda: torch.gather(x, 1, torch.tensor([[0, 4], [1, 1], [3, 2]], device=DEV)),
              lambda: torch.ops.aten.embedding_dense_backward(g, idx, 6, -1, False),
              lambda: F.gelu(x), lambda: F.gelu(x, approximate="tanh"),
-             lambda: torch.ops.aten.gelu_backward(g[:3], x), lambda: torch.ops.aten.gelu_backward(g[:3], x, approximate="tanh")]
+             lambda: torch.ops.aten.gelu_backward(g[:3], x), lambda: torch.ops.aten.gelu_backward(g[:3], x, approximate="tanh"),
+             lambda: torch.flip(x, (1,)), lambda: torch.flip(x[0], (0,)),
+             lambda: special.max(1), lambda: special.min(0, keepdim=True), lambda: special.argmax(1), lambda: special.argmin(),
+             lambda: ints.max(0), lambda: torch.nonzero(special > 0), lambda: special.masked_select(special > 0),
+             lambda: torch.nonzero(ints)]
     g = rnd(4, 5).to(DEV)
+    # ties (the first index wins) and NaN (the extreme, with its first index)
+    special = torch.tensor([[1.0, 3.0, 3.0, -2.0], [float("nan"), 0.0, float("nan"), 5.0], [-1.0, -1.0, -4.0, -4.0]]).to(DEV)
+    ints = torch.tensor([[3, 0, 7], [7, 0, -2]]).to(DEV)
     for fn in cases:
         expected = fn()
         with mps_ext.graph.decompositions():
             got = fn()
-        torch.testing.assert_close(got.cpu(), expected.cpu())
+        for e, r in zip(expected if isinstance(expected, tuple) else [expected], got if isinstance(got, tuple) else [got]):
+            torch.testing.assert_close(r.cpu(), e.cpu(), equal_nan=True)
 
 
 @pytest.mark.parametrize("alpha", [1.5, 1.0, True])

@@ -511,27 +511,56 @@ at::Tensor& index_put_impl_(at::Tensor& self, const c10::List<std::optional<at::
 // no reliance on a stable sort), every position's coordinates/values are
 // gathered in that order, and the count is a second output. The op reads the
 // count (one sync) and returns the first `count` rows.
-void build_select_positions(Graph& g, const GraphSpec& s) {
-  G x = g.placeholder(s.input(0), "self");
-  const graph::Shape& shape = s.input(0).shape;
+std::vector<G> select_positions_decomposition(Graph& g, const std::vector<G>& in, bool nonzero) {
+  G x = in[0];
+  const graph::Shape shape = g.type(x).shape;  // a copy: adding nodes moves the graph's storage
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  G selected = g.reshape(s.str_attr("what") == "nonzero" ? g.binary(NodeKind::NotEqual, x, g.constant(0, s.input(0).dtype))
-                                                         : cast_to(g, g.placeholder(s.input(1), "mask"), DType::Bool),
+  G selected = g.reshape(nonzero ? g.binary(NodeKind::NotEqual, x, g.constant(0, g.type(x).dtype)) : cast_to(g, in[1], DType::Bool),
                          {n});
   G rejected = g.cast(g.unary(NodeKind::LogicalNot, selected), DType::Int64);
   G key = g.add(g.mul(rejected, g.constant(static_cast<double>(n), DType::Int64)), g.iota({n}, 0, DType::Int64));
   G order = g.arg_sort(key, 0, false);
-  if (s.str_attr("what") == "nonzero") {
+  G picked;
+  if (nonzero) {
     std::vector<G> coords;
     for (size_t d = 0; d < shape.size(); ++d)
       coords.push_back(g.reshape(g.gather(g.reshape(g.iota(shape, static_cast<int64_t>(d), DType::Int64), {n}), order, 0),
                                  {n, 1}));
-    g.output(g.concat(coords, 1));
+    picked = g.concat(coords, 1);
   } else {
-    g.output(g.gather(g.reshape(x, {n}), order, 0));
+    picked = g.gather(g.reshape(x, {n}), order, 0);
   }
-  g.output(g.reduce(NodeKind::ReduceSum, g.cast(selected, DType::Int64), {0}));
+  return {picked, g.reduce(NodeKind::ReduceSum, g.cast(selected, DType::Int64), {0})};
+}
+
+// On the reference runtime ATen's nonzero / masked_select (one pass) fill the
+// first `count` rows; the decomposition's sort is O(n log n) (20x on 128K
+// elements). The rows after `count` are never read.
+std::vector<at::Tensor> select_positions_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                             const runtime::reference::ResultOutput& new_output) {
+  const bool nonzero = n.str_attr("what") == "nonzero";
+  at::Tensor picked = nonzero ? at::nonzero(in[0]) : at::masked_select(in[0].reshape({-1}), in[1].reshape({-1}).to(at::kBool));
+  std::vector<int64_t> sizes = picked.sizes().vec();
+  sizes[0] = in[0].numel();
+  at::Tensor all = new_output(0, sizes, picked.scalar_type());
+  all.narrow(0, 0, picked.size(0)).copy_(picked);
+  at::Tensor count = new_output(1, {1}, at::kLong);
+  count.fill_(picked.size(0));
+  return {all, count};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.select_positions", select_positions_cpu);
+
+void build_select_positions(Graph& g, const GraphSpec& s) {
+  std::vector<G> in{g.placeholder(s.input(0), "self")};
+  const bool nonzero = s.str_attr("what") == "nonzero";
+  if (!nonzero) in.push_back(g.placeholder(s.input(1), "mask"));
+  std::vector<G> r = g.kernels("aten.select_positions", in, {{"what", s.str_attr("what")}},
+                               [nonzero](Graph& d, const std::vector<G>& xs) {
+                                 return select_positions_decomposition(d, xs, nonzero);
+                               });
+  g.output(r[0]);
+  g.output(r[1]);
 }
 
 at::Tensor select_positions(const char* what, const at::Tensor& x, const at::Tensor& mask) {

@@ -257,25 +257,45 @@ std::vector<at::Tensor> foreach_norm(at::TensorList self, const at::Scalar& ord,
   return out;
 }
 
-// max/min along a dim with indices: the first index where the value is the extreme.
-void build_max_dim(Graph& g, const GraphSpec& s) {
-  G x = g.placeholder(s.input(0), "self");
-  int64_t dim = s.int_attr("dim");
-  bool is_max = s.int_attr("max") != 0;
+// max/min along a dim with indices: the first index where the value is the
+// extreme (a NaN is the extreme, as torch.max propagates it). Dims kept.
+std::vector<G> max_dim_decomposition(Graph& g, G x, int64_t dim, bool is_max) {
+  const graph::Shape shape = g.type(x).shape;  // a copy: adding nodes moves the graph's storage
   G v = g.reduce(is_max ? NodeKind::ReduceMax : NodeKind::ReduceMin, x, {dim});
   G hit = g.binary(NodeKind::Equal, x, v);
-  if (graph::is_floating(g.type(x).dtype))  // a NaN is the extreme (torch.max propagates it)
+  if (graph::is_floating(g.type(x).dtype))
     hit = g.binary(NodeKind::LogicalOr, hit, g.unary(NodeKind::IsNaN, x));
-  G idx = g.iota(s.input(0).shape, dim, DType::Int64);
-  G big = g.constant(static_cast<double>(s.input(0).shape[dim]), DType::Int64);
+  G idx = g.iota(shape, dim, DType::Int64);
+  G big = g.constant(static_cast<double>(shape[dim]), DType::Int64);
   G first = g.reduce(NodeKind::ReduceMin, g.select(hit, idx, big), {dim});
   if (graph::is_floating(g.type(x).dtype)) {  // with a NaN, report NaN as the value
     G nan_idx = g.reduce(NodeKind::ReduceMax, g.cast(g.unary(NodeKind::IsNaN, x), DType::Int32), {dim});
     v = g.select(g.cast(nan_idx, DType::Bool), g.constant(NAN, g.type(x).dtype), v);
   }
+  return {v, first};
+}
+
+// On the reference runtime ATen's max/min kernel: one pass instead of the
+// decomposition's reduction, compare and index reduction (6x on [256, 512]).
+std::vector<at::Tensor> max_dim_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                    const runtime::reference::ResultOutput&) {
+  const int64_t dim = n.int_attr("dim");
+  auto [values, indices] = n.int_attr("max") ? at::max(in[0], dim, /*keepdim=*/true) : at::min(in[0], dim, /*keepdim=*/true);
+  return {values, indices};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.max_dim", max_dim_cpu);
+
+void build_max_dim(Graph& g, const GraphSpec& s) {
+  G x = g.placeholder(s.input(0), "self");
+  const int64_t dim = s.int_attr("dim");
+  const bool is_max = s.int_attr("max") != 0;
+  std::vector<G> r = g.kernels("aten.max_dim", {x}, {{"dim", dim}, {"max", int64_t{is_max}}},
+                               [dim, is_max](Graph& d, const std::vector<G>& in) {
+                                 return max_dim_decomposition(d, in[0], dim, is_max);
+                               });
   const auto& shape = s.ints_attr("shape");
-  g.output(g.reshape(v, shape));
-  g.output(g.reshape(first, shape));
+  g.output(g.reshape(r[0], shape));
+  g.output(g.reshape(r[1], shape));
 }
 
 std::tuple<at::Tensor, at::Tensor> max_min_dim(const at::Tensor& self, int64_t dim, bool keepdim, bool is_max) {
@@ -1066,35 +1086,43 @@ at::Tensor roll(const at::Tensor& self, c10::SymIntArrayRef shifts, at::IntArray
   return runtime::run_graph(spec, build_roll, {self})[0];
 }
 
-// Reverses the last dim: CPU at::flip; decomposition x @ J (J the anti-identity).
-G flip_last_decomposition(Graph& d, const std::vector<G>& in) {
-  graph::TensorType t = d.type(in[0]);
+// Reverses `dims`: on the reference runtime ATen's flip (one pass); the
+// decomposition reverses one dim at a time, moved last by a transpose, as
+// x @ J (J the anti-identity).
+G flip_last(Graph& d, G x) {
+  graph::TensorType t = d.type(x);
   int64_t n = t.shape.back();
   G row = d.iota({n, n}, 0, DType::Int32), col = d.iota({n, n}, 1, DType::Int32);
   G j = d.cast(d.binary(NodeKind::Equal, d.add(row, col), d.constant(static_cast<double>(n - 1), DType::Int32)), t.dtype);
-  return d.matmul(in[0], j);
+  return d.matmul(x, j);
 }
-at::Tensor flip_last_cpu(const graph::Node&, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput& new_output) {
-  at::Tensor out = new_output(in[0].sizes(), in[0].scalar_type());
-  out.copy_(in[0].flip(-1));
-  return out;
-}
-MPS_EXT_REFERENCE_KERNEL("aten.flip_last", flip_last_cpu);
-
-void build_flip(Graph& g, const GraphSpec& s) {
-  G x = g.placeholder(s.input(0), "self");
-  int64_t rank = s.input(0).rank();
-  for (int64_t d : s.ints_attr("dims")) {
+G flip_decomposition(Graph& g, G x, const std::vector<int64_t>& dims) {
+  const graph::Shape shape = g.type(x).shape;
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  for (int64_t d : dims) {
     std::vector<int64_t> perm(rank);
     for (int64_t i = 0; i < rank; ++i) perm[i] = i;
     std::swap(perm[d], perm[rank - 1]);
     G t = d == rank - 1 ? x : g.transpose(x, perm);
-    if (rank == 1) t = g.reshape(t, {1, s.input(0).shape[0]});
-    G f = g.kernel("aten.flip_last", {t}, {}, flip_last_decomposition);
-    if (rank == 1) f = g.reshape(f, {s.input(0).shape[0]});
+    if (rank == 1) t = g.reshape(t, {1, shape[0]});
+    G f = flip_last(g, t);
+    if (rank == 1) f = g.reshape(f, {shape[0]});
     x = d == rank - 1 ? f : g.transpose(f, perm);
   }
-  g.output(x);
+  return x;
+}
+// (flip.out is ATen's generic out= wrapper: a flip into fresh memory and a
+// copy. The fresh result becomes the device tensor's memory as it is.)
+at::Tensor flip_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput&) {
+  return at::flip(in[0], n.ints_attr("dims"));
+}
+MPS_EXT_REFERENCE_KERNEL("aten.flip", flip_cpu);
+
+void build_flip(Graph& g, const GraphSpec& s) {
+  const std::vector<int64_t> dims = s.ints_attr("dims");
+  G x = g.placeholder(s.input(0), "self");
+  g.output(g.kernel("aten.flip", {x}, {{"dims", dims}},
+                    [dims](Graph& d, const std::vector<G>& in) { return flip_decomposition(d, in[0], dims); }));
 }
 
 at::Tensor flip(const at::Tensor& self, at::IntArrayRef dims) {

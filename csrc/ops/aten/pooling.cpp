@@ -309,7 +309,7 @@ G adaptive_max_backward_decomposition(Graph& g, G dy, G idx, const std::vector<i
                                       const std::vector<int64_t>& out) {
   const int64_t k = static_cast<int64_t>(in.size());
   const DType compute = g.type(dy).dtype;
-  const graph::Shape& ds = g.type(dy).shape;
+  const graph::Shape ds = g.type(dy).shape;  // a copy: adding nodes moves the graph's storage
   int64_t n = ds[0], c = ds[1], outs = 1, rest = 1;
   for (int64_t o : out) outs *= o;
   for (int64_t d = 1; d < k; ++d) rest *= in[d];
