@@ -1,4 +1,4 @@
-"""layer_norm, batch_norm and (log_)softmax on the mpsgraph device, forward and
+"""layer_norm, group_norm, batch_norm and (log_)softmax on the mpsgraph device, forward and
 backward. float32/float64 graphs hold kernel nodes whose reference kernels are
 ATen's fused CPU kernels (several results: Graph::kernels), float16/bfloat16
 run the plain decomposition; both must match torch on the CPU, and each kernel
@@ -101,6 +101,45 @@ def test_layer_norm_gradcheck():
     w = torch.randn(4, dtype=torch.float64).to(DEV).requires_grad_()
     b = torch.randn(4, dtype=torch.float64).to(DEV).requires_grad_()
     assert torch.autograd.gradcheck(lambda x, w, b: F.layer_norm(x, (4,), w, b), (x, w, b))
+
+
+# --- group_norm ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+@pytest.mark.parametrize("decompose", [False, True], ids=["kernel", "decomposition"])
+def test_group_norm_forward_backward(dtype, affine, decompose):
+    x = torch.randn(3, 6, 5, 4).to(dtype)
+    w, b = torch.randn(6).to(dtype), torch.randn(6).to(dtype)
+    params = {"both": [w, b], "weight": [w], "none": []}[affine]
+
+    def fn(x, *p):
+        return F.group_norm(x, 3, *(list(p) + [None] * (2 - len(p))), eps=1e-5)
+
+    compare_with_cpu(fn, [x, *params], dtype, decompose)
+
+
+def test_group_norm_statistics_and_kernels():
+    x, w, b = torch.randn(2, 6, 7), torch.randn(6), torch.randn(6)
+    expected = torch.native_group_norm(x, w, b, 2, 6, 7, 3, 1e-5)
+    xd, wd, bd = x.to(DEV), w.to(DEV), b.to(DEV)
+    for e, g in zip(expected, torch.native_group_norm(xd, wd, bd, 2, 6, 7, 3, 1e-5)):
+        torch.testing.assert_close(g.cpu(), e)
+    names = kernel_names(lambda: torch.native_group_norm(xd, wd, bd, 2, 6, 7, 3, 1e-5))
+    assert names == ["aten.group_norm", "aten.group_norm#1", "aten.group_norm#2"]
+    y, mean, rstd = expected
+    dy = torch.randn_like(x)
+    names = kernel_names(lambda: torch.ops.aten.native_group_norm_backward(
+        dy.to(DEV), xd, mean.to(DEV), rstd.to(DEV), wd, 2, 6, 7, 3, [True, True, True]))
+    assert names == ["aten.group_norm_backward", "aten.group_norm_backward#1", "aten.group_norm_backward#2"]
+    assert kernel_names(lambda: F.group_norm(xd.half(), 3)) == []  # float16: the decomposition
+
+
+def test_group_norm_gradcheck():
+    x = torch.randn(2, 4, 3, dtype=torch.float64).to(DEV).requires_grad_()
+    w = torch.randn(4, dtype=torch.float64).to(DEV).requires_grad_()
+    b = torch.randn(4, dtype=torch.float64).to(DEV).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w, b: F.group_norm(x, 2, w, b), (x, w, b))
 
 
 # --- batch_norm ------------------------------------------------------------------------

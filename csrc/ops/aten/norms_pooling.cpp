@@ -287,23 +287,68 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_batch_norm_backward(
 }
 
 // --- group_norm -----------------------------------------------------------------------
-// x [N, C, HxW] viewed as [N, G, C/G * HxW]. Inputs (x, [weight], [bias]).
-void build_group_norm(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  G x0 = g.placeholder(s.input(0), "input");
-  int64_t n = s.int_attr("N"), c = s.int_attr("C"), hw = s.int_attr("HxW"), groups = s.int_attr("group");
-  G x = g.reshape(cast_to(g, x0, compute), {n, groups, (c / groups) * hw});
+// x [N, C, HxW] viewed as [N, G, C/G * HxW]. float32/float64 with matching
+// weight and bias run ATen's fused CPU kernels on the reference runtime (3.4x
+// faster on [32, 64, 16, 16]); the decompositions are MPSGraph's.
+struct GroupNormParams {
+  int64_t n, c, hw, groups;
+  bool has_weight;
+  DType compute;
+};
+GroupNormParams group_norm_params(const GraphSpec& s) {
+  return {s.int_attr("N"), s.int_attr("C"), s.int_attr("HxW"), s.int_attr("group"), s.int_attr("has_weight") != 0,
+          attr_dtype(s, "compute")};
+}
+graph::Attrs group_norm_attrs(const GraphSpec& s) {
+  return {{"N", s.int_attr("N")}, {"C", s.int_attr("C")}, {"HxW", s.int_attr("HxW")}, {"group", s.int_attr("group")},
+          {"has_weight", s.int_attr("has_weight")}};
+}
+
+// Inputs (x, [weight], [bias]) -> (y, mean, rstd).
+std::vector<G> group_norm_decomposition(Graph& g, const std::vector<G>& in, const GroupNormParams& p, double eps,
+                                        bool has_bias) {
+  const graph::Shape shape = g.type(in[0]).shape;
+  const DType dtype = g.type(in[0]).dtype;
+  G x = g.reshape(cast_to(g, in[0], p.compute), {p.n, p.groups, (p.c / p.groups) * p.hw});
   G mean = g.reduce(NodeKind::ReduceMean, x, {2});
   G d = g.sub(x, mean);
-  G rstd = g.unary(NodeKind::Rsqrt, g.add(g.reduce(NodeKind::ReduceMean, g.mul(d, d), {2}), k(g, s.float_attr("eps"), d)));
-  G y = g.reshape(g.mul(d, rstd), {n, c, hw});
+  G rstd = g.unary(NodeKind::Rsqrt, g.add(g.reduce(NodeKind::ReduceMean, g.mul(d, d), {2}), k(g, eps, d)));
+  G y = g.reshape(g.mul(d, rstd), {p.n, p.c, p.hw});
   size_t next = 1;
-  if (s.int_attr("has_weight")) y = g.mul(y, g.reshape(cast_to(g, g.placeholder(s.input(next++), "weight"), compute), {1, c, 1}));
-  if (s.int_attr("has_bias")) y = g.add(y, g.reshape(cast_to(g, g.placeholder(s.input(next++), "bias"), compute), {1, c, 1}));
-  g.output(cast_to(g, g.reshape(y, s.input(0).shape), g.type(x0).dtype));
-  DType st = g.type(x0).dtype;
-  g.output(cast_to(g, g.reshape(mean, {n, groups}), st));
-  g.output(cast_to(g, g.reshape(rstd, {n, groups}), st));
+  if (p.has_weight) y = g.mul(y, g.reshape(cast_to(g, in[next++], p.compute), {1, p.c, 1}));
+  if (has_bias) y = g.add(y, g.reshape(cast_to(g, in[next++], p.compute), {1, p.c, 1}));
+  return {cast_to(g, g.reshape(y, shape), dtype), cast_to(g, g.reshape(mean, {p.n, p.groups}), dtype),
+          cast_to(g, g.reshape(rstd, {p.n, p.groups}), dtype)};
+}
+
+std::vector<at::Tensor> group_norm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                       const runtime::reference::ResultOutput&) {
+  size_t next = 1;
+  std::optional<at::Tensor> w, b;
+  if (n.int_attr("has_weight")) w = in[next++];
+  if (n.int_attr("has_bias")) b = in[next++];
+  auto [y, mean, rstd] = at::native_group_norm(in[0], w, b, n.int_attr("N"), n.int_attr("C"), n.int_attr("HxW"),
+                                               n.int_attr("group"), n.float_attr("eps"));
+  return {y, mean, rstd};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.group_norm", group_norm_cpu);
+
+void build_group_norm(Graph& g, const GraphSpec& s) {
+  const GroupNormParams p = group_norm_params(s);
+  const double eps = s.float_attr("eps");
+  const bool has_bias = s.int_attr("has_bias") != 0;
+  std::vector<G> in{g.placeholder(s.input(0), "input")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(in.size()), "weight"));
+  if (has_bias) in.push_back(g.placeholder(s.input(in.size()), "bias"));
+  auto decomposition = [p, eps, has_bias](Graph& d, const std::vector<G>& x) {
+    return group_norm_decomposition(d, x, p, eps, has_bias);
+  };
+  graph::Attrs attrs = group_norm_attrs(s);
+  attrs["eps"] = eps;
+  attrs["has_bias"] = int64_t{has_bias};
+  for (G r : fused_cpu_norm_ok(s, 1, in.size() - 1) ? g.kernels("aten.group_norm", in, attrs, decomposition)
+                                                    : decomposition(g, in))
+    g.output(r);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm(const at::Tensor& input, const std::optional<at::Tensor>& weight,
@@ -325,27 +370,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm(const at::Tenso
   return {r[0], r[1], r[2]};
 }
 
-// Inputs (dy, x, mean, rstd, [weight]); outputs dx, dweight, dbias.
-void build_group_norm_backward(Graph& g, const GraphSpec& s) {
-  DType compute = attr_dtype(s, "compute");
-  int64_t n = s.int_attr("N"), c = s.int_attr("C"), hw = s.int_attr("HxW"), groups = s.int_attr("group");
-  int64_t cg = c / groups;
-  G dy = g.reshape(cast_to(g, g.placeholder(s.input(0), "grad_out"), compute), {n, groups, cg, hw});
-  G x0 = g.placeholder(s.input(1), "input");
-  G x = g.reshape(cast_to(g, x0, compute), {n, groups, cg, hw});
-  G mean = g.reshape(cast_to(g, g.placeholder(s.input(2), "mean"), compute), {n, groups, 1, 1});
-  G rstd = g.reshape(cast_to(g, g.placeholder(s.input(3), "rstd"), compute), {n, groups, 1, 1});
-  bool has_w = s.int_attr("has_weight");
+// Inputs (dy, x, mean, rstd, [weight]) -> (dx, dweight, dbias), dweight and
+// dbias in wdtype.
+std::vector<G> group_norm_backward_decomposition(Graph& g, const std::vector<G>& in, const GroupNormParams& p, DType wt) {
+  const graph::Shape shape = g.type(in[1]).shape;
+  const DType dtype = g.type(in[1]).dtype;
+  const int64_t cg = p.c / p.groups;
+  G dy = g.reshape(cast_to(g, in[0], p.compute), {p.n, p.groups, cg, p.hw});
+  G x = g.reshape(cast_to(g, in[1], p.compute), {p.n, p.groups, cg, p.hw});
+  G mean = g.reshape(cast_to(g, in[2], p.compute), {p.n, p.groups, 1, 1});
+  G rstd = g.reshape(cast_to(g, in[3], p.compute), {p.n, p.groups, 1, 1});
   G xhat = g.mul(g.sub(x, mean), rstd);
   G dxhat = dy;
-  if (has_w) dxhat = g.mul(dy, g.reshape(cast_to(g, g.placeholder(s.input(4), "weight"), compute), {1, groups, cg, 1}));
+  if (p.has_weight) dxhat = g.mul(dy, g.reshape(cast_to(g, in[4], p.compute), {1, p.groups, cg, 1}));
   G a1 = g.reduce(NodeKind::ReduceMean, dxhat, {2, 3});
   G a2 = g.reduce(NodeKind::ReduceMean, g.mul(dxhat, xhat), {2, 3});
   G dx = g.mul(rstd, g.sub(g.sub(dxhat, a1), g.mul(xhat, a2)));
-  g.output(cast_to(g, g.reshape(dx, s.input(1).shape), g.type(x0).dtype));
-  DType wt = attr_dtype(s, "wdtype");
-  g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), {0, 3}), {c}), wt));
-  g.output(cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, dy, {0, 3}), {c}), wt));
+  return {cast_to(g, g.reshape(dx, shape), dtype),
+          cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, g.mul(dy, xhat), {0, 3}), {p.c}), wt),
+          cast_to(g, g.reshape(g.reduce(NodeKind::ReduceSum, dy, {0, 3}), {p.c}), wt)};
+}
+
+std::vector<at::Tensor> group_norm_backward_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                                                const runtime::reference::ResultOutput&) {
+  auto [dx, dw, db] = at::native_group_norm_backward(in[0], in[1], in[2], in[3], in[4], n.int_attr("N"), n.int_attr("C"),
+                                                     n.int_attr("HxW"), n.int_attr("group"), {true, true, true});
+  return {dx, dw, db};
+}
+MPS_EXT_REFERENCE_MULTI_KERNEL("aten.group_norm_backward", group_norm_backward_cpu);
+
+void build_group_norm_backward(Graph& g, const GraphSpec& s) {
+  const GroupNormParams p = group_norm_params(s);
+  const DType wt = attr_dtype(s, "wdtype");
+  std::vector<G> in{g.placeholder(s.input(0), "grad_out"), g.placeholder(s.input(1), "input"),
+                    g.placeholder(s.input(2), "mean"), g.placeholder(s.input(3), "rstd")};
+  if (p.has_weight) in.push_back(g.placeholder(s.input(4), "weight"));
+  auto decomposition = [p, wt](Graph& d, const std::vector<G>& x) { return group_norm_backward_decomposition(d, x, p, wt); };
+  // ATen's kernel needs the weight (its dweight/dbias take the weight's shape).
+  const bool fused = p.has_weight && fused_cpu_norm_ok(s, 0, in.size()) && wt == s.input(1).dtype;
+  for (G r : fused ? g.kernels("aten.group_norm_backward", in, group_norm_attrs(s), decomposition) : decomposition(g, in))
+    g.output(r);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> native_group_norm_backward(
