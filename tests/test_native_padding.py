@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mps_ext  # noqa: F401
+import mps_ext
 from test_native_ops import DEV, check, fallbacks
 
 CASES = [  # (input shape, pad)
@@ -14,10 +14,17 @@ CASES = [  # (input shape, pad)
 ]
 
 
+@pytest.mark.parametrize("decomposed", [False, True], ids=["kernel", "decomposition"])
 @pytest.mark.parametrize("mode", ["reflect", "replicate"])
 @pytest.mark.parametrize("shape,pad", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
-def test_pad_forward_and_backward(mode, shape, pad, dtype):
+def test_pad_forward_and_backward(mode, shape, pad, dtype, decomposed):
+    # The reference runtime runs ATen's kernels ("aten.pad"); MPSGraph runs the
+    # slices and concats (mps_ext.graph.decompositions()): both must be torch's.
+    if decomposed:
+        with mps_ext.graph.decompositions():
+            test_pad_forward_and_backward(mode, shape, pad, dtype, False)
+        return
     x = torch.randn(shape, dtype=torch.float64).to(dtype)
     check(lambda t: F.pad(t, pad, mode=mode), x)
     strided = torch.randn(*shape, 2, dtype=torch.float64).to(dtype)[..., 0]
