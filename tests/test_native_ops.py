@@ -525,7 +525,8 @@ def test_kernel_nodes_match_their_decompositions():
              lambda: torch.flip(x, (1,)), lambda: torch.flip(x[0], (0,)),
              lambda: special.max(1), lambda: special.min(0, keepdim=True), lambda: special.argmax(1), lambda: special.argmin(),
              lambda: ints.max(0), lambda: torch.nonzero(special > 0), lambda: special.masked_select(special > 0),
-             lambda: torch.nonzero(ints)]
+             lambda: torch.nonzero(ints), lambda: (special > 0).all(), lambda: (special > 0).any(1),
+             lambda: (special > 4).any(), lambda: (special > -5).all(0, keepdim=True)]
     g = rnd(4, 5).to(DEV)
     # ties (the first index wins) and NaN (the extreme, with its first index)
     special = torch.tensor([[1.0, 3.0, 3.0, -2.0], [float("nan"), 0.0, float("nan"), 5.0], [-1.0, -1.0, -4.0, -4.0]]).to(DEV)
