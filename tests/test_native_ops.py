@@ -505,6 +505,20 @@ def test_training_without_fallback(kind):
     assert abs(float(last[1]) - float(last[2])) <= 1e-4 * abs(float(last[1])), r.stdout
 
 
+@pytest.mark.parametrize("bounds", [(-1.0, 1.0), (0.0, 0.0), (-0.0, 2.0), (1.0, -1.0), (float("nan"), 1.0),
+                                    (-1.0, float("nan")), (-float("inf"), 0.5)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamp_is_bit_exact(bounds, dtype):
+    # Number bounds take ATen's clamp kernel form (NaN in x propagates, the
+    # sign of a zero as ATen gives it); NaN bounds make every element NaN.
+    x = torch.tensor([0.0, -0.0, 1.5, -1.5, 0.5, float("nan"), float("inf"), -float("inf")] * 600, dtype=dtype)
+    lo, hi = bounds
+    expected, got = x.clamp(lo, hi), x.to(DEV).clamp(lo, hi).cpu()
+    bits = torch.int64 if dtype == torch.float64 else torch.int32
+    assert torch.equal(got.isnan(), expected.isnan())
+    assert torch.equal(got.nan_to_num(7.0).view(bits), expected.nan_to_num(7.0).view(bits))
+
+
 def test_readme_lists_native_ops():
     from mps_ext import ops
     readme = (ROOT / "README.md").read_text()
