@@ -96,8 +96,6 @@ at::Tensor vector_norm_cpu(const graph::Node& n, const std::vector<at::Tensor>& 
 }
 MPS_EXT_REFERENCE_KERNEL("aten.vector_norm", vector_norm_cpu);
 
-// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var), dims, shape (result),
-// compute, result, correction (var).
 // any/all of a bool tensor on the reference runtime: ATen's reduction (one
 // pass; the decomposition's casts and integer reduction are 5x slower on
 // [256, 512]). Dims kept, as the decomposition's.
@@ -108,6 +106,8 @@ at::Tensor any_all_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, 
 }
 MPS_EXT_REFERENCE_KERNEL("aten.any_all", any_all_cpu);
 
+// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var|std|any|all), dims, shape (result),
+// compute, result, correction (var).
 void build_reduce(Graph& g, const GraphSpec& s) {
   G x0 = g.placeholder(s.input(0), "self");
   G x = cast_to(g, x0, attr_dtype(s, "compute"));

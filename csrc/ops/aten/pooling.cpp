@@ -328,7 +328,6 @@ G adaptive_max_backward_decomposition(Graph& g, G dy, G idx, const std::vector<i
   return g.reshape(dx, xs);
 }
 
-
 // On the reference runtime float32/float64 adaptive max pools run ATen's CPU
 // kernels: the masked decompositions above build [..., O, I] temporaries per
 // dim (~20x slower than ATen's direct loop). MPSGraph lowers the decompositions.

@@ -10,8 +10,8 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <type_traits>
