@@ -6,6 +6,8 @@
 #include <ATen/Version.h>
 #include <ATen/ExpandUtils.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <functional>
 #include <unordered_map>
@@ -415,5 +417,23 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
   for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = outs[k];
   return true;
 }
+
+namespace {
+// MKL picks its vector math library's CPU code path on first use, and two
+// threads making that first call together can leave one on a low-accuracy
+// path for that call: torch's own CPU sqrt of 3072 floats on 2 threads came
+// out 2e-4 off in one thread's half in 15% of fresh processes (the vml_function
+// comment in fused_elementwise_kernel.cpp says where this runtime calls VML,
+// and ATen's kernel nodes call it from parallel regions). One serial call while
+// the library loads makes that first use single-threaded.
+[[maybe_unused]] const bool vml_initialised = [] {
+  void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+  if (auto sqrt = lib ? reinterpret_cast<void (*)(int, const float*, float*)>(dlsym(lib, "vsSqrt")) : nullptr) {
+    float in[16] = {}, out[16];
+    sqrt(16, in, out);
+  }
+  return true;
+}();
+}  // namespace
 
 }  // namespace mps_ext::runtime::reference
