@@ -187,6 +187,19 @@ def test_max_nan():
     check(lambda t: t.amax(), x)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.int64, torch.bool])
+def test_count_nonzero(dtype):
+    # NaN counts, -0.0 does not; dims wrap; an empty input counts zero per slice.
+    x = torch.tensor([[0.0, 1.5, float("nan")], [-0.0, -2.0, 0.0]]).repeat(2, 2)
+    x = x.nan_to_num(3.0).to(dtype) if not dtype.is_floating_point else x.to(dtype)
+    for fn in [torch.count_nonzero, lambda t: torch.count_nonzero(t, 0), lambda t: torch.count_nonzero(t, (-1, 0)),
+               lambda t: torch.count_nonzero(t.t(), 1), lambda t: torch.count_nonzero(t[:0], 1),
+               lambda t: torch.count_nonzero(t[:0])]:
+        check(fn, x)
+    with pytest.raises(RuntimeError, match="appears multiple times"):
+        torch.count_nonzero(x.to(DEV), (0, 0))
+
+
 MATMUL = [
     (torch.mm, (rnd(3, 4), rnd(4, 5))), (torch.bmm, (rnd(2, 3, 4), rnd(2, 4, 5))),
     (lambda c, a, b: torch.addmm(c, a, b, beta=0.5, alpha=2), (rnd(5), rnd(3, 4), rnd(4, 5))),

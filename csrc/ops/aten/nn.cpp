@@ -106,8 +106,8 @@ at::Tensor any_all_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, 
 }
 MPS_EXT_REFERENCE_KERNEL("aten.any_all", any_all_cpu);
 
-// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var|std|any|all), dims, shape (result),
-// compute, result, correction (var).
+// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var|std|count_nonzero|any|all), dims,
+// shape (result), compute, result, correction (var).
 void build_reduce(Graph& g, const GraphSpec& s) {
   G x0 = g.placeholder(s.input(0), "self");
   G x = cast_to(g, x0, attr_dtype(s, "compute"));
@@ -142,6 +142,8 @@ void build_reduce(Graph& g, const GraphSpec& s) {
     double denom = std::max<double>(0.0, static_cast<double>(n) - s.float_attr("correction"));
     y = g.div(g.reduce(NodeKind::ReduceSum, g.mul(d, d), dims), k(g, denom, x));
     if (kind == "std") y = g.unary(NodeKind::Sqrt, y);
+  } else if (kind == "count_nonzero") {  // a cast to bool is x != 0 (NaN counts)
+    y = g.reduce(NodeKind::ReduceSum, g.cast(g.cast(x, DType::Bool), DType::Int64), dims);
   } else if (kind == "any" || kind == "all") {
     const bool any = kind == "any";
     auto decomposition = [dims, any](Graph& d, const std::vector<G>& in) {
@@ -227,6 +229,13 @@ at::Tensor max_all(const at::Tensor& self) {
 at::Tensor min_all(const at::Tensor& self) {
   TORCH_CHECK(self.numel() > 0, "min(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
   return (amin)(self, at::IntArrayRef{}, false);
+}
+at::Tensor count_nonzero(const at::Tensor& self, at::IntArrayRef dim) {
+  if (self.numel() == 0) {  // zero of every slice (after the dims are checked)
+    require(self.is_privateuseone());
+    return at::zeros(reduced_shape(self, reduce_dims(self, dim), false), device_options(self, at::kLong));
+  }
+  return run_reduce("count_nonzero", self, dim, false, self.scalar_type(), at::kLong);
 }
 at::Tensor any_all(const at::Tensor& self) { return run_reduce("any", self, {}, false, self.scalar_type(), at::kBool); }
 at::Tensor all_all(const at::Tensor& self) { return run_reduce("all", self, {}, false, self.scalar_type(), at::kBool); }
@@ -1220,6 +1229,7 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("min.dim", min_dim),
       MPS_EXT_ATEN_ROW("argmax", argmax),
       MPS_EXT_ATEN_ROW("argmin", argmin),
+      MPS_EXT_ATEN_ROW("count_nonzero.dim_IntList", count_nonzero),
       MPS_EXT_ATEN_ROW("any", any_all),
       MPS_EXT_ATEN_ROW("all", all_all),
       MPS_EXT_ATEN_ROW("any.dims", any_dims),
