@@ -79,12 +79,26 @@ def test_addmm_gradients():
 
 
 def test_addmm_out_and_empty():
+    before = torch.ops.mps_ext._fallback_count()
     a, b, c = torch.randn(3, 4), torch.randn(4, 5), torch.randn(3, 5)
     out = torch.empty(3, 5, device=DEV)
     torch.addmm(c.to(DEV), a.to(DEV), b.to(DEV), out=out)
     torch.testing.assert_close(out.cpu(), torch.addmm(c, a, b))
-    z = torch.addmm(torch.ones(3, 5, device=DEV), torch.ones(3, 0, device=DEV), torch.ones(0, 5, device=DEV), beta=2)
-    torch.testing.assert_close(z.cpu(), torch.full((3, 5), 2.0))
+    out = torch.empty(0, device=DEV)  # resized, as ATen's out=
+    torch.addmm(c[0].to(DEV), a.to(DEV), b.to(DEV), beta=0.5, alpha=2, out=out)
+    torch.testing.assert_close(out.cpu(), torch.addmm(c[0], a, b, beta=0.5, alpha=2))
+    # Empty products: K = 0 sums nothing (beta * self; beta = 0 ignores self, NaN too); empty results
+    nan = torch.full((3, 5), float("nan"))
+    cases = [(torch.ones(3, 5), torch.ones(3, 0), torch.ones(0, 5), 2), (nan, torch.ones(3, 0), torch.ones(0, 5), 0),
+             (torch.ones(5), torch.ones(3, 0), torch.ones(0, 5), 1), (torch.ones(0, 5), torch.ones(0, 4), b, 1),
+             (torch.ones(3, 0), a, torch.ones(4, 0), 1)]
+    for c_, a_, b_, beta in cases:
+        z = torch.addmm(c_.to(DEV), a_.to(DEV), b_.to(DEV), beta=beta)
+        torch.testing.assert_close(z.cpu(), torch.addmm(c_, a_, b_, beta=beta))
+    torch.testing.assert_close(torch.mm(torch.ones(2, 0, device=DEV), torch.ones(0, 3, device=DEV)).cpu(), torch.zeros(2, 3))
+    assert torch.ops.mps_ext._fallback_count() == before
+    with pytest.raises(RuntimeError, match="Expected out tensor to have dtype float, but got double instead"):
+        torch.addmm(c.to(DEV), a.to(DEV), b.to(DEV), out=torch.empty(3, 5, dtype=torch.float64, device=DEV))
 
 
 NORMS = [(2, None, False), (1, None, False), (float("inf"), None, False), (2, 1, True), (1, (0, 2), False),

@@ -451,7 +451,9 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
       .attr("alpha", alpha).attr("beta", beta);
   std::vector<int64_t> shape = a.sizes().vec();
   shape.back() = b.size(-1);
-  if (c10::multiply_integers(shape) == 0 || a.size(-1) == 0) require(false);
+  if (c10::multiply_integers(shape) == 0) return at::empty(shape, a.options());
+  if (a.size(-1) == 0)  // an empty sum: beta * self, and beta == 0 ignores self (NaN included), as ATen
+    return c && beta != 0 ? c->mul(beta) : at::zeros(shape, a.options());
   return runtime::run_graph(spec, build_matmul, inputs)[0];
 }
 
@@ -475,6 +477,13 @@ at::Tensor addmm(const at::Tensor& self, const at::Tensor& a, const at::Tensor& 
               b.size(0), "x", b.size(1), ")");
   at::Tensor c = self.expand({a.size(0), b.size(1)});
   return run_matmul(a, b, &c, alpha.toDouble(), beta.toDouble());
+}
+at::Tensor& addmm_out(const at::Tensor& self, const at::Tensor& a, const at::Tensor& b, const at::Scalar& beta,
+                      const at::Scalar& alpha, at::Tensor& out) {
+  TORCH_CHECK(out.scalar_type() == a.scalar_type(), "Expected out tensor to have dtype ", a.dtype(),
+              ", but got ", out.dtype(), " instead");
+  write_result((addmm)(self, a, b, beta, alpha), out);  // (ours, not at::addmm)
+  return out;
 }
 at::Tensor baddbmm(const at::Tensor& self, const at::Tensor& a, const at::Tensor& b, const at::Scalar& beta,
                    const at::Scalar& alpha) {
@@ -1244,6 +1253,7 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("mm", mm),
       MPS_EXT_ATEN_ROW("bmm", bmm),
       MPS_EXT_ATEN_ROW("addmm", addmm),
+      MPS_EXT_ATEN_ROW("addmm.out", addmm_out),
       MPS_EXT_ATEN_ROW("baddbmm", baddbmm),
       MPS_EXT_ATEN_ROW("dot", dot),
       MPS_EXT_ATEN_ROW("mv", mv),
