@@ -54,3 +54,27 @@ def test_dropout_is_reproducible_and_generators_are_independent():
     g1.set_state(g2.get_state())
     assert torch.equal(torch.randint(0, 9, (6,), device=DEV, generator=g1).cpu(),
                        torch.randint(0, 9, (6,), device=DEV, generator=g2).cpu())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_distributions_are_native_and_draw_the_cpu_stream(dtype):
+    # Seeded alike, the device draws the CPU's numbers for every distribution
+    # (float64 too, on the reference runtime), without the CPU fallback.
+    def draws(dev):
+        torch.manual_seed(3)
+        g = torch.Generator(dev).manual_seed(9)
+        return [torch.randn(40, dtype=dtype, device=dev), torch.rand(33, dtype=dtype, device=dev),
+                torch.empty(17, dtype=dtype, device=dev).uniform_(-2.3, 0.7),
+                torch.empty(20, dtype=dtype, device=dev).normal_(0.1, 3.3),
+                torch.randint(0, 7, (9,), dtype=dtype, device=dev),
+                torch.bernoulli(torch.full((30,), 0.3, dtype=dtype, device=dev)),
+                torch.empty(25, dtype=dtype, device=dev).bernoulli_(0.6),
+                F.dropout(torch.ones(30, dtype=dtype, device=dev), 0.4),
+                torch.randn(5, dtype=dtype, device=dev, generator=g)]
+    expected = draws("cpu")
+    before = torch.ops.mps_ext._fallback_count()
+    got = draws(DEV)
+    assert torch.ops.mps_ext._fallback_count() == before
+    for e, r in zip(expected, got):
+        assert r.dtype == dtype and r.device.type == DEV
+        assert torch.equal(r.cpu(), e)

@@ -161,7 +161,7 @@ void build_rng(Graph& g, const GraphSpec& s) {
 
 at::Tensor& run_rng(at::Tensor& self, const char* kind, const std::vector<at::Tensor>& args,
                     const std::optional<at::Generator>& gen) {
-  require(graph_dtype_ok(self.scalar_type()) && self.scalar_type() != at::kDouble);
+  require(graph_dtype_ok(self.scalar_type()));
   if (self.numel() == 0) return self;
   at::Generator cpu = cpu_generator(gen);
   GeneratorScope scope(cpu);
@@ -179,15 +179,22 @@ at::Tensor& run_rng(at::Tensor& self, const char* kind, const std::vector<at::Te
   return self;
 }
 
+// A distribution's parameters as graph inputs: float32 (MPSGraph's), float64
+// for a float64 tensor (the reference runtime only), so its CPU kernel gets
+// them as the CPU op does.
+at::ScalarType parameter_type(const at::Tensor& self) { return self.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
 at::Tensor& uniform_(at::Tensor& self, double from, double to, std::optional<at::Generator> gen) {
   require(at::isFloatingType(self.scalar_type()));
   TORCH_CHECK(from <= to, "uniform_ expects to return a [from, to) range, but found from=", from, " > to=", to);
-  return run_rng(self, "uniform", {scalar_input(from, at::kDouble).to(at::kFloat), scalar_input(to, at::kDouble).to(at::kFloat)}, gen);
+  const at::ScalarType t = parameter_type(self);
+  return run_rng(self, "uniform", {scalar_input(from, at::kDouble).to(t), scalar_input(to, at::kDouble).to(t)}, gen);
 }
 at::Tensor& normal_(at::Tensor& self, double mean, double std, std::optional<at::Generator> gen) {
   require(at::isFloatingType(self.scalar_type()));
   TORCH_CHECK(std >= 0.0, "normal expects std >= 0.0, but found std ", std);
-  return run_rng(self, "normal", {scalar_input(mean, at::kFloat), scalar_input(std, at::kFloat)}, gen);
+  const at::ScalarType t = parameter_type(self);
+  return run_rng(self, "normal", {scalar_input(mean, t), scalar_input(std, t)}, gen);
 }
 at::Tensor& bernoulli_float(at::Tensor& self, double p, std::optional<at::Generator> gen) {
   TORCH_CHECK(0 <= p && p <= 1, "bernoulli_ expects p to be in [0, 1], but got p=", p);
