@@ -1,6 +1,6 @@
 """nll_loss / cross_entropy on the mpsgraph device (csrc/ops/aten/nn.cpp
 build_nll: a gather of each target column, no one-hot): every reduction,
-class weights, ignore_index, 1-d input, dtypes, out-of-range targets, against
+class weights, ignore_index, 1-d and spatial [N, C, H, W] input, dtypes, out-of-range targets, against
 the CPU, without the CPU fallback. float32/float64 run as kernel nodes
 (ATen's nll_loss on the reference runtime); the decomposition (what MPSGraph
 runs, mps_ext.graph.decompositions()) is checked the same way."""
@@ -110,3 +110,41 @@ def test_nll_loss_errors():
         F.nll_loss(x, torch.tensor([0, 1, 1], dtype=torch.int32, device=DEV))
     with pytest.raises(RuntimeError, match="weight tensor should be defined either for all 4 classes"):
         F.nll_loss(x, torch.tensor([0, 1, 1], device=DEV), weight=torch.ones(3, device=DEV))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("decompose", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_nll_loss_2d_spatial_input(reduction, weighted, decompose, layout):
+    # [N, C, H, W] scores with [N, H, W] targets (nll_loss2d): ignored pixels too.
+    # (Not channels_last: torch's own CPU backward rejects it.)
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 10).log_softmax(1)
+    x = x[..., ::2] if layout == "strided" else x[..., :5].contiguous()
+    t = torch.randint(0, 3, (2, 4, 5))
+    t[0, 1, 2] = -100
+    w = torch.rand(3) if weighted else None
+    (loss, grad), (dloss, dgrad) = run_both(F.nll_loss, x, t, w, decompose=decompose, reduction=reduction)
+    torch.testing.assert_close(dloss, loss)
+    torch.testing.assert_close(dgrad, grad)
+    assert dgrad.shape == x.shape
+
+
+def test_cross_entropy_2d_and_its_errors():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 4, 5))
+    for kw in [{}, {"label_smoothing": 0.2}, {"reduction": "none"}]:
+        (loss, grad), (dloss, dgrad) = run_both(F.cross_entropy, x, t, **kw)
+        torch.testing.assert_close(dloss, loss)
+        torch.testing.assert_close(dgrad, grad)
+    w = torch.rand(3, dtype=torch.float64).to(DEV)
+    assert torch.autograd.gradcheck(lambda a: F.nll_loss(a, t.to(DEV), weight=w), (x.log_softmax(1).to(DEV).requires_grad_(),))
+    xd = x.to(DEV)
+    cases = [(torch.randint(0, 3, (2, 4, 6)), None, RuntimeError, r"size mismatch \(got input: \[2, 3, 4, 5\]"),
+             (torch.randint(0, 3, (2, 4, 5)), torch.ones(4, dtype=torch.float64), RuntimeError, "for all or no classes"),
+             (torch.full((2, 4, 5), 7), None, IndexError, "Target 7 is out of bounds")]
+    for target, weight, error, message in cases:
+        with pytest.raises(error, match=message):
+            torch.ops.aten.nll_loss2d_forward(xd, target.to(DEV), None if weight is None else weight.to(DEV), 1, -100)

@@ -994,6 +994,40 @@ at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
   return runtime::run_graph(spec, build_nll, inputs)[0];
 }
 
+// nll_loss2d: [N, C, H, W] log-probabilities and [N, H, W] targets are nll_loss
+// over the N*H*W positions, classes last. ATen's checks and messages.
+at::Tensor classes_last(const at::Tensor& self) { return self.movedim(1, -1).reshape({-1, self.size(1)}); }
+
+void check_nll2d(const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight) {
+  TORCH_CHECK(target.dim() == 3, "only batches of spatial targets supported (3D tensors) but got targets of dimension: ",
+              target.dim());
+  TORCH_CHECK(self.dim() == 4, "only batches of spatial inputs supported (4D tensors), but got input of dimension: ",
+              self.dim());
+  TORCH_CHECK(!weight || !weight->defined() || weight->numel() == self.size(1),
+              "weight tensor should be defined either for all or no classes");
+  TORCH_CHECK(self.size(0) == target.size(0) && self.size(2) == target.size(1) && self.size(3) == target.size(2),
+              "size mismatch (got input: ", self.sizes(), " , target: ", target.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor> nll_loss2d_forward(const at::Tensor& self, const at::Tensor& target,
+                                                      const std::optional<at::Tensor>& weight, int64_t reduction,
+                                                      int64_t ignore_index) {
+  check_nll2d(self, target, weight);
+  require(self.numel() > 0);
+  auto [loss, total] = (nll_loss_forward)(classes_last(self), target.reshape({-1}), weight, reduction, ignore_index);
+  return {reduction == 0 ? loss.view(target.sizes()) : loss, total};
+}
+
+at::Tensor nll_loss2d_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
+                               const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
+                               const at::Tensor& total_weight) {
+  check_nll2d(self, target, weight);
+  require(self.numel() > 0);
+  at::Tensor g = (nll_loss_backward)(grad_output, classes_last(self), target.reshape({-1}), weight, reduction,
+                                   ignore_index, total_weight);
+  return g.view({self.size(0), self.size(2), self.size(3), self.size(1)}).movedim(-1, 1).contiguous();
+}
+
 // --- arange, cat, tril/triu ---------------------------------------------------------
 void build_arange(Graph& g, const GraphSpec& s) {
   G start = g.placeholder(s.input(0), "start");
@@ -1268,6 +1302,8 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("mse_loss_backward", mse_loss_backward),
       MPS_EXT_ATEN_ROW("nll_loss_forward", nll_loss_forward),
       MPS_EXT_ATEN_ROW("nll_loss_backward", nll_loss_backward),
+      MPS_EXT_ATEN_ROW("nll_loss2d_forward", nll_loss2d_forward),
+      MPS_EXT_ATEN_ROW("nll_loss2d_backward", nll_loss2d_backward),
       MPS_EXT_ATEN_ROW("arange.start_out", arange_out),
       MPS_EXT_ATEN_ROW("cat", cat),
       MPS_EXT_ATEN_ROW("tril", tril),
