@@ -1,7 +1,7 @@
 """nll_loss / cross_entropy on the mpsgraph device (csrc/ops/aten/nn.cpp
 build_nll: a gather of each target column, no one-hot): every reduction,
-class weights, ignore_index, 1-d and spatial [N, C, H, W] input, dtypes, out-of-range targets, against
-the CPU, without the CPU fallback. float32/float64 run as kernel nodes
+class weights, ignore_index, 1-d and spatial [N, C, H, W] input, dtypes,
+out-of-range targets, against the CPU, without the CPU fallback. float32/float64 run as kernel nodes
 (ATen's nll_loss on the reference runtime); the decomposition (what MPSGraph
 runs, mps_ext.graph.decompositions()) is checked the same way."""
 import pytest
