@@ -380,6 +380,30 @@ def test_torch_sdpa_routes_to_mps_ext_on_the_mpsgraph_device():
             torch.testing.assert_close(a.cpu().double(), b, atol=1e-4, rtol=1e-4)
 
 
+def test_torch_sdpa_math_path_is_native_on_the_mpsgraph_device():
+    # Shapes the fused path leaves to aten's math path (3-d inputs, dropout)
+    # run natively too: its _safe_softmax zeroes fully masked rows (isneginf).
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 8), torch.randn(3, 6, 8), torch.randn(3, 6, 8)
+    mask = torch.rand(4, 6) > 0.5
+    mask[0] = False
+    before = torch.ops.mps_ext._fallback_count()
+    for kw in [{}, {"is_causal": True}, {"attn_mask": mask}, {"attn_mask": torch.randn(4, 6), "scale": 0.3}]:
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        leaves_d = [t.to("mpsgraph").requires_grad_() for t in (q, k, v)]
+        kwd = {n: a.to("mpsgraph") if torch.is_tensor(a) else a for n, a in kw.items()}
+        ref = F.scaled_dot_product_attention(*leaves, **kw)
+        out = F.scaled_dot_product_attention(*leaves_d, **kwd)
+        torch.testing.assert_close(out.cpu(), ref, atol=1e-6, rtol=1e-5)
+        g = torch.randn(ref.shape)
+        for a, b in zip(torch.autograd.grad(out, leaves_d, g.to("mpsgraph")), torch.autograd.grad(ref, leaves, g)):
+            torch.testing.assert_close(a.cpu(), b, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(1)
+    dropped = F.scaled_dot_product_attention(q.to("mpsgraph"), k.to("mpsgraph"), v.to("mpsgraph"), dropout_p=0.5)
+    assert dropped.shape == (3, 4, 8) and dropped.isfinite().all()
+    assert torch.ops.mps_ext._fallback_count() == before
+
+
 def test_transformer_modules_on_the_mpsgraph_device():
     torch.manual_seed(0)
     x = torch.randn(2, 7, 16)

@@ -51,7 +51,7 @@ def rnd(*shape, dtype=torch.float32):
 
 UNARY = ["abs", "neg", "sign", "floor", "ceil", "round", "trunc", "frac", "exp", "expm1", "log", "log2", "log10",
          "log1p", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan", "sinh", "cosh", "tanh", "sigmoid", "erf",
-         "relu", "isnan", "isinf", "isfinite", "logical_not"]
+         "relu", "isnan", "isinf", "isposinf", "isneginf", "isfinite", "logical_not"]
 
 
 @pytest.mark.parametrize("name", UNARY)
@@ -63,6 +63,15 @@ def test_unary(name):
     check(fn, x)
     check(fn, x.t())          # non-contiguous
     check(fn, torch.empty(0, 3))  # empty
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.bool])
+def test_infinity_and_nan_tests(dtype):
+    x = torch.tensor([0.0, -0.0, 1.0, -float("inf"), float("inf"), float("nan"), -3.0])
+    x = x.to(dtype) if dtype.is_floating_point else x.nan_to_num(5.0, 9.0, -9.0).to(dtype)
+    for fn in (torch.isposinf, torch.isneginf, torch.isinf, torch.isnan, torch.isfinite):
+        check(fn, x)
+        check(fn, x.view(1, -1).expand(3, -1).t())  # broadcast, non-contiguous
 
 
 ACTIVATIONS = [

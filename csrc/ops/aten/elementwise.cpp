@@ -170,6 +170,10 @@ const std::vector<Entry>& table() {
       {"isnan", 1, {0}, Result::Bool, {}, {}, E(return floating(g, x[0]) ? un(g, NodeKind::IsNaN, x[0]) : ne(g, x[0], x[0]);)},
       {"isinf", 1, {0}, Result::Bool, {}, {},
        E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, g.abs(x[0]), k(g, INFINITY, x[0])) : ne(g, x[0], x[0]);)},
+      {"isposinf", 1, {0}, Result::Bool, {}, {},
+       E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, INFINITY, x[0])) : ne(g, x[0], x[0]);)},
+      {"isneginf", 1, {0}, Result::Bool, {}, {},  // softmax's guard for all -inf rows (_safe_softmax, SDPA)
+       E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, -INFINITY, x[0])) : ne(g, x[0], x[0]);)},
       {"isfinite", 1, {0}, Result::Bool, {}, {},
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);
          return g.logical_and(g.binary(NodeKind::Equal, x[0], x[0]), ne(g, g.abs(x[0]), k(g, INFINITY, x[0])));)},
