@@ -74,6 +74,18 @@ def test_infinity_and_nan_tests(dtype):
         check(fn, x.view(1, -1).expand(3, -1).t())  # broadcast, non-contiguous
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64])
+@pytest.mark.parametrize("kw", [{}, {"nan": 2.5}, {"posinf": 1e5, "neginf": -0.25}, {"nan": 0.1, "posinf": 3.0, "neginf": -3.0}])
+def test_nan_to_num(dtype, kw):
+    # The defaults are the result dtype's own finite extremes (65504 in float16).
+    x = torch.tensor([0.0, -0.0, 1.5, -float("inf"), float("inf"), float("nan"), -3.0, 7e4])
+    x = x.to(dtype) if dtype.is_floating_point else x.nan_to_num(5.0, 9.0, -9.0).to(dtype)
+    check(lambda t: torch.nan_to_num(t, **kw), x)
+    check(lambda t: torch.nan_to_num(t, **kw), x.view(2, 4).t())
+    check(lambda t: t.clone().nan_to_num_(**kw), x)
+    check(lambda t: torch.nan_to_num(t, **kw, out=torch.empty(0, dtype=dtype, device=t.device)), x)
+
+
 ACTIVATIONS = [
     ("gelu", lambda x: F.gelu(x)), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")), ("silu", F.silu),
     ("mish", F.mish), ("softplus", lambda x: F.softplus(x, beta=2.0, threshold=3.0)), ("elu", F.elu),

@@ -12,6 +12,7 @@
 #include <ATen/native/TypeProperties.h>
 
 #include <cmath>
+#include <limits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -73,6 +74,26 @@ std::string str_attr_or(const GraphSpec& s, const char* name, const char* dflt) 
 int64_t int_attr_or(const GraphSpec& s, const char* name, int64_t dflt) {
   auto it = s.attrs().find(name);
   return it == s.attrs().end() ? dflt : std::get<int64_t>(it->second);
+}
+
+double float_attr_or(const GraphSpec& s, const char* name, double dflt) {
+  auto it = s.attrs().find(name);
+  return it == s.attrs().end() ? dflt : std::get<double>(it->second);
+}
+
+// nan_to_num: NaN, +inf and -inf replaced; by default with 0 and the result
+// dtype's largest and lowest finite values (computed in float32 for reduced
+// precision, so the bound is the result dtype's, not the compute dtype's).
+G nan_to_num(Graph& g, G x, const GraphSpec& s) {
+  if (!floating(g, x)) return x;
+  const DType result = graph::dtype_from_name(s.str_attr("result"));
+  const double big = result == DType::Float16    ? 65504.0
+                     : result == DType::BFloat16 ? 3.38953138925153547590e38
+                     : result == DType::Float32  ? static_cast<double>(std::numeric_limits<float>::max())
+                                                 : std::numeric_limits<double>::max();
+  G y = sel(g, g.binary(NodeKind::Equal, x, k(g, -INFINITY, x)), k(g, float_attr_or(s, "neginf", -big), x), x);
+  y = sel(g, g.binary(NodeKind::Equal, x, k(g, INFINITY, x)), k(g, float_attr_or(s, "posinf", big), x), y);
+  return sel(g, un(g, NodeKind::IsNaN, x), k(g, float_attr_or(s, "nan", 0.0), x), y);
 }
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;
@@ -174,6 +195,7 @@ const std::vector<Entry>& table() {
        E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, INFINITY, x[0])) : ne(g, x[0], x[0]);)},
       {"isneginf", 1, {0}, Result::Bool, {}, {},  // softmax's guard for all -inf rows (_safe_softmax, SDPA)
        E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, -INFINITY, x[0])) : ne(g, x[0], x[0]);)},
+      {"nan_to_num", 1, {0}, Result::Promoted, {}, {"nan", "posinf", "neginf"}, E(return nan_to_num(g, x[0], s);)},
       {"isfinite", 1, {0}, Result::Bool, {}, {},
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);
          return g.logical_and(g.binary(NodeKind::Equal, x[0], x[0]), ne(g, g.abs(x[0]), k(g, INFINITY, x[0])));)},
