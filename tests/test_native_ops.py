@@ -190,6 +190,9 @@ REDUCTIONS = [
     lambda x: x.var(1), lambda x: x.std(), lambda x: x.var(2, correction=0), lambda x: x.norm(),
     lambda x: torch.linalg.vector_norm(x, 1, dim=1), lambda x: torch.linalg.vector_norm(x, float("inf")),
     lambda x: (x > 0).any(), lambda x: (x > 0).all(1), lambda x: x.cumsum(1), lambda x: x.cumsum(0),
+    lambda x: torch.var_mean(x, 1), lambda x: torch.std_mean(x, (0, 2), correction=0, keepdim=True),
+    lambda x: torch.var_mean(x), lambda x: torch.aminmax(x), lambda x: torch.aminmax(x, dim=1, keepdim=True),
+    lambda x: torch.aminmax(x, dim=-1),
 ]
 
 

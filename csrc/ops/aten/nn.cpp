@@ -230,6 +230,12 @@ at::Tensor min_all(const at::Tensor& self) {
   TORCH_CHECK(self.numel() > 0, "min(): Expected reduction dim to be specified for input.numel() == 0. Specify the reduction dim with the 'dim' argument.");
   return (amin)(self, at::IntArrayRef{}, false);
 }
+std::tuple<at::Tensor, at::Tensor> aminmax(const at::Tensor& self, std::optional<int64_t> dim, bool keepdim) {
+  require(self.scalar_type() != at::kBool && self.numel() > 0);  // empty: ATen's error
+  std::vector<int64_t> dims;
+  if (dim) dims.push_back(*dim);
+  return {(amin)(self, dims, keepdim), (amax)(self, dims, keepdim)};
+}
 at::Tensor count_nonzero(const at::Tensor& self, at::IntArrayRef dim) {
   if (self.numel() == 0) {  // zero of every slice (after the dims are checked)
     require(self.is_privateuseone());
@@ -264,6 +270,15 @@ at::Tensor std_correction(const at::Tensor& self, at::OptionalIntArrayRef dim, c
   require(at::isFloatingType(self.scalar_type()));
   return run_reduce("std", self, dim, keepdim, opmath_type(self.scalar_type()), self.scalar_type(),
                     correction ? correction->toDouble() : 1.0);
+}
+
+std::tuple<at::Tensor, at::Tensor> var_mean_correction(const at::Tensor& self, at::OptionalIntArrayRef dim,
+                                                       const std::optional<at::Scalar>& correction, bool keepdim) {
+  return {var_correction(self, dim, correction, keepdim), mean_dim(self, dim, keepdim, std::nullopt)};
+}
+std::tuple<at::Tensor, at::Tensor> std_mean_correction(const at::Tensor& self, at::OptionalIntArrayRef dim,
+                                                       const std::optional<at::Scalar>& correction, bool keepdim) {
+  return {std_correction(self, dim, correction, keepdim), mean_dim(self, dim, keepdim, std::nullopt)};
 }
 
 at::Tensor vector_norm(const at::Tensor& self, const at::Scalar& ord, at::OptionalIntArrayRef dim, bool keepdim,
@@ -1281,6 +1296,9 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("all.dims", all_dims),
       MPS_EXT_ATEN_ROW("var.correction", var_correction),
       MPS_EXT_ATEN_ROW("std.correction", std_correction),
+      MPS_EXT_ATEN_ROW("var_mean.correction", var_mean_correction),
+      MPS_EXT_ATEN_ROW("std_mean.correction", std_mean_correction),
+      MPS_EXT_ATEN_ROW("aminmax", aminmax),
       MPS_EXT_ATEN_ROW("linalg_vector_norm", vector_norm),
       MPS_EXT_ATEN_ROW("_foreach_norm.Scalar", foreach_norm),
       MPS_EXT_ATEN_ROW("cumsum", cumsum),
