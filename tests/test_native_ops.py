@@ -86,6 +86,31 @@ def test_nan_to_num(dtype, kw):
     check(lambda t: torch.nan_to_num(t, **kw, out=torch.empty(0, dtype=dtype, device=t.device)), x)
 
 
+ACCURATE = [torch.log1p, torch.expm1, F.softplus, F.logsigmoid, F.mish,
+            lambda t: torch.logaddexp(t, t.flip(0)), lambda t: torch.logaddexp2(t, -t)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("i", range(len(ACCURATE)))
+def test_no_cancellation_near_zero(dtype, i):
+    # log(1 + x), exp(x) - 1, log(1 + exp(z)) written naively lose every digit
+    # for tiny x (log1p(1e-10) came out 0): relative error against float64
+    # truth within a few ulps of the dtype, and never much worse than torch's.
+    fn = ACCURATE[i]
+    vals = [1e-10, -3e-8, 1e-5, -1e-3, 0.5, -0.5, 0.0, -0.0, -1.0, 30.0, -30.0, 88.0, -100.0, 1e30,
+            float("inf"), -float("inf"), float("nan")]
+    x = torch.tensor(vals, dtype=torch.float64).to(dtype)
+    before = fallbacks()
+    got = fn(x.to(DEV)).cpu().double()
+    assert fallbacks() == before
+    truth, cpu = fn(x.double()).to(dtype).double(), fn(x).double()  # truth rounded to the dtype
+    exact = (got == truth) | (got.isnan() & truth.isnan())
+    finite = truth.isfinite() & (truth != 0)  # zeros and infinities must come out exactly
+    rel = (got - truth).abs() / truth.abs()
+    bound = torch.maximum(4 * (cpu - truth).abs() / truth.abs(), torch.tensor(4 * torch.finfo(dtype).eps))
+    assert (exact | (finite & (rel <= bound))).all(), (got, truth)
+
+
 ACTIVATIONS = [
     ("gelu", lambda x: F.gelu(x)), ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")), ("silu", F.silu),
     ("mish", F.mish), ("softplus", lambda x: F.softplus(x, beta=2.0, threshold=3.0)), ("elu", F.elu),

@@ -58,8 +58,19 @@ G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
 G ne(Graph& g, G a, G b) { return g.binary(NodeKind::NotEqual, a, b); }
 G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
 G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
-G softplus_of(Graph& g, G z) { return un(g, NodeKind::Log, g.add(k(g, 1, z), un(g, NodeKind::Exp, z))); }
+G softplus_of(Graph& g, G z) { return log1p(g, un(g, NodeKind::Exp, z)); }
 bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+// log(b**x + b**y) / log(b) for b = e (logaddexp) or 2 (logaddexp2): the larger
+// plus log1p of the smaller's share; equal infinities are themselves.
+// Floating dtypes only, as torch (integers: the CPU fallback raises its error).
+G logaddexp(Graph& g, G x, G y, bool base2) {
+  if (!floating(g, x)) throw std::domain_error("fallback");
+  G d = g.neg(g.abs(g.sub(x, y)));
+  G share = base2 ? g.binary(NodeKind::Power, k(g, 2, x), d) : un(g, NodeKind::Exp, d);
+  G tail = base2 ? mul(g, log1p(g, share), k(g, 1 / std::log(2.0), x)) : log1p(g, share);
+  G same_inf = g.logical_and(g.binary(NodeKind::Equal, g.abs(x), k(g, INFINITY, x)), g.binary(NodeKind::Equal, x, y));
+  return sel(g, same_inf, x, g.add(g.maximum(x, y), tail));
+}
 // x when it is an integer (or, if allowed, bool) tensor; otherwise the CPU fallback.
 G integral(Graph& g, G x, bool bool_ok = true) {
   DType t = g.type(x).dtype;
@@ -169,11 +180,11 @@ const std::vector<Entry>& table() {
       {"frac", 1, {0}, Result::Promoted, {}, {}, E(return g.sub(x[0], trunc(g, x[0]));)},
       {"exp", 1, {0}, Result::Float, {}, {}, U(Exp)},
       {"exp2", 1, {0}, Result::Float, {}, {}, E(return g.binary(NodeKind::Power, k(g, 2, x[0]), x[0]);)},
-      {"expm1", 1, {0}, Result::Float, {}, {}, E(return g.sub(un(g, NodeKind::Exp, x[0]), k(g, 1, x[0]));)},
+      {"expm1", 1, {0}, Result::Float, {}, {}, E(return expm1(g, x[0]);)},
       {"log", 1, {0}, Result::Float, {}, {}, U(Log)},
       {"log2", 1, {0}, Result::Float, {}, {}, E(return mul(g, un(g, NodeKind::Log, x[0]), k(g, 1.0 / std::log(2.0), x[0]));)},
       {"log10", 1, {0}, Result::Float, {}, {}, E(return mul(g, un(g, NodeKind::Log, x[0]), k(g, 1.0 / std::log(10.0), x[0]));)},
-      {"log1p", 1, {0}, Result::Float, {}, {}, E(return un(g, NodeKind::Log, g.add(k(g, 1, x[0]), x[0]));)},
+      {"log1p", 1, {0}, Result::Float, {}, {}, E(return log1p(g, x[0]);)},
       {"sqrt", 1, {0}, Result::Float, {}, {}, U(Sqrt)},
       {"rsqrt", 1, {0}, Result::Float, {}, {}, U(Rsqrt)},
       {"reciprocal", 1, {0}, Result::Float, {}, {}, U(Reciprocal)},
@@ -195,6 +206,8 @@ const std::vector<Entry>& table() {
        E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, INFINITY, x[0])) : ne(g, x[0], x[0]);)},
       {"isneginf", 1, {0}, Result::Bool, {}, {},  // softmax's guard for all -inf rows (_safe_softmax, SDPA)
        E(return floating(g, x[0]) ? g.binary(NodeKind::Equal, x[0], k(g, -INFINITY, x[0])) : ne(g, x[0], x[0]);)},
+      {"logaddexp", 2, {0, 1}, Result::Promoted, {}, {}, E(return logaddexp(g, x[0], x[1], false);)},
+      {"logaddexp2", 2, {0, 1}, Result::Promoted, {}, {}, E(return logaddexp(g, x[0], x[1], true);)},
       {"nan_to_num", 1, {0}, Result::Promoted, {}, {"nan", "posinf", "neginf"}, E(return nan_to_num(g, x[0], s);)},
       {"isfinite", 1, {0}, Result::Bool, {}, {},
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);

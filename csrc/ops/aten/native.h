@@ -15,6 +15,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <stdexcept>
 
 #include <string>
@@ -115,6 +116,24 @@ inline graph::Tensor slice_along(graph::Graph& g, graph::Tensor x, int64_t dim, 
   shape[dim] = end;
   return g.slice(x, starts, shape, strides);
 }
+// log(1 + x) and exp(x) - 1 without the cancellation of the naive forms
+// (log1p(1e-10) is 1e-10, not 0): the rounding error of u = 1 + x (of
+// u = exp(x)) is corrected by x / (u - 1) (by x / log(u)), Goldberg's and
+// Kahan's forms; exact u == 1 means the answer is x itself. inf and NaN as torch.
+inline graph::Tensor log1p(graph::Graph& g, graph::Tensor x) {
+  graph::Tensor u = g.add(k(g, 1, x), x), um1 = g.sub(u, k(g, 1, x));
+  graph::Tensor corrected = g.mul(g.unary(graph::NodeKind::Log, u), g.div(x, um1));
+  graph::Tensor inf = g.binary(graph::NodeKind::Equal, u, k(g, INFINITY, x));
+  return g.select(g.binary(graph::NodeKind::Equal, um1, k(g, 0, x)), x, g.select(inf, u, corrected));
+}
+inline graph::Tensor expm1(graph::Graph& g, graph::Tensor x) {
+  graph::Tensor u = g.unary(graph::NodeKind::Exp, x), um1 = g.sub(u, k(g, 1, x));
+  graph::Tensor corrected = g.mul(um1, g.div(x, g.unary(graph::NodeKind::Log, u)));
+  graph::Tensor y = g.select(g.binary(graph::NodeKind::Equal, um1, k(g, -1, x)), um1, corrected);
+  y = g.select(g.binary(graph::NodeKind::Equal, u, k(g, INFINITY, x)), u, y);
+  return g.select(g.binary(graph::NodeKind::Equal, u, k(g, 1, x)), x, y);
+}
+
 inline std::string dname(at::ScalarType t) { return graph::dtype_name(runtime::to_graph_dtype(t)); }
 // The dtypes the aten family's kernel nodes (ATen's CPU kernels on the
 // reference runtime) compute in end to end; reduced precision runs the

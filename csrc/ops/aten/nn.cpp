@@ -1230,7 +1230,7 @@ void build_log_sigmoid(Graph& g, const GraphSpec& s) {
     y = g.mul(dy, g.unary(NodeKind::Sigmoid, g.neg(x)));
   } else {
     G e = g.unary(NodeKind::Exp, g.neg(g.abs(x)));
-    y = g.sub(g.minimum(x, k(g, 0, x)), g.unary(NodeKind::Log, g.add(k(g, 1, e), e)));
+    y = g.sub(g.minimum(x, k(g, 0, x)), log1p(g, e));
   }
   g.output(cast_to(g, y, g.type(x0).dtype));
 }
