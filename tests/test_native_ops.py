@@ -86,7 +86,7 @@ def test_nan_to_num(dtype, kw):
     check(lambda t: torch.nan_to_num(t, **kw, out=torch.empty(0, dtype=dtype, device=t.device)), x)
 
 
-ACCURATE = [torch.log1p, torch.expm1, F.softplus, F.logsigmoid, F.mish,
+ACCURATE = [torch.log1p, torch.expm1, torch.sinh, F.elu, F.selu, lambda t: F.celu(t, 0.5), F.softplus, F.logsigmoid, F.mish,
             lambda t: torch.logaddexp(t, t.flip(0)), lambda t: torch.logaddexp2(t, -t)]
 
 

@@ -191,8 +191,8 @@ const std::vector<Entry>& table() {
       {"sin", 1, {0}, Result::Float, {}, {}, U(Sin)},
       {"cos", 1, {0}, Result::Float, {}, {}, U(Cos)},
       {"tan", 1, {0}, Result::Float, {}, {}, E(return g.div(un(g, NodeKind::Sin, x[0]), un(g, NodeKind::Cos, x[0]));)},
-      {"sinh", 1, {0}, Result::Float, {}, {},
-       E(return mul(g, k(g, 0.5, x[0]), g.sub(un(g, NodeKind::Exp, x[0]), un(g, NodeKind::Exp, g.neg(x[0]))));)},
+      {"sinh", 1, {0}, Result::Float, {}, {},  // (e^x - 1) - (e^-x - 1): no cancellation near 0
+       E(return mul(g, k(g, 0.5, x[0]), g.sub(expm1(g, x[0]), expm1(g, g.neg(x[0]))));)},
       {"cosh", 1, {0}, Result::Float, {}, {},
        E(return mul(g, k(g, 0.5, x[0]), g.add(un(g, NodeKind::Exp, x[0]), un(g, NodeKind::Exp, g.neg(x[0]))));)},
       {"tanh", 1, {0}, Result::Float, {}, {}, U(Tanh)},
@@ -227,7 +227,7 @@ const std::vector<Entry>& table() {
        E(G z = mul(g, x[0], x[1]);
          return sel(g, g.gt(z, x[2]), x[0], g.div(softplus_of(g, z), x[1]));)},
       {"elu", 4, {0}, Result::Float, {}, {},  // (self, alpha, scale, input_scale)
-       E(G neg = mul(g, mul(g, x[1], x[2]), g.sub(un(g, NodeKind::Exp, mul(g, x[0], x[3])), k(g, 1, x[0])));
+       E(G neg = mul(g, mul(g, x[1], x[2]), expm1(g, mul(g, x[0], x[3])));
          return sel(g, g.gt(x[0], k(g, 0, x[0])), mul(g, x[0], x[2]), neg);)},
       {"leaky_relu", 2, {0}, Result::Promoted, {}, {}, E(return sel(g, gt0(g, x[0]), x[0], mul(g, x[0], x[1]));)},
       {"hardtanh", 3, {0}, Result::Promoted, {}, {}, E(return g.minimum(g.maximum(x[0], x[1]), x[2]);)},
