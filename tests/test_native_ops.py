@@ -86,6 +86,45 @@ def test_nan_to_num(dtype, kw):
     check(lambda t: torch.nan_to_num(t, **kw, out=torch.empty(0, dtype=dtype, device=t.device)), x)
 
 
+DIVISIONS = {"fmod": torch.fmod, "remainder": torch.remainder, "floor_divide": torch.floor_divide,
+             "div_floor": lambda a, b: torch.div(a, b, rounding_mode="floor"),
+             "div_trunc": lambda a, b: torch.div(a, b, rounding_mode="trunc"),
+             "remainder_": lambda a, b: a.clone().remainder_(b), "fmod_row": lambda a, b: torch.fmod(a, b[:1])}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("name", list(DIVISIONS))
+def test_float_division_semantics(dtype, name):
+    # torch's (Python's) rules: the quotient from an exact fmod (1 // 0.1 == 9),
+    # x % inf and x // inf, zero signs, division by zero. Bit for bit on the
+    # reference runtime; the decomposition (MPSGraph's) agrees where the
+    # quotient is not huge.
+    fn = DIVISIONS[name]
+    v = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.5, -7.0, 3.0, 0.1, -5.5, 1e7, float("inf"), -float("inf"), float("nan")])
+    a, b = v.view(-1, 1).expand(13, 13).to(dtype), v.view(1, -1).expand(13, 13).to(dtype)
+    expected = fn(a, b)
+    before = fallbacks()
+    got = fn(a.to(DEV), b.to(DEV)).cpu()
+    assert fallbacks() == before
+    same = (got.isnan() & expected.isnan()) | ((got == expected) & (got.signbit() == expected.signbit()))
+    assert same.all(), (a[~same], b[~same], expected[~same], got[~same])
+    moderate = (a.abs() < 1e3) & (b.abs() >= 0.5) | b.isinf() | (b == 0)
+    with mps_ext.graph.decompositions():
+        approx = fn(a.to(DEV), b.to(DEV)).cpu()
+    torch.testing.assert_close(approx[moderate], expected[moderate], equal_nan=True)
+
+
+def test_hypot_and_lerp():
+    v = torch.tensor([0.0, 3.0, -4.0, 1e-30, 1e30, float("inf"), float("nan")])
+    a, b = v.view(-1, 1).expand(7, 7), v.view(1, -1).expand(7, 7)
+    check(torch.hypot, a, b, rtol=2e-7, atol=0)  # no overflow or underflow in the squares
+    for d in ("cpu", DEV):  # integers: torch's own error (the CPU fallback raises it)
+        with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+            torch.hypot(torch.tensor([3], device=d), torch.tensor([4], device=d))
+        with pytest.raises(NotImplementedError, match="not implemented for 'Long'"):
+            torch.lerp(torch.tensor([3], device=d), torch.tensor([4], device=d), 0.5)
+
+
 ACCURATE = [torch.log1p, torch.expm1, torch.sinh, F.elu, F.selu, lambda t: F.celu(t, 0.5), F.softplus, F.logsigmoid, F.mish,
             lambda t: torch.logaddexp(t, t.flip(0)), lambda t: torch.logaddexp2(t, -t)]
 

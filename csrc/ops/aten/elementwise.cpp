@@ -60,6 +60,67 @@ G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
 G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
 G softplus_of(Graph& g, G z) { return log1p(g, un(g, NodeKind::Exp, z)); }
 bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+// Floating-point fmod, remainder and floor division as ATen computes them
+// (c10/util/generic_math.h): the quotient from the remainder, so an infinite
+// divisor gives fmod(x, inf) == x, 1 // -inf == -1 and -1 % inf == inf, like
+// Python. fmod(x, y) itself is x - trunc(x / y) * y, a zero with x's sign, and
+// x where y is infinite and x finite. (Exact unless x / y rounds onto an
+// integer: 1 // 0.1 is 9 in torch, whose fmod is exact, and 10 here.)
+G fmod(Graph& g, G a, G b) {
+  G zero = k(g, 0, a);
+  G m = g.sub(a, mul(g, trunc(g, g.div(a, b)), b));
+  m = sel(g, g.binary(NodeKind::Equal, m, zero), g.mul(a, zero), m);
+  G inf_b = g.binary(NodeKind::Equal, g.abs(b), k(g, INFINITY, b));
+  G finite_a = g.lt(g.abs(a), k(g, INFINITY, a));
+  return sel(g, g.logical_and(inf_b, finite_a), a, m);
+}
+// On the reference runtime, float fmod / remainder / floor division are ATen's
+// own kernels (exact fmod: 1 // 0.1 is 9); these forms are their decompositions.
+at::Tensor float_division_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                              const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(at::infer_size(in[0].sizes(), in[1].sizes()), in[0].scalar_type());
+  const std::string& op = n.str_attr("op");
+  if (op == "fmod") return at::fmod_out(out, in[0], in[1]);
+  if (op == "remainder") return at::remainder_out(out, in[0], in[1]);
+  return at::floor_divide_out(out, in[0], in[1]);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.float_division", float_division_cpu);
+G float_division(Graph& g, const char* op, G a, G b, G (*decomposition)(Graph&, G, G)) {
+  if (!kernel_dtype(g.type(a).dtype) || g.type(b).dtype != g.type(a).dtype) return decomposition(g, a, b);
+  return g.kernel("aten.float_division", {a, b}, {{"op", std::string(op)}},
+                  [decomposition](Graph& d, const std::vector<G>& in) { return decomposition(d, in[0], in[1]); });
+}
+G signs_differ(Graph& g, G m, G b) {  // m != 0 and (b < 0) != (m < 0)
+  G zero = k(g, 0, m);
+  return g.logical_and(ne(g, m, zero), ne(g, g.lt(b, zero), g.lt(m, zero)));
+}
+G remainder(Graph& g, G a, G b) {
+  G m = fmod(g, a, b);
+  return sel(g, signs_differ(g, m, b), g.add(m, b), m);
+}
+G floor_divide(Graph& g, G a, G b) {
+  G one = k(g, 1, a), zero = k(g, 0, a);
+  G m = fmod(g, a, b);
+  G div = g.div(g.sub(a, m), b);
+  div = sel(g, signs_differ(g, m, b), g.sub(div, one), div);
+  G fl = un(g, NodeKind::Floor, div);
+  fl = sel(g, g.gt(g.sub(div, fl), k(g, 0.5, a)), g.add(fl, one), fl);
+  G q = g.div(a, b);
+  G r = sel(g, ne(g, div, zero), fl, g.mul(q, zero));  // a zero quotient keeps a / b's sign
+  return sel(g, g.binary(NodeKind::Equal, b, zero), q, r);
+}
+// sqrt(x^2 + y^2) without overflow or underflow: the larger magnitude times
+// sqrt(1 + ratio^2); an infinity wins over NaN (IEEE hypot). Floating only.
+G hypot(Graph& g, G x, G y) {
+  if (!floating(g, x)) throw std::domain_error("fallback");
+  G ax = g.abs(x), ay = g.abs(y);
+  G big = g.maximum(ax, ay), r = g.div(g.minimum(ax, ay), big);
+  G h = sel(g, g.binary(NodeKind::Equal, big, k(g, 0, x)), k(g, 0, x),
+            g.mul(big, un(g, NodeKind::Sqrt, g.add(k(g, 1, x), g.mul(r, r)))));
+  G inf = k(g, INFINITY, x);
+  return sel(g, g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, ax, inf), g.binary(NodeKind::Equal, ay, inf)), inf, h);
+}
+
 // log(b**x + b**y) / log(b) for b = e (logaddexp) or 2 (logaddexp2): the larger
 // plus log1p of the smaller's share; equal infinities are themselves.
 // Floating dtypes only, as torch (integers: the CPU fallback raises its error).
@@ -286,16 +347,16 @@ const std::vector<Entry>& table() {
       {"div", 2, {0, 1}, Result::Float, {}, {"rounding_mode"},
        E(G q = g.div(x[0], x[1]);
          std::string mode = str_attr_or(s, "rounding_mode", "");
-         if (mode == "floor") return un(g, NodeKind::Floor, q);
+         if (mode == "floor") return float_division(g, "floor_divide", x[0], x[1], floor_divide);
          if (mode == "trunc") return trunc(g, q);
          return q;)},
       {"floor_divide", 2, {0, 1}, Result::Promoted, {}, {},
        E(if (!floating(g, x[0])) return g.binary(NodeKind::FloorDivide, integral(g, x[0], false), x[1]);
-         return un(g, NodeKind::Floor, g.div(x[0], x[1]));)},
+         return float_division(g, "floor_divide", x[0], x[1], floor_divide);)},
       {"remainder", 2, {0, 1}, Result::Promoted, {}, {},
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Remainder, integral(g, x[0], false), x[1]);
-         return g.sub(x[0], mul(g, un(g, NodeKind::Floor, g.div(x[0], x[1])), x[1]));)},
-      {"fmod", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, trunc(g, g.div(x[0], x[1])), x[1]));)},
+         return float_division(g, "remainder", x[0], x[1], remainder);)},
+      {"fmod", 2, {0, 1}, Result::Promoted, {}, {}, E(return float_division(g, "fmod", x[0], x[1], fmod);)},
       {"pow", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.binary(NodeKind::Power, x[0], x[1]);)},
       {"maximum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
       {"minimum", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.minimum(x[0], x[1]);)},
@@ -303,13 +364,14 @@ const std::vector<Entry>& table() {
        E(return sel(g, un(g, NodeKind::IsNaN, x[0]), x[1], sel(g, un(g, NodeKind::IsNaN, x[1]), x[0], g.maximum(x[0], x[1])));)},
       {"fmin", 2, {0, 1}, Result::Promoted, {}, {},
        E(return sel(g, un(g, NodeKind::IsNaN, x[0]), x[1], sel(g, un(g, NodeKind::IsNaN, x[1]), x[0], g.minimum(x[0], x[1])));)},
-      {"hypot", 2, {0, 1}, Result::Promoted, {}, {}, E(return un(g, NodeKind::Sqrt, g.add(mul(g, x[0], x[0]), mul(g, x[1], x[1])));)},
+      {"hypot", 2, {0, 1}, Result::Promoted, {}, {}, E(return hypot(g, x[0], x[1]);)},
       {"xlogy", 2, {0, 1}, Result::Float, {}, {},
        E(G r = mul(g, x[0], un(g, NodeKind::Log, x[1]));
          G zero = g.binary(NodeKind::Equal, x[0], k(g, 0, x[0]));
          return sel(g, un(g, NodeKind::IsNaN, x[1]), x[1], sel(g, zero, k(g, 0, x[0]), r));)},
       {"lerp", 3, {0, 1}, Result::Promoted, {}, {},  // torch's two-sided form: exact at both ends
-       E(G d = g.sub(x[1], x[0]);
+       E(if (!floating(g, x[0])) throw std::domain_error("fallback");  // torch: floating only
+         G d = g.sub(x[1], x[0]);
          G lo = g.add(x[0], mul(g, x[2], d));
          G hi = g.sub(x[1], mul(g, d, g.sub(k(g, 1, x[2]), x[2])));
          return sel(g, g.lt(g.abs(x[2]), k(g, 0.5, x[2])), lo, hi);)},
