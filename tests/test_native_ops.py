@@ -620,6 +620,22 @@ def test_clamp_is_bit_exact(bounds, dtype):
     assert torch.equal(got.nan_to_num(7.0).view(bits), expected.nan_to_num(7.0).view(bits))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_one_sided_clamp_and_relu_are_bit_exact(dtype):
+    # x unless past the bound: relu / clamp(min=0) keep -0.0 (maximum would
+    # give +0.0), clamp(max=-0.0) keeps +0.0; a NaN bound gives NaN.
+    x = torch.tensor([-0.0, 0.0, -1.0, float("nan"), 2.0, float("inf"), -float("inf")], dtype=dtype)
+    bound = torch.tensor([0.0, -0.0, 1.0, 2.0, float("nan"), 0.0, -0.0], dtype=dtype)
+    bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.float16: torch.int16}[dtype]
+    cases = [torch.relu, lambda t: t.clamp(min=0), lambda t: t.clamp(max=-0.0), lambda t: t.clamp_min(float("nan")),
+             lambda t: t.clone().clamp_(min=0), lambda t: torch.clamp(t, min=bound.to(t.device)),
+             lambda t: torch.clamp_max(t, bound.to(t.device))]
+    for fn in cases:
+        expected, got = fn(x), fn(x.to(DEV)).cpu()
+        assert torch.equal(got.isnan(), expected.isnan())
+        assert torch.equal(got.nan_to_num(7.0).view(bits), expected.nan_to_num(7.0).view(bits))
+
+
 def test_readme_lists_native_ops():
     from mps_ext import ops
     readme = (ROOT / "README.md").read_text()

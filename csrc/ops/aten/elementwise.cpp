@@ -121,6 +121,14 @@ G hypot(Graph& g, G x, G y) {
   return sel(g, g.binary(NodeKind::LogicalOr, g.binary(NodeKind::Equal, ax, inf), g.binary(NodeKind::Equal, ay, inf)), inf, h);
 }
 
+// clamp with one bound, as ATen: x unless it is past the bound (so -0.0 stays
+// -0.0 under min=0, where maximum would give +0.0); a NaN bound gives NaN.
+G clamp_one_side(Graph& g, G x, G bound, bool lower) {
+  if (!floating(g, x)) return lower ? g.maximum(x, bound) : g.minimum(x, bound);
+  G past = lower ? g.lt(x, bound) : g.gt(x, bound);
+  return sel(g, g.binary(NodeKind::LogicalOr, past, un(g, NodeKind::IsNaN, bound)), bound, x);
+}
+
 // log(b**x + b**y) / log(b) for b = e (logaddexp) or 2 (logaddexp2): the larger
 // plus log1p of the smaller's share; equal infinities are themselves.
 // Floating dtypes only, as torch (integers: the CPU fallback raises its error).
@@ -274,7 +282,7 @@ const std::vector<Entry>& table() {
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);
          return g.logical_and(g.binary(NodeKind::Equal, x[0], x[0]), ne(g, g.abs(x[0]), k(g, INFINITY, x[0])));)},
       // --- activations ------------------------------------------------------------
-      {"relu", 1, {0}, Result::Promoted, {}, {}, E(return sel(g, g.le(x[0], k(g, 0, x[0])), k(g, 0, x[0]), x[0]);)},
+      {"relu", 1, {0}, Result::Promoted, {}, {}, E(return sel(g, g.lt(x[0], k(g, 0, x[0])), k(g, 0, x[0]), x[0]);)},  // -0.0 stays, as torch
       {"silu", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Sigmoid, x[0]));)},
       {"mish", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Tanh, softplus_of(g, x[0])));)},
       {"gelu", 1, {0}, Result::Float, {}, {"approximate"}, E(return gelu_node(g, x[0], str_attr_or(s, "approximate", "none"));)},
@@ -296,12 +304,10 @@ const std::vector<Entry>& table() {
       {"hardshrink", 2, {0}, Result::Promoted, {}, {},
        E(return sel(g, g.le(g.abs(x[0]), x[1]), k(g, 0, x[0]), x[0]);)},
       {"clamp", 3, {0, 1, 2}, Result::Promoted, {}, {},
-       E(G y = x[0];
-         if (has(x[1])) y = g.maximum(y, x[1]);
-         if (has(x[2])) y = g.minimum(y, x[2]);
-         return y;)},
-      {"clamp_min", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.maximum(x[0], x[1]);)},
-      {"clamp_max", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.minimum(x[0], x[1]);)},
+       E(if (!has(x[1]) || !has(x[2])) return has(x[1]) ? clamp_one_side(g, x[0], x[1], true) : clamp_one_side(g, x[0], x[2], false);
+         return g.minimum(g.maximum(x[0], x[1]), x[2]);)},
+      {"clamp_min", 2, {0, 1}, Result::Promoted, {}, {}, E(return clamp_one_side(g, x[0], x[1], true);)},
+      {"clamp_max", 2, {0, 1}, Result::Promoted, {}, {}, E(return clamp_one_side(g, x[0], x[1], false);)},
       // --- activation backwards ---------------------------------------------------
       {"threshold_backward", 3, {0, 1}, Result::Promoted, {}, {},
        E(return sel(g, g.le(x[1], x[2]), k(g, 0, x[0]), x[0]);)},
