@@ -636,6 +636,24 @@ def test_one_sided_clamp_and_relu_are_bit_exact(dtype):
         assert torch.equal(got.nan_to_num(7.0).view(bits), expected.nan_to_num(7.0).view(bits))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("shape,dim", [((3, 8), -1), ((4, 6, 5), 1), ((6,), 0), ((0, 4), 1)])
+def test_glu_and_backward(dtype, shape, dim):
+    x = torch.randn(*shape).to(dtype)
+    tol = {"atol": 1e-3, "rtol": 1e-3} if dtype == torch.float16 else {}
+    check(lambda t: F.glu(t, dim), x, **tol)
+    check(lambda t: F.glu(t.transpose(0, -1).contiguous().transpose(0, -1), dim), x, **tol)  # non-contiguous
+    g = torch.randn(F.glu(x, dim).shape).to(dtype)
+    check(lambda gg, t: torch.ops.aten.glu_backward(gg, t, dim), g, x, **tol)
+    if dtype == torch.float64 and x.numel():
+        assert torch.autograd.gradcheck(lambda t: F.glu(t, dim), (x.to(DEV).requires_grad_(),))
+    for d in ("cpu", DEV):
+        with pytest.raises(RuntimeError, match="Halving dimension must be even"):
+            F.glu(torch.ones(2, 3, device=d))
+        with pytest.raises(RuntimeError, match="glu does not support scalars"):
+            F.glu(torch.tensor(1.0, device=d), 0)
+
+
 def test_readme_lists_native_ops():
     from mps_ext import ops
     readme = (ROOT / "README.md").read_text()

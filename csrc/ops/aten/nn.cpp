@@ -1217,6 +1217,53 @@ at::Tensor flip(const at::Tensor& self, at::IntArrayRef dims) {
   return runtime::run_graph(spec, build_flip, {self})[0];
 }
 
+// --- glu: the first half of `dim` gated by the sigmoid of the second ------------------------
+// attrs: dim, backward, compute. Inputs: self (and grad_output for the backward).
+void build_glu(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  G x0 = g.placeholder(s.input(0), "self");
+  G x = cast_to(g, x0, compute);
+  const int64_t dim = s.int_attr("dim"), half = s.input(0).shape[dim] / 2;
+  G a = slice_along(g, x, dim, 0, half), b = slice_along(g, x, dim, half, 2 * half);
+  G gate = g.unary(NodeKind::Sigmoid, b);
+  if (!s.int_attr("backward")) {
+    g.output(cast_to(g, g.mul(a, gate), g.type(x0).dtype));
+    return;
+  }
+  G dy = cast_to(g, g.placeholder(s.input(1), "grad_output"), compute);
+  G da = g.mul(dy, gate);                                                        // d(a * s)/da = s
+  G db = g.mul(g.mul(da, a), g.sub(k(g, 1, gate), gate));                        // a * s * (1 - s)
+  g.output(cast_to(g, g.concat({da, db}, dim), g.type(x0).dtype));
+}
+
+at::Tensor run_glu(const at::Tensor& self, int64_t dim, const at::Tensor* grad_output) {
+  TORCH_CHECK(self.dim() > 0, "glu does not support scalars because halving size must be even");
+  dim = c10::maybe_wrap_dim(dim, self.dim());
+  TORCH_CHECK(self.size(dim) % 2 == 0, "Halving dimension must be even, but dimension ", dim, " is size ",
+              self.size(dim));
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()));
+  if (self.numel() == 0) {
+    std::vector<int64_t> shape = self.sizes().vec();
+    if (!grad_output) shape[dim] /= 2;
+    return at::empty(shape, self.options());
+  }
+  GraphSpec spec("aten::glu");
+  spec.input(self);
+  std::vector<at::Tensor> inputs{self};
+  if (grad_output) {
+    require(grad_output->scalar_type() == self.scalar_type());
+    spec.input(*grad_output);
+    inputs.push_back(*grad_output);
+  }
+  spec.attr("dim", dim).attr("backward", int64_t{grad_output != nullptr})
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  return runtime::run_graph(spec, build_glu, inputs)[0];
+}
+at::Tensor glu(const at::Tensor& self, int64_t dim) { return run_glu(self, dim, nullptr); }
+at::Tensor glu_backward(const at::Tensor& grad_output, const at::Tensor& self, int64_t dim) {
+  return run_glu(self, dim, &grad_output);
+}
+
 // --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
 // forward: min(x, 0) - log1p(exp(-|x|)); the CPU's buffer output is not needed
 // by the device backward (grad * sigmoid(-x)), so it is empty.
@@ -1331,6 +1378,8 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("softshrink", softshrink),
       MPS_EXT_ATEN_ROW("roll", roll),
       MPS_EXT_ATEN_ROW("flip", flip),
+      MPS_EXT_ATEN_ROW("glu", glu),
+      MPS_EXT_ATEN_ROW("glu_backward", glu_backward),
       MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
       MPS_EXT_ATEN_ROW("log_sigmoid_backward", log_sigmoid_backward),
       MPS_EXT_ATEN_ROW("softshrink_backward", softshrink_backward),
