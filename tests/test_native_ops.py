@@ -268,6 +268,26 @@ def test_reductions(i):
     check(fn, x.transpose(0, 2).contiguous().transpose(0, 2), atol=1e-5, rtol=1e-5)
 
 
+EDGE_REDUCTIONS = [
+    lambda t: t.sum(), lambda t: t.sum(0), lambda t: t.sum(1, keepdim=True), lambda t: t.mean(0), lambda t: t.mean(),
+    lambda t: t.prod(1), lambda t: (t > 0).any(0), lambda t: (t > 0).all(), lambda t: torch.count_nonzero(t, 1),
+    lambda t: torch.nansum(t), lambda t: torch.nansum(t, 1), lambda t: torch.nansum(t.long(), 0),
+    lambda t: torch.nansum(t, 0, dtype=torch.float64), torch.trace, lambda t: t.cumsum(1), lambda t: t.long().cumsum(0),
+    lambda t: (t > 0).cumsum(1), lambda t: t.int().cumsum(1, dtype=torch.int32), lambda t: t.flatten()[:1].sum(0).cumsum(0),  # 0-d
+    lambda t: t.roll(1, 0), F.logsigmoid,
+]
+
+
+@pytest.mark.parametrize("i", range(len(EDGE_REDUCTIONS)))
+def test_reductions_of_empty_integer_and_nan_inputs(i):
+    # Empty inputs give the identity (0, 1, NaN for mean), NaN counts as 0 in
+    # nansum, integer scans run natively on the reference runtime.
+    x = rnd(4, 5)
+    x[1, 2] = float("nan")
+    for t in (x, torch.empty(0, 5), torch.empty(4, 0)):
+        check(EDGE_REDUCTIONS[i], t)
+
+
 def test_max_nan():
     x = rnd(3, 4)
     x[1, 2] = float("nan")

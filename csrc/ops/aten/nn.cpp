@@ -106,7 +106,7 @@ at::Tensor any_all_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, 
 }
 MPS_EXT_REFERENCE_KERNEL("aten.any_all", any_all_cpu);
 
-// attrs: kind (sum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var|std|count_nonzero|any|all), dims,
+// attrs: kind (sum|nansum|mean|amax|amin|prod|logsumexp|norm2|norm1|norminf|var|std|count_nonzero|any|all), dims,
 // shape (result), compute, result, correction (var).
 void build_reduce(Graph& g, const GraphSpec& s) {
   G x0 = g.placeholder(s.input(0), "self");
@@ -142,6 +142,8 @@ void build_reduce(Graph& g, const GraphSpec& s) {
     double denom = std::max<double>(0.0, static_cast<double>(n) - s.float_attr("correction"));
     y = g.div(g.reduce(NodeKind::ReduceSum, g.mul(d, d), dims), k(g, denom, x));
     if (kind == "std") y = g.unary(NodeKind::Sqrt, y);
+  } else if (kind == "nansum") {  // NaN counts as zero
+    y = g.reduce(NodeKind::ReduceSum, graph::is_floating(g.type(x).dtype) ? g.select(g.unary(NodeKind::IsNaN, x), k(g, 0, x), x) : x, dims);
   } else if (kind == "count_nonzero") {  // a cast to bool is x != 0 (NaN counts)
     y = g.reduce(NodeKind::ReduceSum, g.cast(g.cast(x, DType::Bool), DType::Int64), dims);
   } else if (kind == "any" || kind == "all") {
@@ -162,7 +164,11 @@ at::Tensor run_reduce(const std::string& kind, const at::Tensor& self, at::Optio
   require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(compute) && self.is_privateuseone());
   std::vector<int64_t> dims = reduce_dims(self, dim);
   std::vector<int64_t> shape = reduced_shape(self, dims, keepdim);
-  if (self.numel() == 0) require(false);  // empty reductions: identities and errors as the CPU op has them
+  if (self.numel() == 0) {  // the identity; empty max/min/var/... keep the CPU op's errors and warnings
+    const bool zero = kind == "sum" || kind == "nansum" || kind == "count_nonzero" || kind == "any";
+    require(zero || kind == "prod" || kind == "all" || kind == "mean");
+    return at::full(shape, zero ? 0.0 : kind == "mean" ? NAN : 1.0, device_options(self, result));
+  }
   GraphSpec spec("aten::reduce");
   spec.input(self).attr("kind", kind).attr("dims", dims).attr("shape", shape)
       .attr("compute", dname(compute)).attr("result", dname(result)).attr("correction", correction);
@@ -236,11 +242,15 @@ std::tuple<at::Tensor, at::Tensor> aminmax(const at::Tensor& self, std::optional
   if (dim) dims.push_back(*dim);
   return {(amin)(self, dims, keepdim), (amax)(self, dims, keepdim)};
 }
+at::Tensor nansum(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
+  at::ScalarType r = sum_type(self, dtype);
+  return run_reduce("nansum", self, dim, keepdim, opmath_type(r), r);
+}
+at::Tensor trace(const at::Tensor& self) {
+  TORCH_CHECK(self.dim() == 2, "trace: expected a matrix, but got tensor with dim ", self.dim());
+  return sum_dim(self.diagonal(), {}, false, std::nullopt);
+}
 at::Tensor count_nonzero(const at::Tensor& self, at::IntArrayRef dim) {
-  if (self.numel() == 0) {  // zero of every slice (after the dims are checked)
-    require(self.is_privateuseone());
-    return at::zeros(reduced_shape(self, reduce_dims(self, dim), false), device_options(self, at::kLong));
-  }
   return run_reduce("count_nonzero", self, dim, false, self.scalar_type(), at::kLong);
 }
 at::Tensor any_all(const at::Tensor& self) { return run_reduce("any", self, {}, false, self.scalar_type(), at::kBool); }
@@ -393,8 +403,11 @@ void build_cumsum(Graph& g, const GraphSpec& s) {
 
 at::Tensor cumsum(const at::Tensor& self, int64_t dim, std::optional<at::ScalarType> dtype) {
   at::ScalarType r = sum_type(self, dtype);
-  require(graph_dtype_ok(self.scalar_type()) && at::isFloatingType(r) && self.dim() > 0 && self.numel() > 0);
-  dim = c10::maybe_wrap_dim(dim, self.dim());
+  // Integer scans: ATen's kernel on the reference runtime (MPSGraph's MatMul has no integer form).
+  require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(r) &&
+          (at::isFloatingType(r) || runtime::device_runtime() == runtime::Kind::Reference));
+  dim = c10::maybe_wrap_dim(dim, std::max<int64_t>(self.dim(), 1));
+  if (self.dim() == 0 || self.numel() == 0) return self.to(r, /*non_blocking=*/false, /*copy=*/true);
   GraphSpec spec("aten::cumsum");
   spec.input(self).attr("dim", dim).attr("compute", dname(opmath_type(r))).attr("result", dname(r));
   return runtime::run_graph(spec, build_cumsum, {self})[0];
@@ -1157,7 +1170,8 @@ void build_roll(Graph& g, const GraphSpec& s) {
 }
 
 at::Tensor roll(const at::Tensor& self, c10::SymIntArrayRef shifts, at::IntArrayRef dims) {
-  require(graph_dtype_ok(self.scalar_type()) && self.numel() > 0 && !dims.empty() && shifts.size() == dims.size());
+  require(graph_dtype_ok(self.scalar_type()) && !dims.empty() && shifts.size() == dims.size());
+  if (self.numel() == 0) return self.clone();
   std::vector<int64_t> sh, ds;
   for (size_t i = 0; i < dims.size(); ++i) {
     sh.push_back(shifts[i].expect_int());
@@ -1282,7 +1296,8 @@ void build_log_sigmoid(Graph& g, const GraphSpec& s) {
   g.output(cast_to(g, y, g.type(x0).dtype));
 }
 std::tuple<at::Tensor, at::Tensor> log_sigmoid_forward(const at::Tensor& self) {
-  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0);
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()));
+  if (self.numel() == 0) return {at::empty_like(self), at::empty({0}, self.options())};
   GraphSpec spec("aten::log_sigmoid");
   spec.input_dynamic(self).attr("backward", int64_t{0}).attr("compute", dname(opmath_type(self.scalar_type())));
   return {runtime::run_graph(spec, build_log_sigmoid, {self})[0], at::empty({0}, self.options())};
@@ -1335,6 +1350,8 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("argmax", argmax),
       MPS_EXT_ATEN_ROW("argmin", argmin),
       MPS_EXT_ATEN_ROW("count_nonzero.dim_IntList", count_nonzero),
+      MPS_EXT_ATEN_ROW("nansum", nansum),
+      MPS_EXT_ATEN_ROW("trace", trace),
       MPS_EXT_ATEN_ROW("any", any_all),
       MPS_EXT_ATEN_ROW("all", all_all),
       MPS_EXT_ATEN_ROW("any.dims", any_dims),
