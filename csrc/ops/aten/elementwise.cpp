@@ -64,8 +64,9 @@ bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
 // (c10/util/generic_math.h): the quotient from the remainder, so an infinite
 // divisor gives fmod(x, inf) == x, 1 // -inf == -1 and -1 % inf == inf, like
 // Python. fmod(x, y) itself is x - trunc(x / y) * y, a zero with x's sign, and
-// x where y is infinite and x finite. (Exact unless x / y rounds onto an
-// integer: 1 // 0.1 is 9 in torch, whose fmod is exact, and 10 here.)
+// x where y is infinite and x finite: exact unless x / y rounds onto an
+// integer (1 // 0.1 is 10 in this form, 9 with ATen's exact fmod). These are
+// the decompositions; the reference runtime runs ATen's kernels (below).
 G fmod(Graph& g, G a, G b) {
   G zero = k(g, 0, a);
   G m = g.sub(a, mul(g, trunc(g, g.div(a, b)), b));
@@ -73,22 +74,6 @@ G fmod(Graph& g, G a, G b) {
   G inf_b = g.binary(NodeKind::Equal, g.abs(b), k(g, INFINITY, b));
   G finite_a = g.lt(g.abs(a), k(g, INFINITY, a));
   return sel(g, g.logical_and(inf_b, finite_a), a, m);
-}
-// On the reference runtime, float fmod / remainder / floor division are ATen's
-// own kernels (exact fmod: 1 // 0.1 is 9); these forms are their decompositions.
-at::Tensor float_division_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
-                              const runtime::reference::NewOutput& new_output) {
-  at::Tensor out = new_output(at::infer_size(in[0].sizes(), in[1].sizes()), in[0].scalar_type());
-  const std::string& op = n.str_attr("op");
-  if (op == "fmod") return at::fmod_out(out, in[0], in[1]);
-  if (op == "remainder") return at::remainder_out(out, in[0], in[1]);
-  return at::floor_divide_out(out, in[0], in[1]);
-}
-MPS_EXT_REFERENCE_KERNEL("aten.float_division", float_division_cpu);
-G float_division(Graph& g, const char* op, G a, G b, G (*decomposition)(Graph&, G, G)) {
-  if (!kernel_dtype(g.type(a).dtype) || g.type(b).dtype != g.type(a).dtype) return decomposition(g, a, b);
-  return g.kernel("aten.float_division", {a, b}, {{"op", std::string(op)}},
-                  [decomposition](Graph& d, const std::vector<G>& in) { return decomposition(d, in[0], in[1]); });
 }
 G signs_differ(Graph& g, G m, G b) {  // m != 0 and (b < 0) != (m < 0)
   G zero = k(g, 0, m);
@@ -108,6 +93,22 @@ G floor_divide(Graph& g, G a, G b) {
   G q = g.div(a, b);
   G r = sel(g, ne(g, div, zero), fl, g.mul(q, zero));  // a zero quotient keeps a / b's sign
   return sel(g, g.binary(NodeKind::Equal, b, zero), q, r);
+}
+// float fmod / remainder / floor division as a kernel node: ATen's own kernels
+// on the reference runtime (exact fmod: 1 // 0.1 is 9), the forms above elsewhere.
+at::Tensor float_division_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                              const runtime::reference::NewOutput& new_output) {
+  at::Tensor out = new_output(at::infer_size(in[0].sizes(), in[1].sizes()), in[0].scalar_type());
+  const std::string& op = n.str_attr("op");
+  if (op == "fmod") return at::fmod_out(out, in[0], in[1]);
+  if (op == "remainder") return at::remainder_out(out, in[0], in[1]);
+  return at::floor_divide_out(out, in[0], in[1]);
+}
+MPS_EXT_REFERENCE_KERNEL("aten.float_division", float_division_cpu);
+G float_division(Graph& g, const char* op, G a, G b, G (*decomposition)(Graph&, G, G)) {
+  if (!kernel_dtype(g.type(a).dtype) || g.type(b).dtype != g.type(a).dtype) return decomposition(g, a, b);
+  return g.kernel("aten.float_division", {a, b}, {{"op", std::string(op)}},
+                  [decomposition](Graph& d, const std::vector<G>& in) { return decomposition(d, in[0], in[1]); });
 }
 // sqrt(x^2 + y^2) without overflow or underflow: the larger magnitude times
 // sqrt(1 + ratio^2); an infinity wins over NaN (IEEE hypot). Floating only.
