@@ -674,6 +674,28 @@ def test_glu_and_backward(dtype, shape, dim):
             F.glu(torch.tensor(1.0, device=d), 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("shape,channels", [((2, 3, 4, 5), 3), ((2, 3, 4, 5), 1), ((6,), 1), ((0, 3, 2), 3)])
+def test_prelu_and_backward(dtype, shape, channels):
+    torch.manual_seed(0)
+    x = torch.randn(*shape).to(dtype)
+    if x.numel():
+        x.view(-1)[:2] = torch.tensor([-0.0, 0.0])  # x > 0 decides: -0.0 takes the weight
+    w = torch.rand(channels).to(dtype)
+    tol = {"atol": 1e-3, "rtol": 1e-3} if dtype == torch.float16 else {}
+    leaves, leaves_d = [x.clone().requires_grad_(), w.clone().requires_grad_()], [x.to(DEV).requires_grad_(), w.to(DEV).requires_grad_()]
+    before = fallbacks()
+    out, ref = F.prelu(*leaves_d), F.prelu(*leaves)
+    g = torch.randn(ref.shape).to(dtype)
+    out.backward(g.to(DEV))
+    ref.backward(g)
+    assert fallbacks() == before
+    torch.testing.assert_close(out.cpu(), ref, **tol)
+    assert torch.equal(out.cpu().signbit(), ref.signbit())
+    for a, b in zip(leaves_d, leaves):
+        torch.testing.assert_close(a.grad.cpu(), b.grad, **tol)
+
+
 def test_readme_lists_native_ops():
     from mps_ext import ops
     readme = (ROOT / "README.md").read_text()

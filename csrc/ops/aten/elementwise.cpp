@@ -283,6 +283,7 @@ const std::vector<Entry>& table() {
        E(if (!floating(g, x[0])) return g.binary(NodeKind::Equal, x[0], x[0]);
          return g.logical_and(g.binary(NodeKind::Equal, x[0], x[0]), ne(g, g.abs(x[0]), k(g, INFINITY, x[0])));)},
       // --- activations ------------------------------------------------------------
+      {"_prelu_kernel", 2, {0, 1}, Result::Promoted, {}, {}, E(return sel(g, gt0(g, x[0]), x[0], mul(g, x[1], x[0]));)},
       {"relu", 1, {0}, Result::Promoted, {}, {}, E(return sel(g, g.lt(x[0], k(g, 0, x[0])), k(g, 0, x[0]), x[0]);)},  // -0.0 stays, as torch
       {"silu", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Sigmoid, x[0]));)},
       {"mish", 1, {0}, Result::Float, {}, {}, E(return mul(g, x[0], un(g, NodeKind::Tanh, softplus_of(g, x[0])));)},

@@ -1278,6 +1278,34 @@ at::Tensor glu_backward(const at::Tensor& grad_output, const at::Tensor& self, i
   return run_glu(self, dim, &grad_output);
 }
 
+// --- prelu's backward: (grad if x > 0 else weight * grad, 0 if x > 0 else x * grad), both
+// of the broadcast shape (autograd sums the weight's to its shape) ------------------------
+void build_prelu_backward(Graph& g, const GraphSpec& s) {
+  DType compute = attr_dtype(s, "compute");
+  const graph::Shape shape = s.ints_attr("shape");
+  auto input = [&](size_t i, const char* name) {
+    G t = cast_to(g, g.placeholder(s.input(i), name), compute);
+    return g.type(t).shape == shape ? t : g.broadcast(t, shape);
+  };
+  G dy = input(0, "grad_output"), x = input(1, "self"), w = input(2, "weight");
+  G positive = g.gt(x, k(g, 0, x));
+  DType out = s.input(1).dtype;
+  g.output(cast_to(g, g.select(positive, dy, g.mul(w, dy)), out));
+  g.output(cast_to(g, g.select(positive, k(g, 0, x), g.mul(x, dy)), out));
+}
+std::tuple<at::Tensor, at::Tensor> prelu_kernel_backward(const at::Tensor& grad_output, const at::Tensor& self,
+                                                         const at::Tensor& weight) {
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) &&
+          grad_output.scalar_type() == self.scalar_type() && weight.scalar_type() == self.scalar_type());
+  std::vector<int64_t> shape = at::infer_size(at::infer_size(grad_output.sizes(), self.sizes()), weight.sizes());
+  if (c10::multiply_integers(shape) == 0) return {at::empty(shape, self.options()), at::empty(shape, self.options())};
+  GraphSpec spec("aten::prelu_backward");
+  spec.input(grad_output).input(self).input(weight).attr("shape", shape)
+      .attr("compute", dname(opmath_type(self.scalar_type())));
+  auto r = runtime::run_graph(spec, build_prelu_backward, {grad_output, self, weight});
+  return {r[0], r[1]};
+}
+
 // --- log_sigmoid (binary_cross_entropy_with_logits uses it) -------------------------------
 // forward: min(x, 0) - log1p(exp(-|x|)); the CPU's buffer output is not needed
 // by the device backward (grad * sigmoid(-x)), so it is empty.
@@ -1395,6 +1423,7 @@ const std::vector<Row>& rows() {
       MPS_EXT_ATEN_ROW("softshrink", softshrink),
       MPS_EXT_ATEN_ROW("roll", roll),
       MPS_EXT_ATEN_ROW("flip", flip),
+      MPS_EXT_ATEN_ROW("_prelu_kernel_backward", prelu_kernel_backward),
       MPS_EXT_ATEN_ROW("glu", glu),
       MPS_EXT_ATEN_ROW("glu_backward", glu_backward),
       MPS_EXT_ATEN_ROW("log_sigmoid_forward", log_sigmoid_forward),
