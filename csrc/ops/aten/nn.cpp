@@ -1245,8 +1245,8 @@ void build_glu(Graph& g, const GraphSpec& s) {
     return;
   }
   G dy = cast_to(g, g.placeholder(s.input(1), "grad_output"), compute);
-  G da = g.mul(dy, gate);                                                        // d(a * s)/da = s
-  G db = g.mul(g.mul(da, a), g.sub(k(g, 1, gate), gate));                        // a * s * (1 - s)
+  G da = g.mul(dy, gate);                                  // d(a * s) / da = s
+  G db = g.mul(g.mul(da, a), g.sub(k(g, 1, gate), gate));  // d(a * s) / db = a * s * (1 - s)
   g.output(cast_to(g, g.concat({da, db}, dim), g.type(x0).dtype));
 }
 
