@@ -108,6 +108,19 @@ def test_index_select(dtype):
     check(lambda a, i: a.index_select(-1, i), x.transpose(0, 2), torch.tensor([1, 1], dtype=torch.int32))
     check(lambda a, i: a.index_select(1, i), x, torch.tensor(2))  # 0-d index
     check(lambda a, i: a.index_select(1, i), x, torch.empty(0, dtype=torch.long))
+    s = x[0, 0, 0]  # a 0-d self: its value, for one index 0
+    check(lambda a, i: a.index_select(0, i), s, torch.tensor([0]))
+    check(lambda a, i: a.index_select(-1, i), s, torch.tensor(0, dtype=torch.int32))
+    for i, error, message in [([1], IndexError, "index out of range"), ([0, 0], RuntimeError, "can have only 1 value")]:
+        with pytest.raises(error, match=message):
+            s.to(DEV).index_select(0, torch.tensor(i, device=DEV))
+
+
+def test_nonzero_of_a_scalar():
+    # one row of no coordinates, or none
+    for v in (0.0, 2.5):
+        check(torch.nonzero, torch.tensor(v))
+        check(torch.argwhere, torch.tensor(v))
 
 
 def test_embedding_forward_backward_with_padding_and_duplicates():

@@ -205,9 +205,15 @@ void build_index_select(Graph& g, const GraphSpec& s) {
 }
 
 at::Tensor index_select(const at::Tensor& self, int64_t dim, const at::Tensor& index) {
-  require(graph_ok(self) && index.is_privateuseone() && self.dim() >= 1);
+  require(graph_ok(self) && index.is_privateuseone());
   TORCH_CHECK_INDEX(index.dim() <= 1, "index_select(): Index is supposed to be a vector");
   TORCH_CHECK_INDEX(is_index_type(index.scalar_type()), "index_select(): Expected dtype int32 or int64 for index");
+  if (self.dim() == 0) {  // a scalar: its one value, selected by one index 0
+    c10::maybe_wrap_dim(dim, 1);
+    TORCH_CHECK(index.numel() == 1, "index_select(): Index to scalar can have only 1 value, got ", index.numel(),
+                " value(s)");
+    return (index_select)(self.reshape({1}), 0, index.reshape({1})).reshape({});
+  }
   dim = c10::maybe_wrap_dim(dim, self.dim());
   at::Tensor idx = index.reshape({-1});
   std::vector<int64_t> shape = self.sizes().vec();
@@ -579,9 +585,10 @@ at::Tensor select_positions(const char* what, const at::Tensor& x, const at::Ten
 }
 
 at::Tensor nonzero(const at::Tensor& self) {
-  require(graph_ok(self) && self.dim() >= 1 && !at::isComplexType(self.scalar_type()));
+  require(graph_ok(self) && !at::isComplexType(self.scalar_type()));
   TORCH_CHECK(self.numel() < (int64_t{1} << 31), "nonzero is not supported for tensors with more than INT_MAX elements");
   if (self.numel() == 0) return at::empty({0, self.dim()}, self.options().dtype(at::kLong));
+  if (self.dim() == 0) return (nonzero)(self.reshape({1})).narrow(1, 0, 0);  // one row of no coordinates, or none
   return select_positions("nonzero", self, {});
 }
 
