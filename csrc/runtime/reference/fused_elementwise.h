@@ -56,6 +56,11 @@ struct FusedRun {
 };
 
 // One build per CPU capability, like ATen's DispatchStub.
+// A symbol of the loaded libtorch_cpu (MKL's vector math functions, where
+// torch was built with MKL), or nullptr. fusion.cpp; the interpreter's VML
+// table and the library's one serial VML call at load both use it.
+void* torch_cpu_symbol(const char* name);
+
 namespace DEFAULT { void run_fused(const FusedProgram& p, const FusedRun& run); }
 namespace AVX2 { void run_fused(const FusedProgram& p, const FusedRun& run); }
 namespace AVX512 { void run_fused(const FusedProgram& p, const FusedRun& run); }

@@ -7,8 +7,6 @@
 #include <c10/util/Half.h>
 #include <c10/util/SmallVector.h>
 
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -51,13 +49,11 @@ template <typename T>
 VmlFn<T> vml_function(NodeKind kind) {
   static const auto table = [] {
     std::array<VmlFn<T>, graph::kNumNodeKinds> t{};
-    void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
-    if (!lib) return t;
     const std::string prefix = std::is_same_v<T, float> ? "vs" : "vd";
     for (auto [k, name] : {std::pair{NodeKind::Tanh, "Tanh"}, {NodeKind::Exp, "Exp"}, {NodeKind::Erf, "Erf"},
                            {NodeKind::Log, "Ln"}, {NodeKind::Sin, "Sin"}, {NodeKind::Cos, "Cos"},
                            {NodeKind::Sqrt, "Sqrt"}})
-      t[static_cast<size_t>(k)] = reinterpret_cast<VmlFn<T>>(dlsym(lib, (prefix + name).c_str()));
+      t[static_cast<size_t>(k)] = reinterpret_cast<VmlFn<T>>(torch_cpu_symbol((prefix + name).c_str()));
     return t;
   }();
   return table[static_cast<size_t>(kind)];

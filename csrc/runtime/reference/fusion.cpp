@@ -418,6 +418,11 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
   return true;
 }
 
+void* torch_cpu_symbol(const char* name) {
+  static void* const lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
+  return lib ? dlsym(lib, name) : nullptr;
+}
+
 namespace {
 // MKL picks its vector math library's CPU code path on first use, and two
 // threads making that first call together can leave one on a low-accuracy
@@ -427,8 +432,7 @@ namespace {
 // and ATen's kernel nodes call it from parallel regions). One serial call while
 // the library loads makes that first use single-threaded.
 [[maybe_unused]] const bool vml_initialised = [] {
-  void* lib = dlopen("libtorch_cpu.so", RTLD_LAZY | RTLD_NOLOAD);
-  if (auto sqrt = lib ? reinterpret_cast<void (*)(int, const float*, float*)>(dlsym(lib, "vsSqrt")) : nullptr) {
+  if (auto sqrt = reinterpret_cast<void (*)(int, const float*, float*)>(torch_cpu_symbol("vsSqrt"))) {
     float in[16] = {}, out[16];
     sqrt(16, in, out);
   }
