@@ -299,9 +299,9 @@ GroupNormParams group_norm_params(const GraphSpec& s) {
   return {s.int_attr("N"), s.int_attr("C"), s.int_attr("HxW"), s.int_attr("group"), s.int_attr("has_weight") != 0,
           attr_dtype(s, "compute")};
 }
-graph::Attrs group_norm_attrs(const GraphSpec& s) {
-  return {{"N", s.int_attr("N")}, {"C", s.int_attr("C")}, {"HxW", s.int_attr("HxW")}, {"group", s.int_attr("group")},
-          {"has_weight", s.int_attr("has_weight")}};
+// The kernel node's attrs: what ATen's kernels take besides the tensors.
+graph::Attrs group_norm_attrs(const GroupNormParams& p) {
+  return {{"N", p.n}, {"C", p.c}, {"HxW", p.hw}, {"group", p.groups}, {"has_weight", int64_t{p.has_weight}}};
 }
 
 // Inputs (x, [weight], [bias]) -> (y, mean, rstd).
@@ -343,7 +343,7 @@ void build_group_norm(Graph& g, const GraphSpec& s) {
   auto decomposition = [p, eps, has_bias](Graph& d, const std::vector<G>& x) {
     return group_norm_decomposition(d, x, p, eps, has_bias);
   };
-  graph::Attrs attrs = group_norm_attrs(s);
+  graph::Attrs attrs = group_norm_attrs(p);
   attrs["eps"] = eps;
   attrs["has_bias"] = int64_t{has_bias};
   for (G r : fused_cpu_norm_ok(s, 1, in.size() - 1) ? g.kernels("aten.group_norm", in, attrs, decomposition)
@@ -408,7 +408,7 @@ void build_group_norm_backward(Graph& g, const GraphSpec& s) {
   auto decomposition = [p, wt](Graph& d, const std::vector<G>& x) { return group_norm_backward_decomposition(d, x, p, wt); };
   // ATen's kernel needs the weight (its dweight/dbias take the weight's shape).
   const bool fused = p.has_weight && fused_cpu_norm_ok(s, 0, in.size()) && wt == s.input(1).dtype;
-  for (G r : fused ? g.kernels("aten.group_norm_backward", in, group_norm_attrs(s), decomposition) : decomposition(g, in))
+  for (G r : fused ? g.kernels("aten.group_norm_backward", in, group_norm_attrs(p), decomposition) : decomposition(g, in))
     g.output(r);
 }
 
