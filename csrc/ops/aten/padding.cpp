@@ -64,7 +64,8 @@ G unpad_dim(Graph& g, G grad, int64_t d, int64_t l, int64_t r, int64_t w, bool r
 // On the reference runtime ATen's padding kernels (one pass; the slices and
 // concats are 3.7x slower on [32, 64, 16, 16]); the backward only for
 // float32/float64, whose kernels accumulate as the decomposition does.
-at::Tensor pad_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, const runtime::reference::NewOutput&) {
+at::Tensor pad_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
+                   const runtime::reference::NewOutput& new_output) {
   const std::vector<int64_t>& pad = n.ints_attr("padding");
   const bool reflect = n.str_attr("mode") == "reflect";
   const size_t dims = pad.size() / 2;
@@ -73,11 +74,15 @@ at::Tensor pad_cpu(const graph::Node& n, const std::vector<at::Tensor>& in, cons
     if (dims == 2) return reflect ? at::reflection_pad2d(in[0], pad) : at::replication_pad2d(in[0], pad);
     return reflect ? at::reflection_pad3d(in[0], pad) : at::replication_pad3d(in[0], pad);
   }
-  // The backward kernels read the input only for its sizes.
-  at::Tensor self = at::empty(n.ints_attr("input_shape"), in[0].options());
-  if (dims == 1) return reflect ? at::reflection_pad1d_backward(in[0], self, pad) : at::replication_pad1d_backward(in[0], self, pad);
-  if (dims == 2) return reflect ? at::reflection_pad2d_backward(in[0], self, pad) : at::replication_pad2d_backward(in[0], self, pad);
-  return reflect ? at::reflection_pad3d_backward(in[0], self, pad) : at::replication_pad3d_backward(in[0], self, pad);
+  // The backward kernels read the input only for its sizes: the result stands
+  // in for it (as in the adaptive max pool's backward).
+  const at::Tensor& dy = in[0];
+  at::Tensor dx = new_output(n.ints_attr("input_shape"), dy.scalar_type());
+  if (dims == 1)
+    return reflect ? at::reflection_pad1d_backward_out(dx, dy, dx, pad) : at::replication_pad1d_backward_out(dx, dy, dx, pad);
+  if (dims == 2)
+    return reflect ? at::reflection_pad2d_backward_out(dx, dy, dx, pad) : at::replication_pad2d_backward_out(dx, dy, dx, pad);
+  return reflect ? at::reflection_pad3d_backward_out(dx, dy, dx, pad) : at::replication_pad3d_backward_out(dx, dy, dx, pad);
 }
 MPS_EXT_REFERENCE_KERNEL("aten.pad", pad_cpu);
 
