@@ -1051,8 +1051,11 @@ at::Tensor nll_loss2d_backward(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Tensor& total_weight) {
   check_nll2d(self, target, weight);
   require(self.numel() > 0);
-  at::Tensor g = (nll_loss_backward)(grad_output, classes_last(self), target.reshape({-1}), weight, reduction,
-                                   ignore_index, total_weight);
+  // The backward reads the scores only for their shape (its gradient is
+  // scattered into zeros): an expanded stand-in, not a classes-last copy.
+  at::Tensor shape_only = at::empty({1, 1}, self.options()).expand({target.numel(), self.size(1)});
+  at::Tensor g = (nll_loss_backward)(grad_output, shape_only, target.reshape({-1}), weight, reduction, ignore_index,
+                                     total_weight);
   return g.view({self.size(0), self.size(2), self.size(3), self.size(1)}).movedim(-1, 1).contiguous();
 }
 
