@@ -497,3 +497,21 @@ def test_first_parallel_vml_call_after_import_is_accurate():
         r = subprocess.run([sys.executable, "-c", VML_FIRST_USE], env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr[-2000:]
         assert int(r.stdout) == 0, f"{r.stdout.strip()} of 4096 square roots inaccurate"
+
+
+@pytest.mark.skipif(not torch.backends.mkl.is_available() or not sys.platform.startswith("linux"),
+                    reason="MKL's vector math (Linux errno)")
+@pytest.mark.parametrize("op", ["sqrt", "log"])
+def test_vector_math_uses_atens_mode(op):
+    # ATen calls MKL's vm* functions with VML_ERRMODE_IGNORE (and FTZ/DAZ off):
+    # the fused interpreter must too. Without the mode, MKL reports a NaN
+    # result through errno and takes its error path, 10x slower than torch.
+    import ctypes
+    errno = ctypes.CDLL(None).__errno_location
+    errno.restype = ctypes.POINTER(ctypes.c_int)
+    x = -torch.rand(64, 64) - 0.5  # one thread's chunk: the errno read is this thread's
+    for dev in ("cpu", "mpsgraph"):
+        errno()[0] = 0
+        out = getattr(x.to(dev), op)()
+        assert out.isnan().all()
+        assert errno()[0] == 0, f"{dev} {op} of negatives set errno {errno()[0]}"

@@ -60,9 +60,15 @@ struct FusedRun {
 // torch was built with MKL), or nullptr. fusion.cpp; the interpreter's VML
 // table and the library's one serial VML call at load both use it.
 void* torch_cpu_symbol(const char* name);
+// MKL's vm*-form vector math functions and the mode ATen's at::vml passes
+// them (VML_HA | VML_FTZDAZ_OFF | VML_ERRMODE_IGNORE). The count is MKL_INT,
+// 32 or 64 bits by build: passed as 64 bits, it is right for both (n < 2^31).
+template <typename T>
+using VmlFunction = void (*)(int64_t n, const T* in, T* out, int64_t mode);
+constexpr int64_t kAtenVmlMode = 0x2 | 0x140000 | 0x100;
 
+// (No AVX-512 build: see select_kernel in fusion.cpp.)
 namespace DEFAULT { void run_fused(const FusedProgram& p, const FusedRun& run); }
 namespace AVX2 { void run_fused(const FusedProgram& p, const FusedRun& run); }
-namespace AVX512 { void run_fused(const FusedProgram& p, const FusedRun& run); }
 
 }  // namespace mps_ext::runtime::reference

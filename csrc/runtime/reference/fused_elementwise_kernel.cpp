@@ -42,14 +42,16 @@ int64_t block_size(int num_regs, int64_t element_size) {
 // with MKL's vector math library (at::vml): the same functions, found at run
 // time in the loaded libtorch_cpu, give torch's results bit for bit, and
 // faster than the Sleef forms (which builds without MKL keep). nullptr: none.
+// The vm* forms take ATen's mode (kAtenVmlMode): without it, NaN results
+// (sqrt or log of negatives) take MKL's error path, 10x slower than torch's.
 template <typename T>
-using VmlFn = void (*)(int n, const T* in, T* out);
+using VmlFn = VmlFunction<T>;
 
 template <typename T>
 VmlFn<T> vml_function(NodeKind kind) {
   static const auto table = [] {
     std::array<VmlFn<T>, graph::kNumNodeKinds> t{};
-    const std::string prefix = std::is_same_v<T, float> ? "vs" : "vd";
+    const std::string prefix = std::is_same_v<T, float> ? "vms" : "vmd";
     for (auto [k, name] : {std::pair{NodeKind::Tanh, "Tanh"}, {NodeKind::Exp, "Exp"}, {NodeKind::Erf, "Erf"},
                            {NodeKind::Log, "Ln"}, {NodeKind::Sin, "Sin"}, {NodeKind::Cos, "Cos"},
                            {NodeKind::Sqrt, "Sqrt"}})
@@ -387,7 +389,7 @@ class Interpreter {
     Operand<T> b = in.src[1] >= 0 ? operand(in.src[1]) : a;
     const Vec zero(T(0)), one(T(1));
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      if (VmlFn<T> f = a.uniform ? nullptr : vml_function<T>(in.kind)) return f(static_cast<int>(m), a.p, d);
+      if (VmlFn<T> f = a.uniform ? nullptr : vml_function<T>(in.kind)) return f(m, a.p, d, kAtenVmlMode);
     }
     switch (in.kind) {
       case NodeKind::Constant: {
@@ -472,7 +474,7 @@ class Interpreter {
     if (k == T(3)) return map1([](Vec v) { return v * v * v; }, m, d, x);
     if (k == T(0.5)) {  // ATen's sqrt kernel, VML's where torch has it
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        if (VmlFn<T> f = x.uniform ? nullptr : vml_function<T>(NodeKind::Sqrt)) return f(static_cast<int>(m), x.p, d);
+        if (VmlFn<T> f = x.uniform ? nullptr : vml_function<T>(NodeKind::Sqrt)) return f(m, x.p, d, kAtenVmlMode);
       return map1([](Vec v) { return v.sqrt(); }, m, d, x);
     }
     if (k == T(-0.5)) return map1([](Vec v) { return v.rsqrt(); }, m, d, x);
