@@ -464,6 +464,43 @@ def test_python_float_operand_computes_in_the_tensor_dtype():
         assert torch.equal(fn(x.to(DEV)).cpu(), fn(x))
 
 
+# ATen casts every operand to the common dtype before computing in float32:
+# a Python scalar or 0-d tensor meeting a float16/bfloat16 tensor is rounded
+# to it first (x + 0.1 adds float16(0.1)), and so is add's alpha; mul, div and
+# floor division read a scalar second operand unrounded, as addcmul reads its
+# value. Each case differs from torch in hundreds of 4096 elements if the
+# scalar's rounding is wrong.
+REDUCED_SCALAR_OPS = {
+    "add": lambda x, s: x + s, "sub": lambda x, s: x - s, "rsub": lambda x, s: s - x,
+    "add_alpha": lambda x, s: torch.add(x, x, alpha=s), "sub_alpha": lambda x, s: torch.sub(x, x * 3, alpha=s),
+    "remainder": lambda x, s: x % s, "fmod": lambda x, s: torch.fmod(x, s), "pow": lambda x, s: x.abs() ** s,
+    "rpow": lambda x, s: s ** x, "eq": lambda x, s: x == x.new_tensor(s), "lt": lambda x, s: x < s,
+    "xlogy": lambda x, s: torch.xlogy(x.abs(), s), "xlogy_tensors": lambda x, s: torch.xlogy(x.abs(), x.abs() + s),
+    "mul": lambda x, s: x * s, "div": lambda x, s: x / s, "floor_divide": lambda x, s: x // s,
+    "div_trunc": lambda x, s: torch.div(x, s, rounding_mode="trunc"),
+    "mul_0d_float32": lambda x, s: x * torch.tensor(s), "add_0d_float32": lambda x, s: x + torch.tensor(s),
+    "int_tensor": lambda x, s: torch.arange(4096, device=x.device) * 7 + x,
+    "addcmul": lambda x, s: torch.addcmul(x, x, x, value=s), "lerp": lambda x, s: torch.lerp(x, x * 2, s),
+    "foreach_add": lambda x, s: torch._foreach_add([x, x * 2], s)[1],
+    "foreach_mul": lambda x, s: torch._foreach_mul([x, x * 2], s)[1],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", list(REDUCED_SCALAR_OPS))
+def test_scalars_round_to_a_reduced_float_dtype_as_aten_does(name, dtype):
+    fn = REDUCED_SCALAR_OPS[name]
+    torch.manual_seed(0)
+    x = (torch.randn(4096) * 3).to(dtype)
+    for s in (0.1, 1 / 3, 7.3):
+        expected = fn(x, s)
+        before = fallbacks()
+        got = fn(x.to(DEV), s)
+        assert fallbacks() == before, "the op fell back to the CPU"
+        assert got.dtype == expected.dtype
+        assert torch.equal(got.cpu().nan_to_num(7.0), expected.nan_to_num(7.0)), f"scalar {s}"
+
+
 LAYOUTS = {
     "row_view": lambda a, b: (a[:, 8:16], b[:, :8]),           # an LSTM gate's chunk: rows of a wider tensor
     "inner_stride": lambda a, b: (a[:, ::2], b[:, 1::2]),

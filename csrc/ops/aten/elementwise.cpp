@@ -60,6 +60,12 @@ G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
 G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
 G softplus_of(Graph& g, G z) { return log1p(g, un(g, NodeKind::Exp, z)); }
 bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+// x rounded to the common dtype (attr "common", see rounds_to_common) where
+// ATen's kernel keeps an intermediate in it, back in the compute dtype.
+G in_common_dtype(Graph& g, G x, const GraphSpec& s) {
+  if (!s.attrs().count("common")) return x;
+  return g.cast(g.cast(x, graph::dtype_from_name(s.str_attr("common"))), g.type(x).dtype);
+}
 // Floating-point fmod, remainder and floor division as ATen computes them
 // (c10/util/generic_math.h): the quotient from the remainder, so an infinite
 // divisor gives fmod(x, inf) == x, 1 // -inf == -1 and -1 % inf == inf, like
@@ -374,7 +380,8 @@ const std::vector<Entry>& table() {
        E(return sel(g, un(g, NodeKind::IsNaN, x[0]), x[1], sel(g, un(g, NodeKind::IsNaN, x[1]), x[0], g.minimum(x[0], x[1])));)},
       {"hypot", 2, {0, 1}, Result::Promoted, {}, {}, E(return hypot(g, x[0], x[1]);)},
       {"xlogy", 2, {0, 1}, Result::Float, {}, {},
-       E(G r = mul(g, x[0], un(g, NodeKind::Log, x[1]));
+       // ATen's kernel takes log(y) in the tensor's dtype (a float16 log rounds)
+       E(G r = mul(g, x[0], in_common_dtype(g, un(g, NodeKind::Log, x[1]), s));
          G zero = g.binary(NodeKind::Equal, x[0], k(g, 0, x[0]));
          return sel(g, un(g, NodeKind::IsNaN, x[1]), x[1], sel(g, zero, k(g, 0, x[0]), r));)},
       {"lerp", 3, {0, 1}, Result::Promoted, {}, {},  // torch's two-sided form: exact at both ends
@@ -443,9 +450,24 @@ bool is_list_of(const c10::TypePtr& t, c10::TypeKind kind) {
 
 // --- the graph ------------------------------------------------------------------
 // One op over inputs [first, first + present operands) of the spec.
+// ATen's TensorIterator casts every operand to the common dtype before a
+// kernel computes in opmath: a Python scalar or 0-d tensor meeting a float16
+// or bfloat16 tensor is rounded to it first (x + 0.1 adds float16(0.1)), as is
+// add/sub's alpha (their kernels convert it to scalar_t). mul and div read a
+// scalar second operand unrounded (original_scalar_value; attr "exact"), as
+// addcmul/addcdiv/lerp read their scalar factors. attr "common": the common
+// dtype, present only where it is not the compute dtype.
+bool rounds_to_common(const Entry& e, int i, const GraphSpec& s) {
+  if (!s.attrs().count("common") || (s.attrs().count("exact") && s.int_attr("exact") == i)) return false;
+  bool promoted = std::find(e.promote.begin(), e.promote.end(), i) != e.promote.end();
+  bool alpha = e.arity == 3 && std::find(e.unit_factors.begin(), e.unit_factors.end(), i) != e.unit_factors.end();
+  return promoted || alpha;
+}
+
 G build_one(Graph& g, const GraphSpec& s, size_t first) {
   const Entry& e = *find_entry(s.str_attr("op"));
   DType compute = graph::dtype_from_name(s.str_attr("compute"));
+  DType common = s.attrs().count("common") ? graph::dtype_from_name(s.str_attr("common")) : compute;
   DType result = graph::dtype_from_name(s.str_attr("result"));
   int64_t present = s.int_attr("present");
   std::vector<G> x;
@@ -457,6 +479,7 @@ G build_one(Graph& g, const GraphSpec& s, size_t first) {
     }
     G p = g.placeholder(s.input(next++), "x" + std::to_string(i));
     bool mask = std::find(e.masks.begin(), e.masks.end(), i) != e.masks.end();
+    if (!mask && rounds_to_common(e, i, s)) p = cast_to(g, p, common);
     DType want = mask ? DType::Bool : compute;
     x.push_back(g.type(p).dtype == want ? p : g.cast(p, want));
   }
@@ -489,6 +512,11 @@ struct Plan {
   std::vector<at::Tensor> inputs;  // tensors and 0-d Scalars, present operands only
   int64_t present = 0;
   at::ScalarType compute, result;
+  // The dtype operands are rounded to before compute (ATen's common dtype),
+  // when it is a reduced float computed in float32; and an operand read
+  // unrounded (rounds_to_common), or -1.
+  std::optional<at::ScalarType> common;
+  int exact = -1;
   at::DimVector shape;
   c10::Device device{c10::kCPU};
   at::Tensor dest;
@@ -510,6 +538,8 @@ struct Plan {
         .attr("compute", graph::dtype_name(graph_dtype(compute)))
         .attr("result", graph::dtype_name(graph_dtype(result)))
         .attr("present", present);
+    if (common) spec.attr("common", graph::dtype_name(graph_dtype(*common)));
+    if (exact >= 0) spec.attr("exact", int64_t{exact});
     for (const auto& [name, value] : attrs) spec.attr(name, value);
   }
 };
@@ -539,7 +569,12 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
     unsupported();
   if (!graph_dtype_ok(compute) || !graph_dtype_ok(result)) unsupported();
 
-  Plan plan{&e, {}, 0, compute, result, {}, c10::Device(c10::kCPU), dest, inplace};
+  Plan plan{&e, {}, 0, compute, result, std::nullopt, -1, {}, c10::Device(c10::kCPU), dest, inplace};
+  if (e.result != Result::First && at::isReducedFloatingType(promoted) && compute != promoted) {
+    plan.common = promoted;
+    const bool unrounded_scalar = !std::strcmp(e.name, "mul") || !std::strcmp(e.name, "div") || !std::strcmp(e.name, "floor_divide");
+    if (unrounded_scalar && (ops[1].scalar || (ops[1].tensor.defined() && ops[1].tensor.dim() == 0))) plan.exact = 1;
+  }
   bool first = true;
   std::optional<c10::Device> device;
   for (const Operand& o : ops) {
@@ -606,6 +641,7 @@ bool run_foreach_fused(const std::vector<Plan>& plans, const graph::Attrs& attrs
   const Plan& p0 = plans[0];
   for (const Plan& p : plans) {
     if (p.empty() || p.present != p0.present || p.compute != p0.compute || p.result != p0.result ||
+        p.common != p0.common || p.exact != p0.exact ||
         p.inputs.size() != p0.inputs.size() || p.device != p0.device || (p.dest.defined() && !p.direct()))
       return false;
   }
