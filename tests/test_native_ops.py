@@ -501,6 +501,76 @@ def test_scalars_round_to_a_reduced_float_dtype_as_aten_does(name, dtype):
         assert torch.equal(got.cpu().nan_to_num(7.0), expected.nan_to_num(7.0)), f"scalar {s}"
 
 
+# ATen computes lerp, add/sub with alpha and addcmul as one fused multiply-add
+# (fmadd: one rounding) and addcdiv as (value * t1) / t2 + self; the device
+# must round the same way for the optimizers' arithmetic to match torch.
+FMA_OPS = {
+    "lerp_low": lambda a, b, c: torch.lerp(a, b, 0.3), "lerp_high": lambda a, b, c: torch.lerp(a, b, 0.7),
+    "lerp_tensor": lambda a, b, c: torch.lerp(a, b, c.abs() / (c.abs() + 1)), "lerp_": lambda a, b, c: a.clone().lerp_(b, 0.1),
+    "add_alpha": lambda a, b, c: torch.add(a, b, alpha=0.3), "sub_alpha": lambda a, b, c: torch.sub(a, b, alpha=0.3),
+    "rsub_alpha": lambda a, b, c: torch.rsub(a, b, alpha=0.3), "add_": lambda a, b, c: a.clone().add_(b, alpha=-1e-3),
+    "addcmul": lambda a, b, c: torch.addcmul(a, b, c, value=0.3), "addcmul_unit": lambda a, b, c: torch.addcmul(a, b, c),
+    "addcmul_": lambda a, b, c: a.clone().addcmul_(b, b, value=1e-3),
+    "addcdiv": lambda a, b, c: torch.addcdiv(a, b, c.abs() + 1, value=0.3),
+    "foreach_lerp_": lambda a, b, c: torch._foreach_lerp_([a.clone(), b.clone()], [b, c], 0.1)[0],
+    "foreach_addcmul": lambda a, b, c: torch._foreach_addcmul([a, c], [b, b], [b, c], value=0.01)[0],
+    "foreach_add": lambda a, b, c: torch._foreach_add([a, c], [b, b], alpha=-0.01)[0],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(FMA_OPS))
+def test_fused_multiply_adds_round_once_like_aten(name, dtype):
+    torch.manual_seed(0)
+    a, b, c = (torch.randn(10003, dtype=dtype) for _ in range(3))  # a vector tail too
+    expected = FMA_OPS[name](a, b, c)
+    got = FMA_OPS[name](a.to(DEV), b.to(DEV), c.to(DEV)).cpu()
+    assert torch.equal(got, expected), f"{int((got != expected).sum())} of {a.numel()} differ"
+
+
+@pytest.mark.parametrize("optimizer, kwargs", [("AdamW", {}), ("Adam", {"weight_decay": 0.1}),
+                                               ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True})])
+def test_optimizer_steps_match_the_cpu_bit_for_bit(optimizer, kwargs):
+    # The device runs the foreach path; the CPU's step runs ATen's kernels.
+    torch.manual_seed(0)
+    params = [torch.randn(s) for s in [(64, 32), (32,), (10, 64)]]
+    grads = [[torch.randn_like(p) for p in params] for _ in range(5)]
+    result = {}
+    for dev in ("cpu", DEV):
+        q = [torch.nn.Parameter(p.clone().to(dev)) for p in params]
+        opt = getattr(torch.optim, optimizer)(q, **kwargs)
+        for step in grads:
+            for p, g in zip(q, step):
+                p.grad = g.to(dev)
+            opt.step()
+        result[dev] = [p.detach().cpu() for p in q]
+    for cpu, dev in zip(result["cpu"], result[DEV]):
+        assert torch.equal(cpu, dev)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_prod_rounds_like_aten(dtype):
+    # ATen multiplies float16/bfloat16 in that dtype, rounding every step (the
+    # float32 product differs by up to 4% over 64 bfloat16 values).
+    torch.manual_seed(0)
+    for shape in [(3,), (100,), (5, 7, 9), (16, 64)]:
+        x = (torch.rand(*shape) + 0.5).to(dtype)
+        assert torch.equal(x.to(DEV).prod().cpu(), x.prod())
+        for dim in range(len(shape)):
+            assert torch.equal(x.to(DEV).prod(dim).cpu(), x.prod(dim))
+            assert torch.equal(x.to(DEV).prod(dim, keepdim=True, dtype=torch.float32).cpu(),
+                               x.prod(dim, keepdim=True, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_sigmoid_backward_rounds_like_aten(dtype):
+    # (grad * (1 - y)) * y; ATen's float16 kernel rounds each step to float16.
+    torch.manual_seed(0)
+    g, y = torch.randn(4096).to(dtype), torch.randn(4096).sigmoid().to(dtype)
+    got = torch.ops.aten.sigmoid_backward(g.to(DEV), y.to(DEV)).cpu()
+    assert torch.equal(got, torch.ops.aten.sigmoid_backward(g, y))
+
+
 LAYOUTS = {
     "row_view": lambda a, b: (a[:, 8:16], b[:, :8]),           # an LSTM gate's chunk: rows of a wider tensor
     "inner_stride": lambda a, b: (a[:, ::2], b[:, 1::2]),

@@ -53,6 +53,10 @@ struct Entry {
 
 bool has(G t) { return t.id >= 0; }
 G mul(Graph& g, G a, G b) { return !has(a) ? b : !has(b) ? a : g.mul(a, b); }  // an absent factor is 1
+// x * y + z as one fused multiply-add where the runtime has one (the reference
+// interpreter: at::vec::fmadd, the Add's attr "fma"), as ATen's kernels for
+// lerp, add/sub's alpha and addcmul compute it; MPSGraph lowers the two ops.
+G fma(Graph& g, G x, G y, G z) { return g.apply(NodeKind::Add, {g.mul(x, y), z}, {{"fma", int64_t{1}}}); }
 G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
 G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
 G ne(Graph& g, G a, G b) { return g.binary(NodeKind::NotEqual, a, b); }
@@ -323,7 +327,10 @@ const std::vector<Entry>& table() {
        E(G out = g.binary(NodeKind::LogicalOr, g.le(x[1], x[2]), g.ge(x[1], x[3]));
          return sel(g, out, k(g, 0, x[0]), x[0]);)},
       {"sigmoid_backward", 2, {0, 1}, Result::Promoted, {}, {},
-       E(return mul(g, x[0], mul(g, g.sub(k(g, 1, x[1]), x[1]), x[1]));)},
+       // ATen: (grad * (1 - y)) * y, each step rounded to float16 (its
+       // Vectorized<Half> kernel) but computed in float32 for bfloat16
+       E(auto step = [&](G v) { return s.attrs().count("common") && s.str_attr("common") == "float16" ? in_common_dtype(g, v, s) : v; };
+         return mul(g, step(mul(g, x[0], step(g.sub(k(g, 1, x[1]), x[1])))), x[1]);)},
       {"tanh_backward", 2, {0, 1}, Result::Promoted, {}, {},
        E(return mul(g, x[0], g.sub(k(g, 1, x[1]), mul(g, x[1], x[1])));)},
       {"silu_backward", 2, {0, 1}, Result::Promoted, {}, {},
@@ -354,9 +361,15 @@ const std::vector<Entry>& table() {
       {"hardshrink_backward", 3, {0, 1}, Result::Promoted, {}, {},
        E(return sel(g, g.le(g.abs(x[1]), x[2]), k(g, 0, x[0]), x[0]);)},
       // --- binary arithmetic ------------------------------------------------------
-      {"add", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[1], x[2]));), {2}},
-      {"sub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[0], mul(g, x[1], x[2]));), {2}},
-      {"rsub", 3, {0, 1}, Result::Promoted, {}, {}, E(return g.sub(x[1], mul(g, x[0], x[2]));), {2}},
+      // a + alpha * b is ATen's fmadd(b, alpha, a); a - alpha * b adds -alpha
+      {"add", 3, {0, 1}, Result::Promoted, {}, {},
+       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[1], x[2], x[0]) : g.add(x[0], mul(g, x[1], x[2]));), {2}},
+      {"sub", 3, {0, 1}, Result::Promoted, {}, {},
+       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[1], un(g, NodeKind::Negative, x[2]), x[0])
+                                               : g.sub(x[0], mul(g, x[1], x[2]));), {2}},
+      {"rsub", 3, {0, 1}, Result::Promoted, {}, {},
+       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[0], un(g, NodeKind::Negative, x[2]), x[1])
+                                               : g.sub(x[1], mul(g, x[0], x[2]));), {2}},
       {"mul", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.type(x[0]).dtype == DType::Bool ? g.logical_and(x[0], x[1]) : mul(g, x[0], x[1]);)},
       {"div", 2, {0, 1}, Result::Float, {}, {"rounding_mode"},
        E(G q = g.div(x[0], x[1]);
@@ -386,12 +399,15 @@ const std::vector<Entry>& table() {
          return sel(g, un(g, NodeKind::IsNaN, x[1]), x[1], sel(g, zero, k(g, 0, x[0]), r));)},
       {"lerp", 3, {0, 1}, Result::Promoted, {}, {},  // torch's two-sided form: exact at both ends
        E(if (!floating(g, x[0])) throw std::domain_error("fallback");  // torch: floating only
-         G d = g.sub(x[1], x[0]);
-         G lo = g.add(x[0], mul(g, x[2], d));
-         G hi = g.sub(x[1], mul(g, d, g.sub(k(g, 1, x[2]), x[2])));
+         G d = g.sub(x[1], x[0]);  // ATen's lerp_vec: fmadd(w or w - 1, end - start, start or end)
+         G lo = fma(g, x[2], d, x[0]);
+         G hi = fma(g, g.sub(x[2], k(g, 1, x[2])), d, x[1]);
          return sel(g, g.lt(g.abs(x[2]), k(g, 0.5, x[2])), lo, hi);)},
-      {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], mul(g, x[1], x[2])));), {3}},
-      {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], mul(g, x[3], g.div(x[1], x[2])));), {3}},
+      // ATen: self + value * t1 * t2 (contracted: fmadd(value * t1, t2, self)), self + value * t1 / t2
+      {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {},
+       E(G vt1 = mul(g, x[3], x[1]);
+         return floating(g, x[0]) ? fma(g, vt1, x[2], x[0]) : g.add(x[0], g.mul(vt1, x[2]));), {3}},
+      {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], g.div(mul(g, x[3], x[1]), x[2]));), {3}},
       // --- comparisons and logic --------------------------------------------------
       {"eq", 2, {0, 1}, Result::Bool, {}, {}, E(return g.binary(NodeKind::Equal, x[0], x[1]);)},
       {"ne", 2, {0, 1}, Result::Bool, {}, {}, E(return ne(g, x[0], x[1]);)},

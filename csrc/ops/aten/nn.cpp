@@ -195,7 +195,10 @@ at::Tensor& sum_out(const at::Tensor& self, at::OptionalIntArrayRef dim, bool ke
 at::Tensor prod_dims(const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim, std::optional<at::ScalarType> dtype) {
   at::ScalarType r = sum_type(self, dtype);
   require(r != at::kBool);
-  return run_reduce("prod", self, dim, keepdim, opmath_type(r), r);
+  // ATen's prod of a float16/bfloat16 tensor multiplies in that dtype,
+  // rounding every step (4% off the float32 product over 64 bfloat16 values).
+  const bool in_dtype = at::isReducedFloatingType(r) && self.scalar_type() == r;
+  return run_reduce("prod", self, dim, keepdim, in_dtype ? r : opmath_type(r), r);
 }
 at::Tensor prod_all(const at::Tensor& self, std::optional<at::ScalarType> dtype) { return prod_dims(self, {}, false, dtype); }
 at::Tensor prod_dim(const at::Tensor& self, int64_t dim, bool keepdim, std::optional<at::ScalarType> dtype) {

@@ -22,8 +22,10 @@ struct FusedInstr {
   graph::NodeKind compare = graph::NodeKind::Identity;
   // Maximum/Minimum: when not Identity, src[0] is first combined with the
   // uniform src[2] by this (the other of min/max): a clamp in one pass.
-  // Add: Multiply means src[0] * src[1] + src[2] (two roundings, one pass).
+  // Add: Multiply means src[0] * src[1] + src[2] (two roundings, one pass;
+  // one rounding, at::vec::fmadd, when `fma`: the add's attr "fma").
   graph::NodeKind inner = graph::NodeKind::Identity;
+  bool fma = false;
   bool uniform = false; // all operands are one value: computed once per call
   double value = 0;     // Constant
 };

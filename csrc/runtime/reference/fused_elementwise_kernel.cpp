@@ -420,7 +420,10 @@ class Interpreter {
       case NodeKind::IsNaN: return map1([](Vec x) { return x.isnan(); }, m, d, a);
       case NodeKind::Erf: return map1([](Vec x) { return x.erf(); }, m, d, a);
       case NodeKind::Add:
-        if (in.inner == NodeKind::Multiply) return multiply_add(m, d, a, b, operand(in.src[2]));
+        if (in.inner == NodeKind::Multiply) {
+          if (in.fma) return multiply_add(m, d, a, b, operand(in.src[2]), [](Vec x, Vec y, Vec z) { return at::vec::fmadd(x, y, z); });
+          return multiply_add(m, d, a, b, operand(in.src[2]), [](Vec x, Vec y, Vec z) { return x * y + z; });
+        }
         return map2([](Vec x, Vec y) { return x + y; }, m, d, a, b);
       case NodeKind::Subtract: return map2([](Vec x, Vec y) { return x - y; }, m, d, a, b);
       case NodeKind::Multiply: return map2([](Vec x, Vec y) { return x * y; }, m, d, a, b);
@@ -483,19 +486,22 @@ class Interpreter {
     return map1([e](Vec v) { return v.pow(e); }, m, d, x);
   }
 
-  // x * y + z, the product rounded first (this file is built without FP
-  // contraction). The uniform operands are hoisted for the two shapes the
-  // optimizers make: value * (t1 op t2) + self, and a product plus a scalar.
-  void multiply_add(int64_t m, T* d, const Operand<T>& x, const Operand<T>& y, const Operand<T>& z) {
+  // x * y + z: the product rounded first (this file is built without FP
+  // contraction), or one fused multiply-add (at::vec::fmadd, where ATen's
+  // kernel computes one: lerp, add's alpha, addcmul). The uniform operands are
+  // hoisted for the two shapes the optimizers make: value * (t1 op t2) + self,
+  // and a product plus a scalar.
+  template <typename F>
+  void multiply_add(int64_t m, T* d, const Operand<T>& x, const Operand<T>& y, const Operand<T>& z, F f) {
     if (x.uniform && !y.uniform && !z.uniform) {
-      for (int64_t i = 0; i < m; i += Vec::size()) (x.v * Vec::loadu(y.p + i) + Vec::loadu(z.p + i)).store(d + i);
+      for (int64_t i = 0; i < m; i += Vec::size()) f(x.v, Vec::loadu(y.p + i), Vec::loadu(z.p + i)).store(d + i);
     } else if (!x.uniform && y.uniform && !z.uniform) {
-      for (int64_t i = 0; i < m; i += Vec::size()) (Vec::loadu(x.p + i) * y.v + Vec::loadu(z.p + i)).store(d + i);
+      for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(x.p + i), y.v, Vec::loadu(z.p + i)).store(d + i);
     } else if (!x.uniform && !y.uniform && !z.uniform) {
       for (int64_t i = 0; i < m; i += Vec::size())
-        (Vec::loadu(x.p + i) * Vec::loadu(y.p + i) + Vec::loadu(z.p + i)).store(d + i);
+        f(Vec::loadu(x.p + i), Vec::loadu(y.p + i), Vec::loadu(z.p + i)).store(d + i);
     } else {
-      for (int64_t i = 0; i < m; i += Vec::size()) (x.at(i) * y.at(i) + z.at(i)).store(d + i);
+      for (int64_t i = 0; i < m; i += Vec::size()) f(x.at(i), y.at(i), z.at(i)).store(d + i);
     }
   }
 

@@ -125,6 +125,7 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
     } else if (int product = folded_product(n); product >= 0) {
       const int other = n.inputs[0] == product ? n.inputs[1] : n.inputs[0];
       in.inner = NodeKind::Multiply;
+      in.fma = n.attrs.count("fma") != 0;
       srcs = {g.node(product).inputs[0], g.node(product).inputs[1], other};
     }
     for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];

@@ -107,10 +107,12 @@ at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output
     case NodeKind::ReduceMax: at::amax_out(out, x, axes, true); break;
     case NodeKind::ReduceMin: at::amin_out(out, x, axes, true); break;
     case NodeKind::ReduceMean: at::mean_out(out, x, axes, true); break;
-    case NodeKind::ReduceProd: {  // ATen's prod takes one dim at a time
+    case NodeKind::ReduceProd: {  // ATen's prod takes one dim, or all (its order of products differs)
       at::Tensor r = x;
-      for (int64_t ax : axes) r = at::prod(r, ax, true);
-      out.copy_(r);
+      if (x.dim() > 1 && static_cast<int64_t>(axes.size()) == x.dim()) r = at::prod(x);
+      else
+        for (int64_t ax : axes) r = at::prod(r, ax, true);
+      out.copy_(r.view(out.sizes()));
       break;
     }
     default: TORCH_INTERNAL_ASSERT(false, "not a reduction: ", graph::kind_name(n.kind));
