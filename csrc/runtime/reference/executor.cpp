@@ -257,11 +257,24 @@ class ReferenceExecutable final : public Executable {
     args.reserve(n.inputs.size());
     for (int in : n.inputs) args.push_back(on_host(env[in]));
     // The memory for the node's result: the graph output's it feeds (through
-    // reshapes: viewed with the node's sizes), else a fresh tensor.
-    auto memory = [&](at::IntArrayRef sizes, at::ScalarType dtype) {
-      const int out = into_output_[id];
-      if (out < 0 || out == id) return on_host(new_output(id, sizes, dtype));
-      return at::native::view(on_host(new_output(out, graph_->node(out).type.shape, dtype)), sizes);
+    // reshapes: viewed with the node's sizes), else a fresh tensor. (One
+    // pointer captured: the std::function keeps it without allocating.)
+    struct MemoryState {
+      const ReferenceExecutable* self;
+      int id;
+      const NodeOutput* new_output;
+    } state{this, id, &new_output};
+    NewOutput memory = [st = &state](at::IntArrayRef sizes, at::ScalarType dtype) {
+      const int out = st->self->into_output_[st->id];
+      if (out < 0 || out == st->id) return on_host((*st->new_output)(st->id, sizes, dtype));
+      at::Tensor memory = on_host((*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype));
+      // A CPU view made for this call alone (of device memory) takes the
+      // node's sizes itself: no second view.
+      if (memory.use_count() == 1 && memory.is_contiguous() && c10::multiply_integers(sizes) == memory.numel()) {
+        memory.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
+        return memory;
+      }
+      return at::native::view(memory, sizes);
     };
     switch (n.kind) {
       case NodeKind::Kernel:
