@@ -515,6 +515,7 @@ FMA_OPS = {
     "foreach_lerp_": lambda a, b, c: torch._foreach_lerp_([a.clone(), b.clone()], [b, c], 0.1)[0],
     "foreach_addcmul": lambda a, b, c: torch._foreach_addcmul([a, c], [b, b], [b, c], value=0.01)[0],
     "foreach_add": lambda a, b, c: torch._foreach_add([a, c], [b, b], alpha=-0.01)[0],
+    "tanh_backward": lambda a, b, c: torch.ops.aten.tanh_backward(a, b.abs() / (b.abs() + 1)),
 }
 
 

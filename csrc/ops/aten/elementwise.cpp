@@ -332,7 +332,9 @@ const std::vector<Entry>& table() {
        E(auto step = [&](G v) { return s.attrs().count("common") && s.str_attr("common") == "float16" ? in_common_dtype(g, v, s) : v; };
          return mul(g, step(mul(g, x[0], step(g.sub(k(g, 1, x[1]), x[1])))), x[1]);)},
       {"tanh_backward", 2, {0, 1}, Result::Promoted, {}, {},
-       E(return mul(g, x[0], g.sub(k(g, 1, x[1]), mul(g, x[1], x[1])));)},
+       // ATen: grad * (1 - y * y), the parenthesis one fused multiply-add
+       E(if (!floating(g, x[1])) return mul(g, x[0], g.sub(k(g, 1, x[1]), mul(g, x[1], x[1])));
+         return mul(g, x[0], fma(g, un(g, NodeKind::Negative, x[1]), x[1], k(g, 1, x[1])));)},
       {"silu_backward", 2, {0, 1}, Result::Promoted, {}, {},
        E(G sg = un(g, NodeKind::Sigmoid, x[1]);
          return mul(g, mul(g, x[0], sg), g.add(k(g, 1, sg), mul(g, x[1], g.sub(k(g, 1, sg), sg))));)},
