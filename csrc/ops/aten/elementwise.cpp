@@ -55,7 +55,8 @@ bool has(G t) { return t.id >= 0; }
 G mul(Graph& g, G a, G b) { return !has(a) ? b : !has(b) ? a : g.mul(a, b); }  // an absent factor is 1
 // x * y + z as one fused multiply-add where the runtime has one (the reference
 // interpreter: at::vec::fmadd, the Add's attr "fma"), as ATen's kernels for
-// lerp, add/sub's alpha and addcmul compute it; MPSGraph lowers the two ops.
+// lerp, add/sub's alpha, addcmul and tanh_backward compute it; MPSGraph
+// lowers the two ops.
 G fma(Graph& g, G x, G y, G z) { return g.apply(NodeKind::Add, {g.mul(x, y), z}, {{"fma", int64_t{1}}}); }
 G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
 G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
