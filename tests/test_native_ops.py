@@ -563,6 +563,22 @@ def test_prod_rounds_like_aten(dtype):
                                x.prod(dim, keepdim=True, dtype=torch.float32))
 
 
+ACTIVATION_FORMS = {  # ATen's own expression for each, rounding included
+    "hardswish": lambda dy, x: F.hardswish(x),  # x * min(max(x + 3, 0), 6) / 6
+    "hardsigmoid_backward": lambda dy, x: torch.ops.aten.hardsigmoid_backward(dy, x),  # dy * (1.0f / 6.0f)
+    "silu_backward": lambda dy, x: torch.ops.aten.silu_backward(dy, x),  # dy * s * fmadd(x, 1 - s, 1)
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(ACTIVATION_FORMS))
+def test_activation_forms_round_like_aten(name, dtype):
+    torch.manual_seed(0)
+    x, dy = torch.randn(4096, dtype=dtype) * 3, torch.randn(4096, dtype=dtype)  # a multiple of the vector width
+    expected = ACTIVATION_FORMS[name](dy, x)
+    assert torch.equal(ACTIVATION_FORMS[name](dy.to(DEV), x.to(DEV)).cpu(), expected)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_sigmoid_backward_rounds_like_aten(dtype):
     # (grad * (1 - y)) * y; ATen's float16 kernel rounds each step to float16.

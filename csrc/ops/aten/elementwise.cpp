@@ -302,9 +302,9 @@ const std::vector<Entry>& table() {
       {"hardsigmoid", 1, {0}, Result::Float, {}, {},
        E(G y = g.div(g.add(x[0], k(g, 3, x[0])), k(g, 6, x[0]));
          return g.minimum(g.maximum(y, k(g, 0, y)), k(g, 1, y));)},
-      {"hardswish", 1, {0}, Result::Float, {}, {},
-       E(G y = g.div(g.add(x[0], k(g, 3, x[0])), k(g, 6, x[0]));
-         return mul(g, x[0], g.minimum(g.maximum(y, k(g, 0, y)), k(g, 1, y)));)},
+      {"hardswish", 1, {0}, Result::Float, {}, {},  // ATen: x * min(max(x + 3, 0), 6) / 6
+       E(G y = g.add(x[0], k(g, 3, x[0]));
+         return g.div(mul(g, x[0], g.minimum(g.maximum(y, k(g, 0, y)), k(g, 6, y))), k(g, 6, x[0]));)},
       {"softplus", 3, {0}, Result::Float, {}, {},  // (self, beta, threshold)
        E(G z = mul(g, x[0], x[1]);
          return sel(g, g.gt(z, x[2]), x[0], g.div(softplus_of(g, z), x[1]));)},
@@ -337,8 +337,11 @@ const std::vector<Entry>& table() {
        E(if (!floating(g, x[1])) return mul(g, x[0], g.sub(k(g, 1, x[1]), mul(g, x[1], x[1])));
          return mul(g, x[0], fma(g, un(g, NodeKind::Negative, x[1]), x[1], k(g, 1, x[1])));)},
       {"silu_backward", 2, {0, 1}, Result::Promoted, {}, {},
+       // ATen: grad * s * (1 + x * (1 - s)), the last factor one fused multiply-add
        E(G sg = un(g, NodeKind::Sigmoid, x[1]);
-         return mul(g, mul(g, x[0], sg), g.add(k(g, 1, sg), mul(g, x[1], g.sub(k(g, 1, sg), sg))));)},
+         G one_minus = g.sub(k(g, 1, sg), sg);
+         G factor = floating(g, x[1]) ? fma(g, x[1], one_minus, k(g, 1, sg)) : g.add(k(g, 1, sg), mul(g, x[1], one_minus));
+         return mul(g, mul(g, x[0], sg), factor);)},
       {"gelu_backward", 2, {0, 1}, Result::Promoted, {}, {"approximate"},
        E(return gelu_grad_node(g, x[0], x[1], str_attr_or(s, "approximate", "none"));)},
       {"leaky_relu_backward", 3, {0, 1}, Result::Promoted, {}, {"self_is_result"},
@@ -356,7 +359,8 @@ const std::vector<Entry>& table() {
          return sel(g, g.gt(mul(g, x[1], x[2]), x[3]), x[0], mul(g, x[0], g.div(z, g.add(z, k(g, 1, z)))));)},
       {"hardsigmoid_backward", 2, {0, 1}, Result::Promoted, {}, {},
        E(G inside = g.logical_and(g.gt(x[1], k(g, -3, x[1])), g.lt(x[1], k(g, 3, x[1])));
-         return sel(g, inside, g.div(x[0], k(g, 6, x[0])), k(g, 0, x[0]));)},
+         // ATen multiplies by the float32 constant 1.0f / 6.0f, in float64 too
+         return sel(g, inside, g.mul(x[0], k(g, static_cast<double>(1.0f / 6.0f), x[0])), k(g, 0, x[0]));)},
       {"hardswish_backward", 2, {0, 1}, Result::Promoted, {}, {},
        E(G mid = mul(g, x[0], g.add(g.div(x[1], k(g, 3, x[1])), k(g, 0.5, x[1])));
          G lo = g.lt(x[1], k(g, -3, x[1])), hi = g.le(x[1], k(g, 3, x[1]));
