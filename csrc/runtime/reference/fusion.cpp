@@ -370,9 +370,13 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
   for (int v : r.inputs) {
     // Independent chains of unrelated shapes can share a region (e.g. two
     // casts feeding different later nodes): no common space, run node by node.
-    if (!broadcast_into(space, env[v].sizes())) return false;
+    if (env[v].sizes() != at::IntArrayRef(space) && !broadcast_into(space, env[v].sizes())) return false;
   }
   for (const auto& deps : r.output_deps) {
+    // An output spans the space if one of its inputs does (the common case),
+    // else if its inputs broadcast to it.
+    if (std::any_of(deps.begin(), deps.end(), [&](int i) { return env[r.inputs[i]].sizes() == at::IntArrayRef(space); }))
+      continue;
     at::DimVector shape;
     for (int i : deps) shape = at::infer_size_dimvector(shape, env[r.inputs[i]].sizes());
     if (shape != space) return false;
@@ -401,11 +405,16 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
       base.push_back(static_cast<char*>(const_cast<void*>(t->const_data_ptr())));
       strides.push_back(t->element_size());
     }
-    at::parallel_for(0, c10::multiply_integers(space), at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
-      c10::SmallVector<char*, 8> ptrs(base.size());
-      for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
-      kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
-    });
+    const int64_t numel = c10::multiply_integers(space);
+    if (numel > 0 && numel <= at::internal::GRAIN_SIZE) {  // one chunk: this thread, without parallel_for's set-up
+      kernel(p, FusedRun{base.data(), strides.data(), numel, uniform_values.data()});
+    } else {
+      at::parallel_for(0, numel, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+        c10::SmallVector<char*, 8> ptrs(base.size());
+        for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
+        kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
+      });
+    }
   } else if (run_two_d(kernel, p, space, ops, uniform_values.data())) {
     // done: strided or broadcast operands that coalesce to two dims
   } else {
