@@ -53,11 +53,6 @@ struct Entry {
 
 bool has(G t) { return t.id >= 0; }
 G mul(Graph& g, G a, G b) { return !has(a) ? b : !has(b) ? a : g.mul(a, b); }  // an absent factor is 1
-// x * y + z as one fused multiply-add where the runtime has one (the reference
-// interpreter: at::vec::fmadd, the Add's attr "fma"), as ATen's kernels for
-// lerp, add/sub's alpha, addcmul and tanh_backward compute it; MPSGraph
-// lowers the two ops.
-G fma(Graph& g, G x, G y, G z) { return g.apply(NodeKind::Add, {g.mul(x, y), z}, {{"fma", int64_t{1}}}); }
 G sel(Graph& g, G c, G a, G b) { return g.select(c, a, b); }
 G un(Graph& g, NodeKind kind, G x) { return g.unary(kind, x); }
 G ne(Graph& g, G a, G b) { return g.binary(NodeKind::NotEqual, a, b); }
@@ -65,6 +60,21 @@ G gt0(Graph& g, G x) { return g.gt(x, k(g, 0, x)); }
 G trunc(Graph& g, G x) { return sel(g, g.lt(x, k(g, 0, x)), un(g, NodeKind::Ceil, x), un(g, NodeKind::Floor, x)); }
 G softplus_of(Graph& g, G z) { return log1p(g, un(g, NodeKind::Exp, z)); }
 bool floating(Graph& g, G x) { return graph::is_floating(g.type(x).dtype); }
+// x * y + z; in floating dtypes one fused multiply-add where the runtime has
+// one (the reference interpreter: at::vec::fmadd, the Add's attr "fma"), as
+// ATen's kernels for lerp, add/sub's alpha, addcmul, tanh_backward and
+// silu_backward compute it. MPSGraph lowers the two ops.
+G fma(Graph& g, G x, G y, G z) {
+  if (!floating(g, z)) return g.add(z, g.mul(x, y));
+  return g.apply(NodeKind::Add, {g.mul(x, y), z}, {{"fma", int64_t{1}}});
+}
+// a + alpha * b, or a - alpha * b: ATen's add kernel, fmadd(b, alpha, a) (sub
+// adds -alpha); without alpha, a + b / a - b.
+G add_scaled(Graph& g, G a, G b, G alpha, bool subtract) {
+  if (!has(alpha)) return subtract ? g.sub(a, b) : g.add(a, b);
+  if (!floating(g, a)) return subtract ? g.sub(a, g.mul(b, alpha)) : g.add(a, g.mul(b, alpha));
+  return fma(g, b, subtract ? g.unary(NodeKind::Negative, alpha) : alpha, a);
+}
 // x rounded to the common dtype (attr "common", see rounds_to_common) where
 // ATen's kernel keeps an intermediate in it, back in the compute dtype.
 G in_common_dtype(Graph& g, G x, const GraphSpec& s) {
@@ -330,7 +340,8 @@ const std::vector<Entry>& table() {
       {"sigmoid_backward", 2, {0, 1}, Result::Promoted, {}, {},
        // ATen: (grad * (1 - y)) * y, each step rounded to float16 (its
        // Vectorized<Half> kernel) but computed in float32 for bfloat16
-       E(auto step = [&](G v) { return s.attrs().count("common") && s.str_attr("common") == "float16" ? in_common_dtype(g, v, s) : v; };
+       E(const bool half = s.attrs().count("common") && s.str_attr("common") == "float16";
+         auto step = [&](G v) { return half ? in_common_dtype(g, v, s) : v; };
          return mul(g, step(mul(g, x[0], step(g.sub(k(g, 1, x[1]), x[1])))), x[1]);)},
       {"tanh_backward", 2, {0, 1}, Result::Promoted, {}, {},
        // ATen: grad * (1 - y * y), the parenthesis one fused multiply-add
@@ -339,9 +350,7 @@ const std::vector<Entry>& table() {
       {"silu_backward", 2, {0, 1}, Result::Promoted, {}, {},
        // ATen: grad * s * (1 + x * (1 - s)), the last factor one fused multiply-add
        E(G sg = un(g, NodeKind::Sigmoid, x[1]);
-         G one_minus = g.sub(k(g, 1, sg), sg);
-         G factor = floating(g, x[1]) ? fma(g, x[1], one_minus, k(g, 1, sg)) : g.add(k(g, 1, sg), mul(g, x[1], one_minus));
-         return mul(g, mul(g, x[0], sg), factor);)},
+         return mul(g, mul(g, x[0], sg), fma(g, x[1], g.sub(k(g, 1, sg), sg), k(g, 1, sg)));)},
       {"gelu_backward", 2, {0, 1}, Result::Promoted, {}, {"approximate"},
        E(return gelu_grad_node(g, x[0], x[1], str_attr_or(s, "approximate", "none"));)},
       {"leaky_relu_backward", 3, {0, 1}, Result::Promoted, {}, {"self_is_result"},
@@ -368,15 +377,9 @@ const std::vector<Entry>& table() {
       {"hardshrink_backward", 3, {0, 1}, Result::Promoted, {}, {},
        E(return sel(g, g.le(g.abs(x[1]), x[2]), k(g, 0, x[0]), x[0]);)},
       // --- binary arithmetic ------------------------------------------------------
-      // a + alpha * b is ATen's fmadd(b, alpha, a); a - alpha * b adds -alpha
-      {"add", 3, {0, 1}, Result::Promoted, {}, {},
-       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[1], x[2], x[0]) : g.add(x[0], mul(g, x[1], x[2]));), {2}},
-      {"sub", 3, {0, 1}, Result::Promoted, {}, {},
-       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[1], un(g, NodeKind::Negative, x[2]), x[0])
-                                               : g.sub(x[0], mul(g, x[1], x[2]));), {2}},
-      {"rsub", 3, {0, 1}, Result::Promoted, {}, {},
-       E(return has(x[2]) && floating(g, x[0]) ? fma(g, x[0], un(g, NodeKind::Negative, x[2]), x[1])
-                                               : g.sub(x[1], mul(g, x[0], x[2]));), {2}},
+      {"add", 3, {0, 1}, Result::Promoted, {}, {}, E(return add_scaled(g, x[0], x[1], x[2], false);), {2}},
+      {"sub", 3, {0, 1}, Result::Promoted, {}, {}, E(return add_scaled(g, x[0], x[1], x[2], true);), {2}},
+      {"rsub", 3, {0, 1}, Result::Promoted, {}, {}, E(return add_scaled(g, x[1], x[0], x[2], true);), {2}},
       {"mul", 2, {0, 1}, Result::Promoted, {}, {}, E(return g.type(x[0]).dtype == DType::Bool ? g.logical_and(x[0], x[1]) : mul(g, x[0], x[1]);)},
       {"div", 2, {0, 1}, Result::Float, {}, {"rounding_mode"},
        E(G q = g.div(x[0], x[1]);
@@ -412,8 +415,7 @@ const std::vector<Entry>& table() {
          return sel(g, g.lt(g.abs(x[2]), k(g, 0.5, x[2])), lo, hi);)},
       // ATen: self + value * t1 * t2 (contracted: fmadd(value * t1, t2, self)), self + value * t1 / t2
       {"addcmul", 4, {0, 1, 2}, Result::Promoted, {}, {},
-       E(G vt1 = mul(g, x[3], x[1]);
-         return floating(g, x[0]) ? fma(g, vt1, x[2], x[0]) : g.add(x[0], g.mul(vt1, x[2]));), {3}},
+       E(return fma(g, mul(g, x[3], x[1]), x[2], x[0]);), {3}},
       {"addcdiv", 4, {0, 1, 2}, Result::Promoted, {}, {}, E(return g.add(x[0], g.div(mul(g, x[3], x[1]), x[2]));), {3}},
       // --- comparisons and logic --------------------------------------------------
       {"eq", 2, {0, 1}, Result::Bool, {}, {}, E(return g.binary(NodeKind::Equal, x[0], x[1]);)},

@@ -267,14 +267,14 @@ class ReferenceExecutable final : public Executable {
     NewOutput memory = [st = &state](at::IntArrayRef sizes, at::ScalarType dtype) {
       const int out = st->self->into_output_[st->id];
       if (out < 0 || out == st->id) return on_host((*st->new_output)(st->id, sizes, dtype));
-      at::Tensor memory = on_host((*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype));
+      at::Tensor output = on_host((*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype));
       // A CPU view made for this call alone (of device memory) takes the
       // node's sizes itself: no second view.
-      if (memory.use_count() == 1 && memory.is_contiguous() && c10::multiply_integers(sizes) == memory.numel()) {
-        memory.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
-        return memory;
+      if (output.use_count() == 1 && output.is_contiguous() && c10::multiply_integers(sizes) == output.numel()) {
+        output.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
+        return output;
       }
-      return at::native::view(memory, sizes);
+      return at::native::view(output, sizes);
     };
     switch (n.kind) {
       case NodeKind::Kernel:

@@ -45,17 +45,14 @@ int64_t block_size(int num_regs, int64_t element_size) {
 // The vm* forms take ATen's mode (kAtenVmlMode): without it, NaN results
 // (sqrt or log of negatives) take MKL's error path, 10x slower than torch's.
 template <typename T>
-using VmlFn = VmlFunction<T>;
-
-template <typename T>
-VmlFn<T> vml_function(NodeKind kind) {
+VmlFunction<T> vml_function(NodeKind kind) {
   static const auto table = [] {
-    std::array<VmlFn<T>, graph::kNumNodeKinds> t{};
+    std::array<VmlFunction<T>, graph::kNumNodeKinds> t{};
     const std::string prefix = std::is_same_v<T, float> ? "vms" : "vmd";
     for (auto [k, name] : {std::pair{NodeKind::Tanh, "Tanh"}, {NodeKind::Exp, "Exp"}, {NodeKind::Erf, "Erf"},
                            {NodeKind::Log, "Ln"}, {NodeKind::Sin, "Sin"}, {NodeKind::Cos, "Cos"},
                            {NodeKind::Sqrt, "Sqrt"}})
-      t[static_cast<size_t>(k)] = reinterpret_cast<VmlFn<T>>(torch_cpu_symbol((prefix + name).c_str()));
+      t[static_cast<size_t>(k)] = reinterpret_cast<VmlFunction<T>>(torch_cpu_symbol((prefix + name).c_str()));
     return t;
   }();
   return table[static_cast<size_t>(kind)];
@@ -389,7 +386,7 @@ class Interpreter {
     Operand<T> b = in.src[1] >= 0 ? operand(in.src[1]) : a;
     const Vec zero(T(0)), one(T(1));
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      if (VmlFn<T> f = a.uniform ? nullptr : vml_function<T>(in.kind)) return f(m, a.p, d, kAtenVmlMode);
+      if (VmlFunction<T> f = a.uniform ? nullptr : vml_function<T>(in.kind)) return f(m, a.p, d, kAtenVmlMode);
     }
     switch (in.kind) {
       case NodeKind::Constant: {
@@ -477,7 +474,7 @@ class Interpreter {
     if (k == T(3)) return map1([](Vec v) { return v * v * v; }, m, d, x);
     if (k == T(0.5)) {  // ATen's sqrt kernel, VML's where torch has it
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>)
-        if (VmlFn<T> f = x.uniform ? nullptr : vml_function<T>(NodeKind::Sqrt)) return f(m, x.p, d, kAtenVmlMode);
+        if (VmlFunction<T> f = x.uniform ? nullptr : vml_function<T>(NodeKind::Sqrt)) return f(m, x.p, d, kAtenVmlMode);
       return map1([](Vec v) { return v.sqrt(); }, m, d, x);
     }
     if (k == T(-0.5)) return map1([](Vec v) { return v.rsqrt(); }, m, d, x);

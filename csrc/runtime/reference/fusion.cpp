@@ -294,7 +294,7 @@ using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
 // so does the interpreter: its AVX-512 build was up to 25% slower than ATen's
 // add over [256, 256] floats on a Sapphire Rapids Xeon, the AVX2 build within 5%.
 KernelFn select_kernel() {
-#if defined(MPS_EXT_HAVE_AVX512)
+#if defined(MPS_EXT_HAVE_AVX2)
   if (cpu_capability() != CpuCapability::Default) return &AVX2::run_fused;
 #endif
   return &DEFAULT::run_fused;
