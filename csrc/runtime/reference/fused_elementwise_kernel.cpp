@@ -71,6 +71,10 @@ bool mask_set(T v) {
   return std::memcmp(&v, &zero, sizeof(T)) != 0;
 }
 
+// Two vectors per loop iteration, as ATen's VectorizedLoop2d: a one-op pass
+// is three vector instructions and three of loop control per vector otherwise.
+#define MPS_EXT_TWO_VECTORS _Pragma("GCC unroll 2")
+
 template <typename T>
 struct Operand {
   using Vec = at::vec::Vectorized<T>;
@@ -83,7 +87,7 @@ struct Operand {
 template <typename T, typename F>
 void map1(F f, int64_t m, T* dst, const Operand<T>& a) {
   using Vec = at::vec::Vectorized<T>;
-  for (int64_t i = 0; i < m; i += Vec::size()) f(a.at(i)).store(dst + i);
+  MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(a.at(i)).store(dst + i);
 }
 
 template <typename T, typename F>
@@ -91,15 +95,15 @@ void map2(F f, int64_t m, T* dst, const Operand<T>& a, const Operand<T>& b) {
   using Vec = at::vec::Vectorized<T>;
   // Hoist the uniform checks out of the hot loop.
   if (!a.uniform && !b.uniform) {
-    for (int64_t i = 0; i < m; i += Vec::size())
+    MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size())
       f(Vec::loadu(a.p + i), Vec::loadu(b.p + i)).store(dst + i);
   } else if (a.uniform && !b.uniform) {
-    for (int64_t i = 0; i < m; i += Vec::size()) f(a.v, Vec::loadu(b.p + i)).store(dst + i);
+    MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(a.v, Vec::loadu(b.p + i)).store(dst + i);
   } else if (!a.uniform && b.uniform) {
-    for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(a.p + i), b.v).store(dst + i);
+    MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(a.p + i), b.v).store(dst + i);
   } else {
     Vec r = f(a.v, b.v);
-    for (int64_t i = 0; i < m; i += Vec::size()) r.store(dst + i);
+    MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) r.store(dst + i);
   }
 }
 
@@ -391,7 +395,7 @@ class Interpreter {
     switch (in.kind) {
       case NodeKind::Constant: {
         Vec v(static_cast<T>(in.value));
-        for (int64_t i = 0; i < m; i += Vec::size()) v.store(d + i);
+        MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) v.store(d + i);
         return;
       }
       case NodeKind::Cast: return cast_block(p_.reg_dtype[in.src[0]], in.dtype, a, m, d);
@@ -446,13 +450,13 @@ class Interpreter {
         if (in.compare != NodeKind::Identity) return compare_select(in, m, d, a, b);
         Operand<T> p = a, t = b, f = operand(in.src[2]);
         if (p.uniform) {  // rare: pick per element with the general path
-          for (int64_t i = 0; i < m; i += Vec::size()) Vec::blendv(f.at(i), t.at(i), p.v).store(d + i);
+          MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) Vec::blendv(f.at(i), t.at(i), p.v).store(d + i);
         } else if (t.uniform) {  // the common "x if cond else constant" shapes
           map2([tv = t.v](Vec c, Vec y) { return Vec::blendv(y, tv, c); }, m, d, p, f);
         } else if (f.uniform) {
           map2([fv = f.v](Vec c, Vec y) { return Vec::blendv(fv, y, c); }, m, d, p, t);
         } else {
-          for (int64_t i = 0; i < m; i += Vec::size())
+          MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size())
             Vec::blendv(Vec::loadu(f.p + i), Vec::loadu(t.p + i), Vec::loadu(p.p + i)).store(d + i);
         }
         return;
@@ -491,14 +495,14 @@ class Interpreter {
   template <typename F>
   void multiply_add(int64_t m, T* d, const Operand<T>& x, const Operand<T>& y, const Operand<T>& z, F f) {
     if (x.uniform && !y.uniform && !z.uniform) {
-      for (int64_t i = 0; i < m; i += Vec::size()) f(x.v, Vec::loadu(y.p + i), Vec::loadu(z.p + i)).store(d + i);
+      MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(x.v, Vec::loadu(y.p + i), Vec::loadu(z.p + i)).store(d + i);
     } else if (!x.uniform && y.uniform && !z.uniform) {
-      for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(x.p + i), y.v, Vec::loadu(z.p + i)).store(d + i);
+      MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(Vec::loadu(x.p + i), y.v, Vec::loadu(z.p + i)).store(d + i);
     } else if (!x.uniform && !y.uniform && !z.uniform) {
-      for (int64_t i = 0; i < m; i += Vec::size())
+      MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size())
         f(Vec::loadu(x.p + i), Vec::loadu(y.p + i), Vec::loadu(z.p + i)).store(d + i);
     } else {
-      for (int64_t i = 0; i < m; i += Vec::size()) f(x.at(i), y.at(i), z.at(i)).store(d + i);
+      MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size()) f(x.at(i), y.at(i), z.at(i)).store(d + i);
     }
   }
 
@@ -523,7 +527,7 @@ class Interpreter {
   void compare_select(const FusedInstr& in, int64_t m, T* d, const Operand<T>& a, const Operand<T>& b) {
     Operand<T> t = operand(in.src[2]), f = operand(in.src[3]);
     auto run = [&](auto cmp) {
-      for (int64_t i = 0; i < m; i += Vec::size())
+      MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size())
         Vec::blendv(f.at(i), t.at(i), cmp(a.at(i), b.at(i))).store(d + i);
     };
     switch (in.compare) {
