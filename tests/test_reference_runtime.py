@@ -82,6 +82,42 @@ def test_select_logic_and_casts():
     assert torch.equal(fused[0], unfused[0]) and torch.equal(fused[1], unfused[1])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [[], [1, 1]])
+def test_single_element_graph_is_one_region(shape, dtype):
+    # 0-d math (clip_grad_norm_'s clip coefficient, clamp of a 0-d tensor) is
+    # one pass of one element, not one ATen op per node.
+    g = Graph()
+    x = g.placeholder(shape, dtype, "x")
+    hi = g.placeholder(shape, dtype, "hi")
+    clamped = g.select(g.logical_or(g.greater(x, hi), g.isnan(hi)), hi, x)
+    g.output(g.divide(g.constant(1.0, dtype), g.add(clamped, g.constant(1e-6, dtype))))
+    g.output(g.greater(x, hi))  # a bool output too
+    assert _fusion_plan(g) == [[2, 3, 4, 5, 6, 7, 8, 9], [10]]  # two independent chains
+    for xv, hv in [(3.0, 1.0), (0.25, 1.0), (float("nan"), 1.0), (0.5, float("nan")), (-0.0, float("inf"))]:
+        inputs = [torch.tensor(xv, dtype=dtype).reshape(shape), torch.tensor(hv, dtype=dtype).reshape(shape)]
+        fused, unfused = run_both(g, inputs)
+        for f, u in zip(fused, unfused):
+            assert f.shape == u.shape == torch.Size(shape) and f.dtype == u.dtype
+            close(f, u, dtype)
+
+
+def test_single_element_outputs_of_different_ranks():
+    # Outputs of one region that do not span one iteration space ([] and [1])
+    # run node by node.
+    g = Graph()
+    x = g.placeholder([], torch.float32, "x")
+    y = g.placeholder([1], torch.float32, "y")
+    e = g.exp(x)
+    g.output(e)
+    g.output(g.add(e, y))
+    assert _fusion_plan(g) == [[2, 3]]
+    fused, unfused = run_both(g, [torch.tensor(0.5), torch.tensor([2.0])])
+    assert [f.shape for f in fused] == [torch.Size([]), torch.Size([1])]
+    torch.testing.assert_close(fused[0], torch.tensor(0.5).exp())
+    torch.testing.assert_close(fused[1], torch.tensor([0.5]).exp() + 2)
+
+
 @pytest.mark.parametrize(
     "a_shape, b_shape",
     [((4, 1), (1, 5)), ((3, 1, 2), (2,)), ((6,), (1,)), ((0, 3), (1, 3)), ((2, 3), (2, 3))],

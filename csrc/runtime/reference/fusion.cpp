@@ -223,15 +223,18 @@ Plan plan_fusion(const graph::Graph& g) {
       bool streams = std::any_of(nodes.begin(), nodes.end(), [&](int id) { return !uniform[id]; });
       // A single streaming node is a region too: one pass straight into its
       // output's memory, without ATen's TensorIterator setup per call.
-      if (!streams) {
-        for (int id : nodes) plan.steps.push_back({id, -1});
-        return;
-      }
       FusedRegion r;
       r.nodes = nodes;
       wire_region(g, r, users);
+      if (!streams && r.inputs.empty()) {  // constants only: precomputed once
+        for (int id : nodes) plan.steps.push_back({id, -1});
+        return;
+      }
+      // A region of single elements only (0-d math: clip_grad_norm_'s clip
+      // coefficient, a loss's scale) is one pass of one element: its outputs
+      // are the iteration space, where ATen would run one op per node.
       for (int out : r.outputs) {
-        if (uniform[out]) {
+        if (streams && uniform[out]) {
           can_fuse[out] = false;
           changed = true;
         }
