@@ -70,8 +70,8 @@ void register_family(torch::Library& m, const char* family, const std::vector<st
   }
 }
 
-void register_op(torch::Library& m, const char* op, BoxedKernel kernel) {
-  m.impl(op, torch::CppFunction::makeFromBoxedFunctor(std::make_unique<FamilyKernel>(kernel)));
+void register_op(torch::Library& m, const char* op, KernelFactory kernel) {
+  m.impl(op, kernel(op));
   std::lock_guard<std::mutex> lock(registry_mutex());
   registry().push_back(op);
 }

@@ -43,8 +43,10 @@ using SchemaFilter = bool (*)(const c10::FunctionSchema&);
 void register_family(torch::Library& m, const char* family, const std::vector<std::string>& base_names,
                      SchemaFilter accept, BoxedKernel kernel);
 
-// Registers one boxed kernel for one overload ("name.overload"); recorded too.
-void register_op(torch::Library& m, const char* op, BoxedKernel kernel);
+// Registers one typed kernel (a Row's, made by guarded()) for one overload
+// ("name.overload"); recorded too.
+using KernelFactory = torch::CppFunction (*)(const char* op);
+void register_op(torch::Library& m, const char* op, KernelFactory kernel);
 
 // Every aten overload registered natively, "name.overload" (for the README list).
 std::vector<std::string> native_ops();
@@ -74,30 +76,49 @@ inline void require(bool ok) {
   if (!ok) throw std::domain_error("fallback");
 }
 
-// Each typed kernel runs boxed through this wrapper: when it meets an input it
-// has no graph for (require() throws before anything is written), the
-// arguments are still on the stack and the call goes to the CPU fallback.
+// Each typed kernel is registered unboxed through this functor: the
+// dispatcher calls it with the op's arguments as they are (no IValue stack,
+// no copies of the tensors). When the kernel meets an input it has no graph
+// for (require() throws before anything is written), the untouched arguments
+// are boxed and go to the CPU fallback.
 template <class FuncType, FuncType* func>
-inline void guarded(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
-  using Functor = typename c10::impl::WrapFunctionIntoFunctor<c10::CompileTimeFunctionPointer<FuncType, func>>::type;
-  static Functor functor;
-  // The graph's ATen calls on CPU aliases must not see the thread's CPU
-  // autocast state (the device op is already past its own autocast handling).
-  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  // Unboxing moves arguments out of the stack: keep a copy for the fallback.
-  const size_t n = op.schema().arguments().size();
-  std::vector<c10::IValue> args(stack->end() - n, stack->end());
-  try {
-    c10::impl::make_boxed_from_unboxed_functor<Functor, false>::call(&functor, op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), stack);
-  } catch (const std::domain_error&) {
-    std::copy(args.begin(), args.end(), stack->end() - n);
+struct Guarded;
+template <class Ret, class... Args, Ret (*func)(Args...)>
+struct Guarded<Ret(Args...), func> {
+  static torch::CppFunction kernel(c10::OperatorHandle op) {
+    return torch::CppFunction([op](Args... args) -> Ret {
+      {
+        // The graph's ATen calls on CPU aliases must not see the thread's CPU
+        // autocast state (the device op is already past its own autocast handling).
+        c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+        try {
+          return func(args...);
+        } catch (const std::domain_error&) {
+        }
+      }
+      return c10::impl::BoxedKernelWrapper<Ret(Args...)>::call(
+          c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
+          args...);
+    });
+  }
+  static void boxed_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
     fallback(op, stack);
   }
+};
+
+// The unboxed kernel of aten op `name` ("scatter.src") running `func`.
+template <class FuncType, FuncType* func>
+torch::CppFunction guarded(const char* name) {
+  std::string full(name);
+  const size_t dot = full.find('.');
+  const std::string overload = dot == std::string::npos ? "" : full.substr(dot + 1);
+  return Guarded<FuncType, func>::kernel(
+      c10::Dispatcher::singleton().findSchemaOrThrow(("aten::" + full.substr(0, dot)).c_str(), overload.c_str()));
 }
 
 struct Row {
   const char* op;
-  BoxedKernel kernel;
+  KernelFactory kernel;
 };
 #define MPS_EXT_ATEN_ROW(name, fn) ::mps_ext::ops::aten::Row{name, &::mps_ext::ops::aten::guarded<decltype(fn), fn>}
 
