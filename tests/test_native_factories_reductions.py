@@ -113,3 +113,22 @@ def test_repeat_and_unfold_are_native():
     base = x.to(DEV)
     view = base.unfold(1, 2, 1)
     assert view.untyped_storage().data_ptr() == base.untyped_storage().data_ptr()  # a view, not a copy
+
+
+@pytest.mark.parametrize("dtype, value", [
+    (torch.int64, 2**62 + 1), (torch.int64, -(2**63)), (torch.int32, -7), (torch.float32, -0.0),
+    (torch.float32, float("nan")), (torch.float16, float("-inf")), (torch.bfloat16, 3.0e38), (torch.float64, 0.1),
+    (torch.bool, True), (torch.uint8, 255),
+])
+@pytest.mark.parametrize("shape", [(3, 5), (0, 4), ()])
+def test_full_and_fill_are_exact(dtype, value, shape):
+    # One value everywhere is ATen's fill_ with that value: integers beyond
+    # 2**53 and -0.0 keep every bit.
+    def bits(t):
+        return t.reshape(-1).view(torch.uint8)
+
+    expected = torch.full(shape, value, dtype=dtype)
+    assert torch.equal(bits(torch.full(shape, value, dtype=dtype, device=DEV).cpu()), bits(expected))
+    filled = torch.empty(shape, dtype=dtype, device=DEV).fill_(value)
+    assert torch.equal(bits(filled.cpu()), bits(expected))
+    assert torch.equal(bits(torch.zeros(shape, dtype=dtype, device=DEV).fill_(value).cpu()), bits(expected))

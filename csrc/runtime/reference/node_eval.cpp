@@ -3,7 +3,10 @@
 #include "runtime/reference/node_eval.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ops/_local_scalar_dense_native.h>
 #include <ATen/ops/view_native.h>
+
+#include <algorithm>
 
 #include <array>
 
@@ -144,12 +147,18 @@ at::Tensor concat_into(const Node& n, const Args& a, const NewOutput& new_output
   return out;
 }
 
-// One value everywhere (fill_, zeros, full): a fill, not a strided copy.
+// One value everywhere (fill_, zeros, full): ATen's fill_ with that value
+// (no expanded view, no copy), else a strided copy.
 at::Tensor broadcast_into(const Node& n, const Args& a, const NewOutput& new_output) {
-  at::Tensor value = a[0].expand(n.ints_attr("shape"));
+  const std::vector<int64_t>& shape = n.ints_attr("shape");
+  if (a[0].numel() == 1 && std::all_of(shape.begin(), shape.end(), [](int64_t d) { return d >= 0; })) {
+    at::Tensor out = new_output(shape, a[0].scalar_type());
+    out.fill_(at::native::_local_scalar_dense_cpu(on_host(a[0])));
+    return out;
+  }
+  at::Tensor value = a[0].expand(shape);
   at::Tensor out = new_output(value.sizes(), value.scalar_type());
-  if (a[0].numel() == 1) out.fill_(a[0].reshape({}));
-  else out.copy_(value);
+  out.copy_(value);
   return out;
 }
 
