@@ -473,6 +473,7 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
       });
       r = same != out_state.allocated.end() ? *same : (outputs ? r : result_to_device(std::move(r)));
     }
+    reference::release_cpu_views();
   } else {
     OutputAllocator allocate;
     if (outputs) allocate = caller_output;

@@ -133,3 +133,22 @@ def test_gpu_fence_reuses_freed_blocks_only_after_a_later_synchronize():
     before, after, freed_during, pending_active = torch.ops.mps_ext._device_allocator_fence_check()
     assert (before, after, freed_during) == (0, 1, 0)
     assert pending_active == 1024  # the pending block still counts as active
+
+
+@pytest.mark.parametrize("op", [
+    lambda x, w, b: x @ w,  # a kernel node: CPU views of the device tensors for ATen
+    lambda x, w, b: torch.addmm(b, x, w),
+    lambda x, w, b: torch.cat([x, w], 0),
+    lambda x, w, b: (x * 2).sum(0),  # a fused region, then a reduction
+    lambda x, w, b: torch.nn.functional.layer_norm(x, (256,)),
+])
+def test_op_results_and_inputs_are_freed(op):
+    # The CPU views ATen computes on are recycled between ops; they must not
+    # keep freed device memory alive.
+    torch.mpsgraph.synchronize()
+    before = torch.mpsgraph.memory_allocated()
+    x, w, b = (torch.randn(s, device=DEV) for s in ((256, 256), (256, 256), (256,)))
+    y = op(x, w, b)
+    assert torch.mpsgraph.memory_allocated() > before
+    del x, w, b, y
+    assert torch.mpsgraph.memory_allocated() == before

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/ops/view_native.h>
 
+#include <array>
 #include <mutex>
 #include <unordered_map>
 
@@ -328,10 +329,64 @@ class ReferenceExecutable final : public Executable {
 };
 }  // namespace
 
+namespace {
+// The CPU views on_host makes, recycled per thread: a free slot's TensorImpl
+// and StorageImpl are re-pointed at the next device tensor instead of
+// allocating and freeing a storage, a tensor and a version counter per operand
+// of every ATen call (mm: three). A slot is free when only the pool holds it;
+// release_cpu_views() lets go of free slots' device memory.
+class CpuViews {
+ public:
+  at::Tensor view(const at::Tensor& t) {
+    for (at::Tensor& slot : slots_) {
+      if (!slot.defined()) {
+        slot = device::cpu_alias(t);
+        return slot;
+      }
+      if (free(slot)) {
+        repoint(slot, t);
+        return slot;
+      }
+    }
+    return device::cpu_alias(t);  // every slot in use: an unpooled view
+  }
+  void release() {
+    for (at::Tensor& slot : slots_)
+      if (slot.defined() && free(slot) && slot.storage().data()) {
+        c10::StorageImpl* s = slot.storage().unsafeGetStorageImpl();
+        s->set_data_ptr_noswap(c10::DataPtr(nullptr, c10::Device(c10::kCPU)));
+        s->set_nbytes(0);
+      }
+  }
+
+ private:
+  static bool free(const at::Tensor& slot) { return slot.use_count() == 1 && slot.storage().use_count() == 1; }
+  static void repoint(at::Tensor& slot, const at::Tensor& t) {
+    const c10::Storage& memory = t.storage();
+    c10::StorageImpl* keep = memory.unsafeGetStorageImpl();  // kept alive by the view, as cpu_alias does
+    c10::raw::intrusive_ptr::incref(keep);
+    c10::StorageImpl* s = slot.storage().unsafeGetStorageImpl();
+    s->set_data_ptr_noswap(c10::DataPtr(const_cast<void*>(memory.data()), keep,
+                                        [](void* ctx) { c10::raw::intrusive_ptr::decref(static_cast<c10::StorageImpl*>(ctx)); },
+                                        c10::Device(c10::kCPU)));
+    s->set_nbytes(memory.nbytes());
+    c10::TensorImpl* impl = slot.unsafeGetTensorImpl();
+    if (impl->dtype() != t.dtype()) impl->set_storage_and_dtype(slot.storage(), t.dtype());
+    impl->set_sizes_and_strides(t.sizes(), t.strides(), t.storage_offset());
+    impl->_set_conj(t.is_conj());
+    impl->_set_neg(t.is_neg());
+  }
+  std::array<at::Tensor, 8> slots_;
+};
+thread_local CpuViews cpu_views;
+}  // namespace
+
 at::Tensor on_host(const at::Tensor& t) {
   if (!t.defined() || t.device().type() != c10::DeviceType::PrivateUse1) return t;
-  return device::cpu_alias(t);
+  return cpu_views.view(t);
 }
+
+void release_cpu_views() { cpu_views.release(); }
 
 CpuCapability cpu_capability() {
   // ATen's own choice (honours ATEN_CPU_CAPABILITY), so we vectorize like it.

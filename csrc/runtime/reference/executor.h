@@ -20,6 +20,9 @@ std::unique_ptr<Executable> compile(std::shared_ptr<const graph::Graph> graph, b
 // a CPU kernel gets this CPU view of them (other tensors pass through).
 // Graph outputs may be device tensors from the caller's OutputAllocator.
 at::Tensor on_host(const at::Tensor& t);
+// Drops the device memory that this thread's recycled CPU views no longer in
+// use still point at (called when a graph run's results are settled).
+void release_cpu_views();
 
 // One node, evaluated with ATen: `args` are the values of node.inputs.
 at::Tensor eval_node(const graph::Node& node, const std::vector<at::Tensor>& args);
