@@ -338,6 +338,7 @@ namespace {
 class CpuViews {
  public:
   at::Tensor view(const at::Tensor& t) {
+    used_ = true;
     for (at::Tensor& slot : slots_) {
       if (!slot.defined()) {
         slot = device::cpu_alias(t);
@@ -351,12 +352,18 @@ class CpuViews {
     return device::cpu_alias(t);  // every slot in use: an unpooled view
   }
   void release() {
-    for (at::Tensor& slot : slots_)
-      if (slot.defined() && free(slot) && slot.storage().data()) {
-        c10::StorageImpl* s = slot.storage().unsafeGetStorageImpl();
-        s->set_data_ptr_noswap(c10::DataPtr(nullptr, c10::Device(c10::kCPU)));
-        s->set_nbytes(0);
+    if (!used_) return;  // most runs (fused regions) make no view
+    used_ = false;
+    for (at::Tensor& slot : slots_) {
+      if (!slot.defined() || !slot.storage().data()) continue;
+      if (!free(slot)) {  // still held (a result's view): look again at the next release
+        used_ = true;
+        continue;
       }
+      c10::StorageImpl* s = slot.storage().unsafeGetStorageImpl();
+      s->set_data_ptr_noswap(c10::DataPtr(nullptr, c10::Device(c10::kCPU)));
+      s->set_nbytes(0);
+    }
   }
 
  private:
@@ -377,6 +384,7 @@ class CpuViews {
     impl->_set_neg(t.is_neg());
   }
   std::array<at::Tensor, 8> slots_;
+  bool used_ = false;  // a view was made since the last release()
 };
 thread_local CpuViews cpu_views;
 }  // namespace
