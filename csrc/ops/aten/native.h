@@ -87,14 +87,13 @@ template <class Ret, class... Args, Ret (*func)(Args...)>
 struct Guarded<Ret(Args...), func> {
   static torch::CppFunction kernel(c10::OperatorHandle op) {
     return torch::CppFunction([op](Args... args) -> Ret {
-      {
-        // The graph's ATen calls on CPU aliases must not see the thread's CPU
-        // autocast state (the device op is already past its own autocast handling).
-        c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-        try {
-          return func(args...);
-        } catch (const std::domain_error&) {
-        }
+      // The graph's ATen calls on CPU aliases (and the fallback's CPU op) must
+      // not see the thread's CPU autocast state (the device op is already past
+      // its own autocast handling).
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+      try {
+        return func(args...);
+      } catch (const std::domain_error&) {
       }
       return c10::impl::BoxedKernelWrapper<Ret(Args...)>::call(
           c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
