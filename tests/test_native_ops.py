@@ -895,3 +895,25 @@ def test_vector_math_matches_torch_bit_for_bit(name, dtype):
     got = fn(x.to(DEV)).cpu()
     assert torch.equal(got.isnan(), expected.isnan())
     assert torch.equal(got.nan_to_num(), expected.nan_to_num()), f"{int((got != expected).sum())} elements differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("rows", [1, 3, 37, 300])
+def test_short_strided_rows_match_cpu(rows, dtype):
+    # Row views of a wider tensor (an LSTM's gate chunks) and broadcast
+    # columns: the fused pass packs many short rows into one block.
+    torch.manual_seed(0)
+    g, col = torch.randn(rows, 256).to(dtype), torch.randn(rows, 1).to(dtype)
+    gd, cd = g.to(DEV), col.to(DEV)
+    cases = [
+        lambda a, c: torch.sigmoid(a.chunk(4, 1)[1]),
+        lambda a, c: a.chunk(4, 1)[2] * c + 1,
+        lambda a, c: torch.where(a.chunk(4, 1)[0] > 0, a.chunk(4, 1)[3], c),
+        lambda a, c: a[:, ::3] - c,
+        lambda a, c: torch.tanh(a[:, 5:70]) * a[:, 100:165],
+    ]
+    for f in cases:
+        got, want = f(gd, cd).cpu(), f(g, col)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        exact = dtype in (torch.float32, torch.float64)
+        torch.testing.assert_close(got, want, atol=0 if exact else None, rtol=0 if exact else None)

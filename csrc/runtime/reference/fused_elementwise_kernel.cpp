@@ -108,7 +108,14 @@ void map2(F f, int64_t m, T* dst, const Operand<T>& a, const Operand<T>& b) {
 }
 
 template <typename T>
+constexpr DType dtype_of();
+
+template <typename T>
 void load_block(DType dtype, const char* base, int64_t stride, int64_t m, T* dst) {
+  if (dtype == dtype_of<T>() && stride == static_cast<int64_t>(sizeof(T))) {
+    std::memcpy(dst, base, m * sizeof(T));
+    return;
+  }
   switch (dtype) {
     case DType::Float32:
       for (int64_t i = 0; i < m; ++i) dst[i] = static_cast<T>(*reinterpret_cast<const float*>(base + i * stride));
@@ -234,6 +241,7 @@ class Interpreter {
       uval_[in.dst] = Vec::loadu(ptr_[in.dst]);
     }
     drop_untaken_branches();
+    if (run.rows > 1 && 2 * run.n <= block_) return run_short_rows(run);
     const size_t num_operands = p_.output_regs.size() + p_.input_operand.size();
     c10::SmallVector<char*, 8> data(run.data, run.data + num_operands);
     for (int64_t row = 0; row < run.rows; ++row) {
@@ -298,6 +306,30 @@ class Interpreter {
       for (const FusedInstr* in : block_instrs_) exec(*in, mpad);
       for (const Operand_& o : outputs_)
         if (!out_[o.reg]) store_block(p_.reg_dtype[o.reg], ptr_[o.reg], m, data[o.k] + off * strides[o.k], strides[o.k]);
+    }
+  }
+
+  // Rows much shorter than a block (an LSTM gate's [16, 64] view of a wider
+  // tensor): as many rows as fit are packed into each register's block, so
+  // the program runs once per block instead of once per row.
+  void run_short_rows(const FusedRun& run) {
+    const int64_t V = Vec::size(), n = run.n, per_block = block_ / n;
+    for (int64_t first = 0; first < run.rows; first += per_block) {
+      const int64_t count = std::min(per_block, run.rows - first);
+      const int64_t m = count * n, mpad = (m + V - 1) / V * V;
+      for (const Operand_& o : streamed_) {
+        uniform_[o.reg] = 0;  // a row-uniform input (a broadcast column) is expanded
+        T* dst = ptr_[o.reg] = scratch_ + o.reg * (block_ + kPad);
+        for (int64_t j = 0; j < count; ++j)
+          load_block(p_.reg_dtype[o.reg], run.data[o.k] + (first + j) * run.outer_strides[o.k], run.strides[o.k], n,
+                     dst + j * n);
+      }
+      for (const Operand_& o : outputs_) out_[o.reg] = nullptr;
+      for (const FusedInstr* in : block_instrs_) exec(*in, mpad);
+      for (const Operand_& o : outputs_)
+        for (int64_t j = 0; j < count; ++j)
+          store_block(p_.reg_dtype[o.reg], ptr_[o.reg] + j * n, n,
+                      run.data[o.k] + (first + j) * run.outer_strides[o.k], run.strides[o.k]);
     }
   }
 
