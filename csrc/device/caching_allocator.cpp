@@ -89,7 +89,7 @@ c10::DataPtr CachingAllocator::allocate(size_t bytes) {
   if (bytes == 0) return {nullptr, dev};
   const size_t size = round_size(bytes);
   std::unique_lock<std::mutex> lock(mutex_);
-  recycle_pending();
+  if (!pending_.empty()) recycle_pending();
   Block* b = take_cached(size);
   if (b == nullptr) {
     void* p = raw_->allocate(size);
@@ -161,9 +161,14 @@ void CachingAllocator::free(Block* b) {
   stat_free(stats_.allocation, *b, 1);
   stat_free(stats_.allocated_bytes, *b, b->size);
   stat_free(stats_.requested_bytes, *b, b->requested);
+  if (!asynchronous_) {  // every op finished when it returned: reusable now
+    stat_free(stats_.active, *b, 1);
+    stat_free(stats_.active_bytes, *b, b->size);
+    cache(b);
+    return;
+  }
   b->fence = epoch_.load();
   pending_.push_back(b);
-  if (!asynchronous_) completed_ = epoch_.load();  // every op finished when it returned
   recycle_pending();
 }
 
