@@ -338,32 +338,30 @@ namespace {
 class CpuViews {
  public:
   at::Tensor view(const at::Tensor& t) {
-    used_ = true;
-    for (at::Tensor& slot : slots_) {
-      if (!slot.defined()) {
-        slot = device::cpu_alias(t);
-        return slot;
-      }
-      if (free(slot)) {
-        repoint(slot, t);
-        return slot;
-      }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      at::Tensor& slot = slots_[i];
+      if (slot.defined() && !free(slot)) continue;
+      if (slot.defined()) repoint(slot, t);
+      else slot = device::cpu_alias(t);
+      held_ = std::max(held_, i + 1);
+      return slot;
     }
     return device::cpu_alias(t);  // every slot in use: an unpooled view
   }
   void release() {
-    if (!used_) return;  // most runs (fused regions) make no view
-    used_ = false;
-    for (at::Tensor& slot : slots_) {
-      if (!slot.defined() || !slot.storage().data()) continue;
+    size_t still_held = 0;  // most runs (fused regions) made no view: nothing to scan
+    for (size_t i = 0; i < held_; ++i) {
+      at::Tensor& slot = slots_[i];
+      if (!slot.storage().data()) continue;
       if (!free(slot)) {  // still held (a result's view): look again at the next release
-        used_ = true;
+        still_held = i + 1;
         continue;
       }
       c10::StorageImpl* s = slot.storage().unsafeGetStorageImpl();
       s->set_data_ptr_noswap(c10::DataPtr(nullptr, c10::Device(c10::kCPU)));
       s->set_nbytes(0);
     }
+    held_ = still_held;
   }
 
  private:
@@ -384,7 +382,7 @@ class CpuViews {
     impl->_set_neg(t.is_neg());
   }
   std::array<at::Tensor, 8> slots_;
-  bool used_ = false;  // a view was made since the last release()
+  size_t held_ = 0;  // slots [0, held_) may point at device memory
 };
 thread_local CpuViews cpu_views;
 }  // namespace
