@@ -327,6 +327,17 @@ def test_matmul_family(i):
 def test_matmul_errors():
     with pytest.raises(RuntimeError, match="cannot be multiplied"):
         torch.mm(torch.ones(2, 3, device=DEV), torch.ones(4, 2, device=DEV))
+    with pytest.raises(RuntimeError, match="expanded size"):  # torch's words for a bias that does not broadcast
+        torch.addmm(torch.ones(3, device=DEV), torch.ones(4, 5, device=DEV), torch.ones(5, 8, device=DEV))
+
+
+@pytest.mark.parametrize("bias_shape", [(8,), (1, 8), (4, 1), (), (4, 8)])
+@pytest.mark.parametrize("beta, alpha", [(1, 1), (0.5, 2), (0, 1)])
+@pytest.mark.parametrize("k", [5, 0])
+def test_addmm_broadcasts_its_bias(bias_shape, beta, alpha, k):
+    # The bias enters the graph as it is (a Linear's [n]); beta=0 ignores it, NaN included.
+    bias = torch.randn(bias_shape) if beta else torch.full(bias_shape, float("nan"))
+    check(lambda c, a, b: torch.addmm(c, a, b, beta=beta, alpha=alpha), bias, rnd(4, k), rnd(k, 8), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -5,6 +5,7 @@
 // scatters (index_select, embedding, gather, ...) live in indexing.cpp.
 #include <optional>
 
+#include <ATen/ExpandUtils.h>
 #include <ATen/native/Resize.h>
 #include <ATen/native/TypeProperties.h>
 
@@ -472,7 +473,10 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
               "expected m1 and m2 to have the same dtype, but got: ", a.scalar_type(), " != ", b.scalar_type());
   GraphSpec spec("aten::matmul");
   spec.input(a).input(b);
-  std::vector<at::Tensor> inputs{a, b};
+  std::vector<at::Tensor> inputs;
+  inputs.reserve(3);
+  inputs.push_back(a);
+  inputs.push_back(b);
   if (c) {
     spec.input(*c);
     inputs.push_back(*c);
@@ -484,7 +488,7 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   shape.back() = b.size(-1);
   if (c10::multiply_integers(shape) == 0) return at::empty(shape, a.options());
   if (a.size(-1) == 0)  // an empty sum: beta * self, and beta == 0 ignores self (NaN included), as ATen
-    return c && beta != 0 ? c->mul(beta) : at::zeros(shape, a.options());
+    return c && beta != 0 ? c->expand(shape).mul(beta) : at::zeros(shape, a.options());
   return runtime::run_graph(spec, build_matmul, inputs)[0];
 }
 
@@ -506,8 +510,10 @@ at::Tensor addmm(const at::Tensor& self, const at::Tensor& a, const at::Tensor& 
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2, "mat1 and mat2 must be matrices");
   TORCH_CHECK(a.size(1) == b.size(0), "mat1 and mat2 shapes cannot be multiplied (", a.size(0), "x", a.size(1), " and ",
               b.size(0), "x", b.size(1), ")");
-  at::Tensor c = self.expand({a.size(0), b.size(1)});
-  return run_matmul(a, b, &c, alpha.toDouble(), beta.toDouble());
+  // The bias goes in as it is (a Linear's [n]): the graph's add and ATen's
+  // addmm_out broadcast it, with no expanded view per call.
+  if (!at::is_expandable_to(self.sizes(), {a.size(0), b.size(1)})) self.expand({a.size(0), b.size(1)});  // torch's error
+  return run_matmul(a, b, &self, alpha.toDouble(), beta.toDouble());
 }
 at::Tensor& addmm_out(const at::Tensor& self, const at::Tensor& a, const at::Tensor& b, const at::Scalar& beta,
                       const at::Scalar& alpha, at::Tensor& out) {
