@@ -35,7 +35,7 @@ struct FusedProgram {
   int num_inputs = 0;
   int num_regs = 0;
   std::vector<graph::DType> reg_dtype;
-  std::vector<bool> reg_uniform;
+  std::vector<char> reg_uniform;  // bytes, not bits: read per register on every call
   // Iterator operand of each non-uniform input register (-1 for uniform).
   std::vector<int> input_operand;
   std::vector<FusedInstr> instrs;

@@ -215,7 +215,7 @@ class Interpreter {
 
   void run(const FusedRun& run) {
     const T ones = all_ones<T>();
-    for (int r = 0; r < p_.num_regs; ++r) uniform_[r] = p_.reg_uniform[r];
+    std::memcpy(uniform_, p_.reg_uniform.data(), p_.num_regs);
     streamed_.clear();
     for (int r = 0; r < p_.num_inputs; ++r) {
       if (!p_.reg_uniform[r]) {

@@ -436,7 +436,7 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
       kernel(p, FusedRun{data, strides, size0, uniform_values.data(), size1, strides + ntensors});
     });
   }
-  for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = outs[k];
+  for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = std::move(outs[k]);
   return true;
 }
 
