@@ -213,8 +213,9 @@ Plan plan_fusion(const graph::Graph& g) {
     for (int in : n.inputs) uniform[i] = uniform[i] && uniform[in];
   }
 
-  // Consecutive fusible nodes form a region. A region must stream at least
-  // one value, and uniform values it would have to hand out are left to ATen.
+  // Consecutive fusible nodes form a region. A region that streams values
+  // leaves the uniform values it would have to hand out to ATen; a region of
+  // uniform values only runs as one single-element pass.
   for (bool changed = true; changed;) {
     changed = false;
     Plan plan;
