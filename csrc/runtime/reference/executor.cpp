@@ -268,14 +268,16 @@ class ReferenceExecutable final : public Executable {
     NewOutput memory = [st = &state](at::IntArrayRef sizes, at::ScalarType dtype) {
       const int out = st->self->into_output_[st->id];
       if (out < 0 || out == st->id) return on_host((*st->new_output)(st->id, sizes, dtype));
-      at::Tensor output = on_host((*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype));
-      // A CPU view made for this call alone (of device memory) takes the
-      // node's sizes itself: no second view.
-      if (output.use_count() == 1 && output.is_contiguous() && c10::multiply_integers(sizes) == output.numel()) {
-        output.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
-        return output;
+      at::Tensor output = (*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype);
+      // A fresh tensor, or the CPU view on_host makes of device memory for
+      // this call alone, takes the node's sizes itself: no second view.
+      const bool held_once = output.use_count() == 1 || output.device().type() == c10::DeviceType::PrivateUse1;
+      at::Tensor host = on_host(output);
+      if (held_once && host.is_contiguous() && c10::multiply_integers(sizes) == host.numel()) {
+        host.unsafeGetTensorImpl()->set_sizes_contiguous(sizes);
+        return host;
       }
-      return at::native::view(output, sizes);
+      return at::native::view(host, sizes);
     };
     switch (n.kind) {
       case NodeKind::Kernel:

@@ -7,7 +7,6 @@
 #include <ATen/ops/view_native.h>
 
 #include <algorithm>
-
 #include <array>
 
 #include "runtime/reference/executor.h"
