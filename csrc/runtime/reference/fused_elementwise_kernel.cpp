@@ -108,7 +108,9 @@ void map2(F f, int64_t m, T* dst, const Operand<T>& a, const Operand<T>& b) {
 }
 
 template <typename T>
-constexpr DType dtype_of();
+constexpr DType dtype_of() {
+  return sizeof(T) == 8 ? DType::Float64 : DType::Float32;
+}
 
 template <typename T>
 void load_block(DType dtype, const char* base, int64_t stride, int64_t m, T* dst) {
@@ -136,11 +138,6 @@ void load_block(DType dtype, const char* base, int64_t stride, int64_t m, T* dst
     }
     default: break;  // the planner admits only the dtypes above
   }
-}
-
-template <typename T>
-constexpr DType dtype_of() {
-  return sizeof(T) == 8 ? DType::Float64 : DType::Float32;
 }
 
 template <typename T>
