@@ -6,6 +6,9 @@ straight into caller memory, single-node fused regions.
 Every test here would fail if the mechanism it covers reused a wrong graph,
 a live scalar, or wrote to the wrong memory."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -79,6 +82,64 @@ def test_cache_check_rebuilds_on_hits():
     x = torch.randn(3, 3)
     for _ in range(3):
         same(lambda t: F.leaky_relu(t, 0.2).sigmoid(), x)
+
+
+# --- memoized calls: a repeat call reuses its graph without a spec or lookup -----------
+MEMOIZED = {  # one family each: elementwise, reduction, matmul
+    "mul": lambda x, y: x * y,
+    "sum": lambda x, y: x.sum(0),
+    "mm": lambda x, y: x @ y.t(),
+}
+
+
+@pytest.mark.parametrize("name", MEMOIZED)
+def test_memoized_calls_count_as_hits_and_follow_the_cache(name):
+    op = MEMOIZED[name]
+    x, y = torch.randn(4, 5), torch.randn(4, 5)
+    dx, dy = x.to(DEV), y.to(DEV)
+    mps_ext.graph.cache_clear()
+    op(dx, dy)
+    assert mps_ext.graph.cache_info()[:3] == (0, 1, 1)  # hits, misses, size
+    torch.testing.assert_close(op(dx, dy).cpu(), op(x, y))
+    assert mps_ext.graph.cache_info()[:3] == (1, 1, 1)  # the repeat call: a hit
+    mps_ext.graph.cache_clear()  # a memo must not outlive the cache's graphs
+    op(dx, dy)
+    assert mps_ext.graph.cache_info()[:3] == (0, 1, 1)
+    with mps_ext.graph.decompositions():  # nor run kernels where decompositions are asked for
+        op(dx, dy)
+    assert mps_ext.graph.cache_info().misses == 2
+    torch.testing.assert_close(op(dx, dy).cpu(), op(x, y))
+    assert mps_ext.graph.cache_info().hits >= 1
+
+
+def test_memoized_calls_compile_again_after_an_eviction():
+    code = (
+        "import torch, mps_ext\n"
+        "x = torch.randn(3, 3).to('mpsgraph')\n"
+        "for _ in range(3): x * x; x + x\n"  # a cache of one: each call evicts the other's graph
+        "i = mps_ext.graph.cache_info()\n"
+        "print(i.hits, i.misses, i.evictions)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "MPS_EXT_GRAPH_CACHE_SIZE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "6", "5"]
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("other", ["tensor", "scalar"])
+def test_unboxed_elementwise_kernels_fall_back_with_their_arguments(inplace, other):
+    # Integer fmod has no graph: the typed kernel hands its untouched arguments to the CPU fallback.
+    a, b = torch.tensor([7, -7, 5, 9, -3]), torch.tensor([2, 3, -2, 4, 5])
+    b = b if other == "tensor" else 3
+    expected = a.clone().fmod_(b) if inplace else torch.fmod(a, b)
+    da = a.to(DEV)
+    db = b.to(DEV) if other == "tensor" else b
+    before = torch.ops.mps_ext._fallback_count()
+    got = da.fmod_(db) if inplace else torch.fmod(da, db)
+    assert torch.ops.mps_ext._fallback_count() == before + 1
+    assert (got is da) == inplace
+    assert got.device.type == DEV and torch.equal(got.cpu(), expected)
 
 
 # --- pooled 0-d scalars ----------------------------------------------------------------

@@ -37,6 +37,7 @@ struct Cache {
   std::list<Entry> lru;
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index[4];  // views into lru's keys
   int64_t hits = 0, misses = 0, evictions = 0;
+  std::atomic<int64_t> memo_hits{0};  // hits through an op's GraphMemo (no lock taken)
 };
 
 int variant_of(Kind kind, bool kernels) { return (kind == Kind::MPSGraph ? 2 : 0) + (kernels ? 0 : 1); }
@@ -56,6 +57,8 @@ bool env_flag(const char* name) {
 }
 
 std::atomic<bool> g_use_kernels{true};
+std::atomic<uint64_t> g_generation{1};
+void new_generation() { g_generation.fetch_add(1, std::memory_order_relaxed); }
 thread_local std::vector<CapturedGraph>* capture = nullptr;
 
 void append_attr(std::string& key, const graph::Attr& value) {
@@ -273,7 +276,14 @@ int64_t cache_maxsize() {
   return size;
 }
 
-void set_use_kernels(bool use) { g_use_kernels.store(use, std::memory_order_relaxed); }
+void set_use_kernels(bool use) {
+  if (g_use_kernels.exchange(use, std::memory_order_relaxed) != use) new_generation();
+}
+uint64_t cache_generation() { return g_generation.load(std::memory_order_relaxed); }
+bool check_cache_enabled() {
+  static const bool check = env_flag("MPS_EXT_CHECK_CACHE");
+  return check;
+}
 bool use_kernels() { return g_use_kernels.load(std::memory_order_relaxed); }
 
 const char* kind_name(Kind k) { return k == Kind::Reference ? "reference" : "mpsgraph"; }
@@ -334,6 +344,15 @@ std::shared_ptr<const graph::Graph> build_graph(const GraphSpec& spec, GraphBuil
   return g;
 }
 
+// MPS_EXT_CHECK_CACHE: a cache hit's graph must be the one its spec builds now.
+void check_rebuilds_same(Kind kind, bool kernels, const GraphSpec& spec, GraphBuilder build, const graph::Graph& cached) {
+  std::string rebuilt = build_graph(spec, build)->to_json();
+  TORCH_CHECK(rebuilt == cached.to_json(), "mps_ext: MPS_EXT_CHECK_CACHE: the graph cached under '",
+              display_key(kind, kernels, spec.key()),
+              "' differs from the one its spec builds now: the builder depends on something its GraphSpec "
+              "does not record.\ncached:  ", cached.to_json(), "\nrebuilt: ", rebuilt);
+}
+
 struct Found {
   std::shared_ptr<const graph::Graph> graph;
   std::shared_ptr<Executable> executable;
@@ -357,14 +376,7 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
     }
   }
   if (f.executable) {
-    static const bool check = env_flag("MPS_EXT_CHECK_CACHE");
-    if (check) {
-      std::string rebuilt = build_graph(spec, build)->to_json();
-      TORCH_CHECK(rebuilt == f.graph->to_json(), "mps_ext: MPS_EXT_CHECK_CACHE: the graph cached under '",
-                  display_key(kind, kernels, spec.key()),
-                  "' differs from the one its spec builds now: the builder depends on something its GraphSpec "
-                  "does not record.\ncached:  ", f.graph->to_json(), "\nrebuilt: ", rebuilt);
-    }
+    if (check_cache_enabled()) check_rebuilds_same(kind, kernels, spec, build, *f.graph);
     return f;
   }
   profiler::CompileScope profile_compile;  // profiler hook (issue 14): marks the op a miss
@@ -378,6 +390,7 @@ Found lookup_or_compile(Kind kind, const GraphSpec& spec, GraphBuilder build) {
     c.index[c.lru.back().variant].erase(c.lru.back().key);
     c.lru.pop_back();
     ++c.evictions;
+    new_generation();
   }
   return f;
 }
@@ -418,22 +431,20 @@ at::Tensor result_to_device(at::Tensor r) {
   return device::device_tensor_over(storage, r, r.storage_offset());
 }
 
-std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
-                            const std::vector<at::Tensor>* outputs) {
-  profiler::OpScope profile_op([&]() -> const std::string& { return spec.key(); }, inputs);  // profiler hook (issue 14): one relaxed load when off
+c10::Device device_of(const std::vector<at::Tensor>& inputs) {
   TORCH_INTERNAL_ASSERT(!inputs.empty());
-  c10::Device device = inputs[0].device();
   for (const at::Tensor& t : inputs)  // 0-d CPU scalars go with any device
-    if (!t.is_cpu() || t.dim() > 0) {
-      device = t.device();
-      break;
-    }
-  Kind kind = runtime_for(device);
-  Found f = lookup_or_compile(kind, spec, build);
-  if (capture) capture->push_back({display_key(kind, use_kernels(), spec.key()), f.graph});
+    if (!t.is_cpu() || t.dim() > 0) return t.device();
+  return inputs[0].device();
+}
+
+// Runs a looked-up graph on the runtime `kind` serving `device`.
+std::vector<at::Tensor> execute(Kind kind, const c10::Device& device, const graph::Graph& graph,
+                                Executable& executable, const std::vector<at::Tensor>& inputs,
+                                const std::vector<at::Tensor>* outputs) {
   if (outputs)
-    TORCH_INTERNAL_ASSERT(outputs->size() == f.graph->outputs().size(), "run_graph_into: expected ",
-                          f.graph->outputs().size(), " out tensors, got ", outputs->size());
+    TORCH_INTERNAL_ASSERT(outputs->size() == graph.outputs().size(), "run_graph_into: expected ",
+                          graph.outputs().size(), " out tensors, got ", outputs->size());
   // A caller's out= tensor takes its result directly when it fits.
   auto caller_output = [&](size_t k, at::IntArrayRef sizes, at::ScalarType dtype) -> at::Tensor {
     if (!outputs) return {};
@@ -464,7 +475,7 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
       state->allocated.push_back(device::empty_device(sizes, dtype));
       return state->allocated.back();
     };
-    results = f.executable->run(inputs, allocate);
+    results = executable.run(inputs, allocate);
     for (at::Tensor& r : results) {
       if (!r.is_cpu()) continue;  // device memory already (an allocated output, a variable)
       // A CPU kernel's view of an allocated output -> that device tensor.
@@ -477,12 +488,47 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
   } else {
     OutputAllocator allocate;
     if (outputs) allocate = caller_output;
-    results = f.executable->run(inputs, allocate);
+    results = executable.run(inputs, allocate);
   }
   for (size_t k = 0; k < results.size(); ++k) results[k] = into_output(results[k], outputs, k);
   return results;
 }
+
+std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+                            const std::vector<at::Tensor>* outputs,
+                            std::shared_ptr<const ResolvedGraph>* resolved = nullptr) {
+  profiler::OpScope profile_op([&]() -> const std::string& { return spec.key(); }, inputs);  // profiler hook (issue 14): one relaxed load when off
+  const c10::Device device = device_of(inputs);
+  const Kind kind = runtime_for(device);
+  const uint64_t generation = cache_generation();  // before the lookup: an eviction after it makes the memo stale
+  Found f = lookup_or_compile(kind, spec, build);
+  if (capture) capture->push_back({display_key(kind, use_kernels(), spec.key()), f.graph});
+  if (resolved)
+    *resolved = std::make_shared<const ResolvedGraph>(
+        ResolvedGraph{kind, std::string(spec.key_bytes()), spec.key(), f.graph, f.executable, generation});
+  return execute(kind, device, *f.graph, *f.executable, inputs, outputs);
+}
 }  // namespace
+
+std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+                                        const std::vector<at::Tensor>* outputs,
+                                        std::shared_ptr<const ResolvedGraph>* resolved) {
+  return run(spec, build, inputs, outputs, resolved);
+}
+
+std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, const std::vector<at::Tensor>& inputs,
+                                     const std::vector<at::Tensor>* outputs) {
+  profiler::OpScope profile_op([&]() -> const std::string& { return graph.key; }, inputs);
+  cache().memo_hits.fetch_add(1, std::memory_order_relaxed);
+  if (capture) capture->push_back({display_key(graph.kind, use_kernels(), graph.key), graph.graph});
+  return execute(graph.kind, device_of(inputs), *graph.graph, *graph.executable, inputs, outputs);
+}
+
+void check_memo_hit(const ResolvedGraph& graph, const GraphSpec& spec, GraphBuilder build) {
+  TORCH_CHECK(spec.key_bytes() == graph.key_bytes, "mps_ext: MPS_EXT_CHECK_CACHE: a memoized call ran the graph of '",
+              graph.key, "', but its spec is '", spec.key(), "': the op's memo key misses something its spec records");
+  check_rebuilds_same(graph.kind, use_kernels(), spec, build, *graph.graph);
+}
 
 std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs) {
   return run(spec, build, inputs, nullptr);
@@ -496,7 +542,8 @@ std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build
 CacheInfo cache_info() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  return {c.hits, c.misses, static_cast<int64_t>(c.lru.size()), cache_maxsize(), c.evictions};
+  return {c.hits + c.memo_hits.load(std::memory_order_relaxed), c.misses, static_cast<int64_t>(c.lru.size()),
+          cache_maxsize(), c.evictions};
 }
 
 void cache_clear() {
@@ -505,6 +552,8 @@ void cache_clear() {
   for (auto& index : c.index) index.clear();
   c.lru.clear();
   c.hits = c.misses = c.evictions = 0;
+  c.memo_hits = 0;
+  new_generation();
 }
 
 void begin_capture() {

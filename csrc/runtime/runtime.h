@@ -7,7 +7,11 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/SmallVector.h>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -114,6 +118,125 @@ std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, con
 // result's sizes and dtype); returns `outputs`.
 std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
                                        const std::vector<at::Tensor>& outputs);
+
+// --- memoized runs: an op's hot path ----------------------------------------------
+// A spec's compiled graph, kept by an op's GraphMemo so that a repeat call
+// skips building the spec and the cache lookup. Immutable once made.
+struct ResolvedGraph {
+  Kind kind;
+  std::string key_bytes;  // the spec's cache key
+  std::string key;        // its readable form (profiler, graph capture, errors)
+  std::shared_ptr<const graph::Graph> graph;
+  std::shared_ptr<Executable> executable;
+  uint64_t generation;  // cache_generation() when resolved
+};
+
+// Changes whenever a cached graph may no longer be the one a spec resolves
+// to (cache_clear, an eviction, set_use_kernels): memo entries older are stale.
+uint64_t cache_generation();
+bool check_cache_enabled();  // MPS_EXT_CHECK_CACHE
+
+// An op family's per-thread memo: a few words the op computes from a call,
+// holding everything its spec would record in fixed fields (cheaper to build
+// and compare than the spec), -> the graph that spec resolved to.
+// Direct-mapped: a key colliding with another replaces it.
+template <size_t Words>
+class GraphMemo {
+ public:
+  using Key = std::array<uint64_t, Words>;
+  const ResolvedGraph* find(const Key& key) const {
+    const Slot& s = slots_[slot_of(key)];
+    return s.graph && s.key == key && s.graph->generation == cache_generation() ? s.graph.get() : nullptr;
+  }
+  void put(const Key& key, std::shared_ptr<const ResolvedGraph> graph) { slots_[slot_of(key)] = {key, std::move(graph)}; }
+
+ private:
+  static constexpr int kSlotBits = 6;
+  struct Slot {
+    Key key{};
+    std::shared_ptr<const ResolvedGraph> graph;
+  };
+  static size_t slot_of(const Key& key) {
+    uint64_t h = 0;
+    for (uint64_t w : key) h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    return static_cast<size_t>(h >> (64 - kSlotBits));
+  }
+  std::array<Slot, size_t{1} << kSlotBits> slots_;
+};
+
+// Writes a memo key word by word: a tag naming the call site (its builder's
+// address), then the call's fields. Tensors go in as dtype and rank, then
+// their sizes, so keys of different layouts never coincide. nullopt when the
+// call does not fit in Words (it then runs unmemoized).
+template <size_t Words>
+class MemoKeyWriter {
+ public:
+  explicit MemoKeyWriter(GraphBuilder tag) { word(reinterpret_cast<uintptr_t>(tag)); }
+  MemoKeyWriter& word(uint64_t w) {
+    if (n_ < Words) key_[n_] = w;
+    ++n_;
+    return *this;
+  }
+  MemoKeyWriter& real(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    return word(bits);
+  }
+  MemoKeyWriter& text(std::string_view v) {  // its length, then 8 bytes a word
+    word(v.size());
+    for (size_t i = 0; i < v.size(); i += 8) {
+      uint64_t w = 0;
+      std::memcpy(&w, v.data() + i, std::min<size_t>(8, v.size() - i));
+      word(w);
+    }
+    return *this;
+  }
+  MemoKeyWriter& tensor(const at::Tensor& t) {  // dtype, rank and sizes (as GraphSpec::input)
+    word(static_cast<uint64_t>(t.scalar_type()) | static_cast<uint64_t>(t.dim()) << 8);
+    for (int64_t s : t.sizes()) word(static_cast<uint64_t>(s));
+    return *this;
+  }
+  std::optional<std::array<uint64_t, Words>> key() const {
+    if (n_ > Words) return std::nullopt;
+    return key_;
+  }
+
+ private:
+  std::array<uint64_t, Words> key_{};
+  size_t n_ = 0;
+};
+
+// run_graph (outputs == nullptr) or run_graph_into, resolving `resolved` too.
+std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+                                        const std::vector<at::Tensor>* outputs,
+                                        std::shared_ptr<const ResolvedGraph>* resolved);
+// Runs a resolved graph as run_graph/run_graph_into run theirs (a cache hit).
+std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, const std::vector<at::Tensor>& inputs,
+                                     const std::vector<at::Tensor>* outputs);
+// MPS_EXT_CHECK_CACHE on a memo hit: `spec` (built the slow way) must have the
+// key the memo's graph was resolved from, and still build that graph.
+void check_memo_hit(const ResolvedGraph& graph, const GraphSpec& spec, GraphBuilder build);
+
+// run_graph/run_graph_into through `memo`: `key` (nullopt: this call is not
+// memoized) finds the graph of an earlier call; make_spec() builds the spec
+// only on a memo miss (or to check a hit).
+template <size_t Words, typename MakeSpec>
+std::vector<at::Tensor> run_graph_memoized(GraphMemo<Words>& memo, const std::optional<typename GraphMemo<Words>::Key>& key,
+                                           MakeSpec&& make_spec, GraphBuilder build,
+                                           const std::vector<at::Tensor>& inputs,
+                                           const std::vector<at::Tensor>* outputs = nullptr) {
+  if (key) {
+    if (const ResolvedGraph* graph = memo.find(*key)) {
+      if (check_cache_enabled()) [[unlikely]] check_memo_hit(*graph, make_spec(), build);
+      return run_resolved(*graph, inputs, outputs);
+    }
+  }
+  const GraphSpec spec = make_spec();
+  std::shared_ptr<const ResolvedGraph> resolved;
+  std::vector<at::Tensor> results = run_and_resolve(spec, build, inputs, outputs, key ? &resolved : nullptr);
+  if (key) memo.put(*key, std::move(resolved));
+  return results;
+}
 
 struct CacheInfo {
   int64_t hits = 0, misses = 0, size = 0, maxsize = 0, evictions = 0;

@@ -11,8 +11,10 @@
 #include <ATen/native/Resize.h>
 #include <ATen/native/TypeProperties.h>
 
+#include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -641,14 +643,45 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
   return plan;
 }
 
+// A call's memo key: the fields describe() writes its spec from when the
+// call has no attrs (entry, dtypes, operands present, each input's dtype and
+// rank), in four words. nullopt: not memoized.
+using Memo = runtime::GraphMemo<4>;
+std::optional<Memo::Key> memo_key(const Plan& p, const graph::Attrs& attrs) {
+  constexpr size_t kMaxInputs = 8;  // one byte each of the last two words
+  if (!attrs.empty() || p.inputs.size() > kMaxInputs || p.present >> 16) return std::nullopt;
+  auto byte = [](auto v) { return static_cast<uint64_t>(static_cast<uint8_t>(v)); };
+  Memo::Key key{reinterpret_cast<uintptr_t>(p.entry),
+                static_cast<uint64_t>(p.present) | byte(p.compute) << 16 | byte(p.result) << 24 |
+                    byte(p.common ? static_cast<int>(*p.common) + 1 : 0) << 32 | byte(p.exact + 1) << 40 |
+                    byte(p.inputs.size()) << 48 | byte(p.device.type()) << 56,
+                0, 0};
+  for (size_t i = 0; i < p.inputs.size(); ++i) {
+    key[2] |= byte(p.inputs[i].scalar_type()) << (8 * i);
+    key[3] |= byte(p.inputs[i].dim()) << (8 * i);
+  }
+  return key;
+}
+
+// The call's graph, through this thread's memo: a repeat call (same dtypes
+// and ranks) builds no spec and looks nothing up.
+std::vector<at::Tensor> run_graph_of(const Plan& p, const graph::Attrs& attrs, const std::vector<at::Tensor>* outputs) {
+  thread_local Memo memo;
+  auto spec = [&] {
+    GraphSpec s("aten::elementwise");
+    p.describe(s, attrs);
+    return s;
+  };
+  return runtime::run_graph_memoized(memo, memo_key(p, attrs), spec, build, p.inputs, outputs);
+}
+
 at::Tensor run_plan(const Plan& p, const graph::Attrs& attrs) {
   if (p.dest.defined() && !p.inplace) at::native::resize_output(p.dest, p.shape);
   if (p.empty()) return p.dest.defined() ? p.dest : at::empty(p.shape, at::TensorOptions().device(p.device).dtype(p.result));
-  GraphSpec spec("aten::elementwise");
-  p.describe(spec, attrs);
-  if (!p.dest.defined()) return runtime::run_graph(spec, build, p.inputs)[0];
-  if (!p.direct()) return write_result(runtime::run_graph(spec, build, p.inputs)[0], p.dest);
-  runtime::run_graph_into(spec, build, p.inputs, {p.dest});
+  if (!p.dest.defined()) return run_graph_of(p, attrs, nullptr)[0];
+  if (!p.direct()) return write_result(run_graph_of(p, attrs, nullptr)[0], p.dest);
+  const std::vector<at::Tensor> dest{p.dest};
+  run_graph_of(p, attrs, &dest);
   return p.dest;
 }
 
@@ -754,6 +787,73 @@ void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack)
   }
   torch::jit::drop(*stack, args.size());
   torch::jit::push(*stack, std::move(result));
+}
+
+// The hot overloads, unboxed: calls whose arguments are all Tensor and
+// Scalar operands (mul.Tensor, add.Tensor with its alpha, sigmoid,
+// tanh_backward, add_.Tensor, ...) skip the IValue stack the boxed kernel
+// reads. Other inputs than the graphs take go to the CPU fallback, boxed then.
+void boxed_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) { fallback(op, stack); }
+Operand operand(const at::Tensor& t) { return {t, std::nullopt}; }
+Operand operand(const at::Scalar& s) { return {at::Tensor(), s}; }
+
+template <class... Args>  // each const at::Tensor& or const at::Scalar&
+torch::CppFunction functional_kernel(c10::OperatorHandle op, const Entry* e) {
+  return torch::CppFunction([op, e](Args... args) -> at::Tensor {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
+    try {
+      const std::array<Operand, sizeof...(Args)> ops{operand(args)...};
+      return run_elementwise(*e, ops, {}, at::Tensor(), /*inplace=*/false);
+    } catch (const std::domain_error&) {
+    }
+    return c10::impl::BoxedKernelWrapper<at::Tensor(Args...)>::call(
+        c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
+        args...);
+  });
+}
+
+template <class... Args>  // the operands after self
+torch::CppFunction inplace_kernel(c10::OperatorHandle op, const Entry* e) {
+  return torch::CppFunction([op, e](at::Tensor& self, Args... args) -> at::Tensor& {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    try {
+      const std::array<Operand, 1 + sizeof...(Args)> ops{operand(self), operand(args)...};
+      run_elementwise(*e, ops, {}, self, /*inplace=*/true);
+      return self;
+    } catch (const std::domain_error&) {
+    }
+    return c10::impl::BoxedKernelWrapper<at::Tensor&(at::Tensor&, Args...)>::call(
+        c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
+        self, args...);
+  });
+}
+
+std::optional<torch::CppFunction> typed_elementwise(const c10::OperatorHandle& op) {
+  const c10::FunctionSchema& schema = op.schema();
+  const Overload& o = overloads().at(&schema);
+  std::string operands;  // 'T' a Tensor, 'S' a Scalar, neither optional
+  for (size_t i = 0; i < o.roles.size(); ++i) {
+    const c10::TypeKind kind = schema.arguments()[i].type()->kind();
+    if (o.roles[i] == Overload::Tensor && kind == c10::TypeKind::TensorType) operands += 'T';
+    else if (o.roles[i] == Overload::Scalar && kind == c10::TypeKind::NumberType) operands += 'S';
+    else return std::nullopt;
+  }
+  using T = const at::Tensor&;
+  using S = const at::Scalar&;
+  if (o.inplace) {
+    if (operands == "T") return inplace_kernel<>(op, o.entry);
+    if (operands == "TT") return inplace_kernel<T>(op, o.entry);
+    if (operands == "TS") return inplace_kernel<S>(op, o.entry);
+    if (operands == "TTS") return inplace_kernel<T, S>(op, o.entry);
+    if (operands == "TSS") return inplace_kernel<S, S>(op, o.entry);
+    return std::nullopt;
+  }
+  if (operands == "T") return functional_kernel<T>(op, o.entry);
+  if (operands == "TT") return functional_kernel<T, T>(op, o.entry);
+  if (operands == "TS") return functional_kernel<T, S>(op, o.entry);
+  if (operands == "TTS") return functional_kernel<T, T, S>(op, o.entry);
+  if (operands == "TSS") return functional_kernel<T, S, S>(op, o.entry);
+  return std::nullopt;
 }
 
 bool accept_elementwise(const c10::FunctionSchema& schema) {
@@ -895,7 +995,7 @@ std::vector<std::string> names(const char* prefix) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(aten, PrivateUse1, m) {
-  register_family(m, "elementwise", names(""), accept_elementwise, elementwise_kernel);
+  register_family(m, "elementwise", names(""), accept_elementwise, elementwise_kernel, typed_elementwise);
   register_family(m, "foreach", names("_foreach_"), accept_foreach, foreach_kernel);
 }
 

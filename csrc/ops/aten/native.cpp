@@ -48,7 +48,7 @@ std::vector<size_t> out_arguments(const c10::FunctionSchema& schema) {
 }
 
 void register_family(torch::Library& m, const char* family, const std::vector<std::string>& base_names,
-                     SchemaFilter accept, BoxedKernel kernel) {
+                     SchemaFilter accept, BoxedKernel kernel, TypedKernelFor typed) {
   (void)family;
   auto& dispatcher = c10::Dispatcher::singleton();
   std::vector<c10::OperatorName> names = dispatcher.getAllOpNames();
@@ -64,7 +64,9 @@ void register_family(torch::Library& m, const char* family, const std::vector<st
     if (std::find(wanted.begin(), wanted.end(), base_name(schema)) == wanted.end()) continue;
     if (!accept(schema)) continue;
     std::string full = name.name.substr(6) + (name.overload_name.empty() ? "" : "." + name.overload_name);
-    m.impl(full.c_str(), torch::CppFunction::makeFromBoxedFunctor(std::make_unique<FamilyKernel>(kernel)));
+    std::optional<torch::CppFunction> unboxed = typed ? typed(*handle) : std::nullopt;
+    m.impl(full.c_str(), unboxed ? std::move(*unboxed)
+                                 : torch::CppFunction::makeFromBoxedFunctor(std::make_unique<FamilyKernel>(kernel)));
     std::lock_guard<std::mutex> lock(registry_mutex());
     registry().push_back(full);
   }

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 
 #include <string>
@@ -38,10 +39,15 @@ using G = graph::Tensor;
 // schema (arguments, returns) and accepts or skips it.
 using SchemaFilter = bool (*)(const c10::FunctionSchema&);
 
+// An unboxed kernel for one accepted overload, when the family has one for
+// its signature (its hot overloads); nullopt: the boxed kernel serves it.
+using TypedKernelFor = std::optional<torch::CppFunction> (*)(const c10::OperatorHandle& op);
+
 // Registers `kernel` on PrivateUse1 for every existing aten overload of each
-// base name that `accept` admits; records them for native_ops().
+// base name that `accept` admits (or `typed`'s kernel, where it gives one);
+// records them for native_ops().
 void register_family(torch::Library& m, const char* family, const std::vector<std::string>& base_names,
-                     SchemaFilter accept, BoxedKernel kernel);
+                     SchemaFilter accept, BoxedKernel kernel, TypedKernelFor typed = nullptr);
 
 // Registers one typed kernel (a Row's, made by guarded()) for one overload
 // ("name.overload"); recorded too.

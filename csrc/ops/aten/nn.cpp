@@ -160,7 +160,7 @@ void build_reduce(Graph& g, const GraphSpec& s) {
   g.output(cast_to(g, y, attr_dtype(s, "result")));
 }
 
-at::Tensor run_reduce(const std::string& kind, const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim,
+at::Tensor run_reduce(std::string_view kind, const at::Tensor& self, at::OptionalIntArrayRef dim, bool keepdim,
                       at::ScalarType compute, at::ScalarType result, double correction = 0) {
   require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(compute) && self.is_privateuseone());
   std::vector<int64_t> dims = reduce_dims(self, dim);
@@ -170,10 +170,19 @@ at::Tensor run_reduce(const std::string& kind, const at::Tensor& self, at::Optio
     require(zero || kind == "prod" || kind == "all" || kind == "mean");
     return at::full(shape, zero ? 0.0 : kind == "mean" ? NAN : 1.0, device_options(self, result));
   }
-  GraphSpec spec("aten::reduce");
-  spec.input(self).attr("kind", kind).attr("dims", dims).attr("shape", shape)
-      .attr("compute", dname(compute)).attr("result", dname(result)).attr("correction", correction);
-  return runtime::run_graph(spec, build_reduce, {self})[0];
+  auto spec = [&] {
+    GraphSpec s("aten::reduce");
+    s.input(self).attr("kind", kind).attr("dims", dims).attr("shape", shape)
+        .attr("compute", dname(compute)).attr("result", dname(result)).attr("correction", correction);
+    return s;
+  };
+  // The memo key: what the spec records (shape follows from sizes, dims and keepdim).
+  runtime::MemoKeyWriter<16> key(build_reduce);
+  key.tensor(self).text(kind).word(dims.size());
+  for (int64_t d : dims) key.word(static_cast<uint64_t>(d));
+  key.word(keepdim | static_cast<uint64_t>(compute) << 8 | static_cast<uint64_t>(result) << 16).real(correction);
+  thread_local runtime::GraphMemo<16> memo;
+  return runtime::run_graph_memoized(memo, key.key(), spec, build_reduce, {self})[0];
 }
 
 at::ScalarType sum_type(const at::Tensor& self, std::optional<at::ScalarType> dtype) {
@@ -471,25 +480,26 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   require(at::isFloatingType(a.scalar_type()) && graph_dtype_ok(a.scalar_type()));
   TORCH_CHECK(a.scalar_type() == b.scalar_type() && (!c || c->scalar_type() == a.scalar_type()),
               "expected m1 and m2 to have the same dtype, but got: ", a.scalar_type(), " != ", b.scalar_type());
-  GraphSpec spec("aten::matmul");
-  spec.input(a).input(b);
-  std::vector<at::Tensor> inputs;
-  inputs.reserve(3);
-  inputs.push_back(a);
-  inputs.push_back(b);
-  if (c) {
-    spec.input(*c);
-    inputs.push_back(*c);
-  }
-  // Reduced precision accumulates in float32 (ATen's CPU kernels do too).
-  spec.attr("compute", dname(a.scalar_type() == at::kDouble ? at::kDouble : at::kFloat))
-      .attr("alpha", alpha).attr("beta", beta);
-  std::vector<int64_t> shape = a.sizes().vec();
+  at::DimVector shape(a.sizes());
   shape.back() = b.size(-1);
   if (c10::multiply_integers(shape) == 0) return at::empty(shape, a.options());
   if (a.size(-1) == 0)  // an empty sum: beta * self, and beta == 0 ignores self (NaN included), as ATen
     return c && beta != 0 ? c->expand(shape).mul(beta) : at::zeros(shape, a.options());
-  return runtime::run_graph(spec, build_matmul, inputs)[0];
+  auto spec = [&] {
+    GraphSpec s("aten::matmul");
+    s.input(a).input(b);
+    if (c) s.input(*c);
+    // Reduced precision accumulates in float32 (ATen's CPU kernels do too).
+    s.attr("compute", dname(a.scalar_type() == at::kDouble ? at::kDouble : at::kFloat)).attr("alpha", alpha).attr("beta", beta);
+    return s;
+  };
+  runtime::MemoKeyWriter<16> key(build_matmul);  // what the spec records (compute follows from a's dtype)
+  key.tensor(a).tensor(b).word(c != nullptr);
+  if (c) key.tensor(*c);
+  key.real(alpha).real(beta);
+  thread_local runtime::GraphMemo<16> memo;
+  std::vector<at::Tensor> inputs = c ? std::vector<at::Tensor>{a, b, *c} : std::vector<at::Tensor>{a, b};
+  return runtime::run_graph_memoized(memo, key.key(), spec, build_matmul, inputs)[0];
 }
 
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
