@@ -191,8 +191,9 @@ class MemoKeyWriter {
     }
     return *this;
   }
-  MemoKeyWriter& tensor(const at::Tensor& t) {  // dtype, rank and sizes (as GraphSpec::input)
-    word(static_cast<uint64_t>(t.scalar_type()) | static_cast<uint64_t>(t.dim()) << 8);
+  MemoKeyWriter& tensor(const at::Tensor& t) {  // device, dtype, rank and sizes (as GraphSpec::input)
+    word(static_cast<uint64_t>(t.scalar_type()) | static_cast<uint64_t>(t.dim()) << 8 |
+         static_cast<uint64_t>(t.device().type()) << 16);
     for (int64_t s : t.sizes()) word(static_cast<uint64_t>(s));
     return *this;
   }
