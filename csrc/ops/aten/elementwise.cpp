@@ -793,38 +793,29 @@ void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack)
 // Scalar operands (mul.Tensor, add.Tensor with its alpha, sigmoid,
 // tanh_backward, add_.Tensor, ...) skip the IValue stack the boxed kernel
 // reads. Other inputs than the graphs take go to the CPU fallback, boxed then.
-void boxed_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) { fallback(op, stack); }
 Operand operand(const at::Tensor& t) { return {t, std::nullopt}; }
 Operand operand(const at::Scalar& s) { return {at::Tensor(), s}; }
 
 template <class... Args>  // each const at::Tensor& or const at::Scalar&
 torch::CppFunction functional_kernel(c10::OperatorHandle op, const Entry* e) {
   return torch::CppFunction([op, e](Args... args) -> at::Tensor {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // see guarded()
-    try {
+    auto run = [&] {
       const std::array<Operand, sizeof...(Args)> ops{operand(args)...};
       return run_elementwise(*e, ops, {}, at::Tensor(), /*inplace=*/false);
-    } catch (const std::domain_error&) {
-    }
-    return c10::impl::BoxedKernelWrapper<at::Tensor(Args...)>::call(
-        c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
-        args...);
+    };
+    return run_or_fall_back<at::Tensor, Args...>(op, run, args...);
   });
 }
 
 template <class... Args>  // the operands after self
 torch::CppFunction inplace_kernel(c10::OperatorHandle op, const Entry* e) {
   return torch::CppFunction([op, e](at::Tensor& self, Args... args) -> at::Tensor& {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    try {
+    auto run = [&]() -> at::Tensor& {
       const std::array<Operand, 1 + sizeof...(Args)> ops{operand(self), operand(args)...};
       run_elementwise(*e, ops, {}, self, /*inplace=*/true);
       return self;
-    } catch (const std::domain_error&) {
-    }
-    return c10::impl::BoxedKernelWrapper<at::Tensor&(at::Tensor&, Args...)>::call(
-        c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
-        self, args...);
+    };
+    return run_or_fall_back<at::Tensor&, at::Tensor&, Args...>(op, run, self, args...);
   });
 }
 

@@ -82,32 +82,39 @@ inline void require(bool ok) {
   if (!ok) throw std::domain_error("fallback");
 }
 
+// The CPU fallback as a boxed kernel (what the unboxed kernels hand back to).
+inline void fallback_boxed(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+  fallback(op, stack);
+}
+
+// An unboxed kernel's body: `run()` with the thread's CPU autocast state
+// excluded (the graph's ATen calls on CPU aliases, and the fallback's CPU op,
+// must not see it: the device op is already past its own autocast handling).
+// When run() meets an input it has no graph for (require() throws before
+// anything is written), the untouched arguments are boxed and go to the CPU
+// fallback.
+template <class Ret, class... Args, class Run>
+Ret run_or_fall_back(const c10::OperatorHandle& op, Run&& run, Args... args) {
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  try {
+    return run();
+  } catch (const std::domain_error&) {
+  }
+  return c10::impl::BoxedKernelWrapper<Ret(Args...)>::call(c10::BoxedKernel::makeFromFunction<&fallback_boxed>(), op,
+                                                          c10::DispatchKeySet(c10::DispatchKey::PrivateUse1), args...);
+}
+
 // Each typed kernel is registered unboxed through this functor: the
 // dispatcher calls it with the op's arguments as they are (no IValue stack,
-// no copies of the tensors). When the kernel meets an input it has no graph
-// for (require() throws before anything is written), the untouched arguments
-// are boxed and go to the CPU fallback.
+// no copies of the tensors).
 template <class FuncType, FuncType* func>
 struct Guarded;
 template <class Ret, class... Args, Ret (*func)(Args...)>
 struct Guarded<Ret(Args...), func> {
   static torch::CppFunction kernel(c10::OperatorHandle op) {
     return torch::CppFunction([op](Args... args) -> Ret {
-      // The graph's ATen calls on CPU aliases (and the fallback's CPU op) must
-      // not see the thread's CPU autocast state (the device op is already past
-      // its own autocast handling).
-      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-      try {
-        return func(args...);
-      } catch (const std::domain_error&) {
-      }
-      return c10::impl::BoxedKernelWrapper<Ret(Args...)>::call(
-          c10::BoxedKernel::makeFromFunction<&boxed_fallback>(), op, c10::DispatchKeySet(c10::DispatchKey::PrivateUse1),
-          args...);
+      return run_or_fall_back<Ret, Args...>(op, [&]() -> Ret { return func(args...); }, args...);
     });
-  }
-  static void boxed_fallback(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
-    fallback(op, stack);
   }
 };
 
