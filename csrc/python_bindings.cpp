@@ -60,6 +60,7 @@ PYBIND11_MODULE(_C, m) {
     auto info = runtime::cache_info();
     return py::make_tuple(info.hits, info.misses, info.size, info.maxsize, info.evictions);
   });
+  m.def("_memo_hits", [] { return runtime::cache_info().memo_hits; });  // tests: hits no spec was built for
   // Direct entry points for the Python wrappers' eager path: a typed
   // dispatcher call skips torch.ops' Python argument matching (about half a
   // microsecond per call). Same dispatch keys, autograd and errors.

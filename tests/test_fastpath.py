@@ -126,6 +126,23 @@ def test_memoized_calls_compile_again_after_an_eviction():
     assert r.stdout.split() == ["0", "6", "5"]
 
 
+def test_a_step_worth_of_memoized_ops_all_stay_memoized():
+    # Sixteen elementwise graphs in turn (a training step's forward has about as
+    # many): each keeps its memo entry, whatever slots their keys hash to. A
+    # direct-mapped memo of 64 slots made some of them collide and rebuild their
+    # spec on every call in most processes.
+    ops = [torch.exp, torch.log, torch.sin, torch.cos, torch.tanh, torch.sigmoid, torch.abs, torch.neg,
+           torch.sqrt, torch.floor, torch.ceil, torch.round, torch.trunc, torch.reciprocal, torch.sign, torch.erf]
+    x = torch.rand(4, 5).add_(0.5).to(DEV)
+    for _ in range(2):
+        for op in ops:
+            op(x)
+    before = mps_ext._C._memo_hits()
+    for op in ops:
+        op(x)
+    assert mps_ext._C._memo_hits() - before == len(ops)
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("other", ["tensor", "scalar"])
 def test_unboxed_elementwise_kernels_fall_back_with_their_arguments(inplace, other):

@@ -504,8 +504,7 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
   Found f = lookup_or_compile(kind, spec, build);
   if (capture) capture->push_back({display_key(kind, use_kernels(), spec.key()), f.graph});
   if (resolved)
-    *resolved = std::make_shared<const ResolvedGraph>(
-        ResolvedGraph{kind, std::string(spec.key_bytes()), spec.key(), f.graph, f.executable, generation});
+    *resolved = std::make_shared<const ResolvedGraph>(kind, spec, f.graph, f.executable, generation);
   return execute(kind, device, *f.graph, *f.executable, inputs, outputs);
 }
 }  // namespace
@@ -518,15 +517,15 @@ std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder buil
 
 std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, const std::vector<at::Tensor>& inputs,
                                      const std::vector<at::Tensor>* outputs) {
-  profiler::OpScope profile_op([&]() -> const std::string& { return graph.key; }, inputs);
+  profiler::OpScope profile_op([&]() -> const std::string& { return graph.key(); }, inputs);
   cache().memo_hits.fetch_add(1, std::memory_order_relaxed);
-  if (capture) capture->push_back({display_key(graph.kind, use_kernels(), graph.key), graph.graph});
+  if (capture) capture->push_back({display_key(graph.kind, use_kernels(), graph.key()), graph.graph});
   return execute(graph.kind, device_of(inputs), *graph.graph, *graph.executable, inputs, outputs);
 }
 
 void check_memo_hit(const ResolvedGraph& graph, const GraphSpec& spec, GraphBuilder build) {
-  TORCH_CHECK(spec.key_bytes() == graph.key_bytes, "mps_ext: MPS_EXT_CHECK_CACHE: a memoized call ran the graph of '",
-              graph.key, "', but its spec is '", spec.key(), "': the op's memo key misses something its spec records");
+  TORCH_CHECK(spec.key_bytes() == graph.spec.key_bytes(), "mps_ext: MPS_EXT_CHECK_CACHE: a memoized call ran the graph of '",
+              graph.key(), "', but its spec is '", spec.key(), "': the op's memo key misses something its spec records");
   check_rebuilds_same(graph.kind, use_kernels(), spec, build, *graph.graph);
 }
 
@@ -542,8 +541,8 @@ std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build
 CacheInfo cache_info() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  return {c.hits + c.memo_hits.load(std::memory_order_relaxed), c.misses, static_cast<int64_t>(c.lru.size()),
-          cache_maxsize(), c.evictions};
+  const int64_t memo_hits = c.memo_hits.load(std::memory_order_relaxed);
+  return {c.hits + memo_hits, c.misses, static_cast<int64_t>(c.lru.size()), cache_maxsize(), c.evictions, memo_hits};
 }
 
 void cache_clear() {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <optional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -123,12 +124,25 @@ std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build
 // A spec's compiled graph, kept by an op's GraphMemo so that a repeat call
 // skips building the spec and the cache lookup. Immutable once made.
 struct ResolvedGraph {
+  ResolvedGraph(Kind kind, GraphSpec spec, std::shared_ptr<const graph::Graph> graph,
+                std::shared_ptr<Executable> executable, uint64_t generation)
+      : kind(kind), spec(std::move(spec)), graph(std::move(graph)), executable(std::move(executable)),
+        generation(generation) {}
   Kind kind;
-  std::string key_bytes;  // the spec's cache key
-  std::string key;        // its readable form (profiler, graph capture, errors)
+  GraphSpec spec;  // the spec it came from: spec.key_bytes() is its cache key
   std::shared_ptr<const graph::Graph> graph;
   std::shared_ptr<Executable> executable;
   uint64_t generation;  // cache_generation() when resolved
+  // The readable key (profiler, graph capture, errors), decoded on first use:
+  // a memo miss that the cache serves should not pay for the string.
+  const std::string& key() const {
+    std::call_once(key_once_, [this] { key_ = spec.key(); });
+    return key_;
+  }
+
+ private:
+  mutable std::once_flag key_once_;
+  mutable std::string key_;
 };
 
 // Changes whenever a cached graph may no longer be the one a spec resolves
@@ -139,29 +153,44 @@ bool check_cache_enabled();  // MPS_EXT_CHECK_CACHE
 // An op family's per-thread memo: a few words the op computes from a call,
 // holding everything its spec would record in fixed fields (cheaper to build
 // and compare than the spec), -> the graph that spec resolved to.
-// Direct-mapped: a key colliding with another replaces it.
+// Set-associative (64 sets of 4, most recent first): a step's few dozen keys
+// per family fit without evicting each other, whatever their hashes.
 template <size_t Words>
 class GraphMemo {
  public:
   using Key = std::array<uint64_t, Words>;
-  const ResolvedGraph* find(const Key& key) const {
-    const Slot& s = slots_[slot_of(key)];
-    return s.graph && s.key == key && s.graph->generation == cache_generation() ? s.graph.get() : nullptr;
+  const ResolvedGraph* find(const Key& key) {
+    Set& set = sets_[set_of(key)];
+    for (size_t w = 0; w < kWays; ++w) {
+      if (!set[w].graph || set[w].key != key) continue;
+      if (set[w].graph->generation != cache_generation()) return nullptr;
+      if (w > 0) std::rotate(set.begin(), set.begin() + w, set.begin() + w + 1);  // most recent first
+      return set[0].graph.get();
+    }
+    return nullptr;
   }
-  void put(const Key& key, std::shared_ptr<const ResolvedGraph> graph) { slots_[slot_of(key)] = {key, std::move(graph)}; }
+  void put(const Key& key, std::shared_ptr<const ResolvedGraph> graph) {
+    Set& set = sets_[set_of(key)];
+    size_t w = 0;  // the key's own way if stale, else the least recent
+    while (w + 1 < kWays && set[w].graph && set[w].key != key) ++w;
+    std::rotate(set.begin(), set.begin() + w, set.begin() + w + 1);
+    set[0] = {key, std::move(graph)};
+  }
 
  private:
-  static constexpr int kSlotBits = 6;
+  static constexpr int kSetBits = 6;
+  static constexpr size_t kWays = 4;
   struct Slot {
     Key key{};
     std::shared_ptr<const ResolvedGraph> graph;
   };
-  static size_t slot_of(const Key& key) {
+  using Set = std::array<Slot, kWays>;
+  static size_t set_of(const Key& key) {
     uint64_t h = 0;
     for (uint64_t w : key) h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-    return static_cast<size_t>(h >> (64 - kSlotBits));
+    return static_cast<size_t>(h >> (64 - kSetBits));
   }
-  std::array<Slot, size_t{1} << kSlotBits> slots_;
+  std::array<Set, size_t{1} << kSetBits> sets_;
 };
 
 // Writes a memo key word by word: a tag naming the call site (its builder's
@@ -241,6 +270,7 @@ std::vector<at::Tensor> run_graph_memoized(GraphMemo<Words>& memo, const std::op
 
 struct CacheInfo {
   int64_t hits = 0, misses = 0, size = 0, maxsize = 0, evictions = 0;
+  int64_t memo_hits = 0;  // of the hits, those an op's GraphMemo served
 };
 CacheInfo cache_info();
 void cache_clear();
