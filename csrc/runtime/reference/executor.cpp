@@ -121,6 +121,7 @@ class ReferenceExecutable final : public Executable {
       if (graph_->nodes()[id].kind == NodeKind::Kernel && groups_.group[id] < 0)
         kernels_[id] = find_kernel(graph_->nodes()[id].str_attr("kernel"));
     precompute_input_independent_steps();
+    find_direct_region();
   }
 
   std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
@@ -132,6 +133,10 @@ class ReferenceExecutable final : public Executable {
     const auto& nodes = graph_->nodes();
     TORCH_INTERNAL_ASSERT(inputs.size() == graph_->inputs().size(), "graph expects ", graph_->inputs().size(),
                           " inputs, got ", inputs.size());
+    if (!direct_inputs_.empty()) {
+      std::vector<at::Tensor> outs;
+      if (run_direct(inputs, allocate_output, outs)) return outs;
+    }
     c10::SmallVector<at::Tensor, 16> env(nodes.size());  // no allocation for most graphs
     c10::SmallVector<char, 4> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
     for (size_t i = 0; i < graph_->inputs().size(); ++i) {
@@ -161,7 +166,13 @@ class ReferenceExecutable final : public Executable {
       if (s.region < 0 && precomputed_[s.node].defined()) continue;
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
-        if (run_region(r, env, new_output)) continue;
+        c10::SmallVector<const at::Tensor*, 8> region_inputs;
+        for (int v : r.inputs) region_inputs.push_back(&env[v]);
+        c10::SmallVector<at::Tensor, 2> results;
+        if (run_region(r, region_inputs, new_output, results)) {
+          for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = std::move(results[k]);
+          continue;
+        }
         for (int id : r.nodes) eval(id, env, new_output, group_done);  // shapes need broadcasting steps
       } else {
         eval(s.node, env, new_output, group_done);
@@ -192,6 +203,46 @@ class ReferenceExecutable final : public Executable {
   }
 
  private:
+  // A graph that is one fused region from its inputs to its outputs (most
+  // elementwise ops): run() hands the region the caller's tensors and returns
+  // its results, without the value table and the output checks a graph of
+  // several steps needs (a region's results are fresh or the caller's memory).
+  void find_direct_region() {
+    if (plan_.steps.size() != 1 || plan_.steps[0].region < 0 || !precomputed_ids_.empty()) return;
+    const FusedRegion& r = plan_.regions[plan_.steps[0].region];
+    if (r.outputs != graph_->outputs()) return;
+    std::vector<int> positions;
+    for (int v : r.inputs) {
+      auto it = std::find(graph_->inputs().begin(), graph_->inputs().end(), v);
+      if (it == graph_->inputs().end() || graph_->node(v).kind != NodeKind::Placeholder) return;
+      positions.push_back(static_cast<int>(it - graph_->inputs().begin()));
+    }
+    direct_inputs_ = std::move(positions);
+  }
+
+  bool run_direct(const std::vector<at::Tensor>& inputs, const OutputAllocator& allocate_output,
+                  std::vector<at::Tensor>& outs) const {
+    const FusedRegion& r = plan_.regions[plan_.steps[0].region];
+    c10::SmallVector<const at::Tensor*, 8> region_inputs;
+    for (int pos : direct_inputs_) {
+      const at::Tensor& t = inputs[pos];
+      const graph::Node& n = graph_->node(graph_->inputs()[pos]);
+      TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) && t.dim() == n.type.rank(),
+                            "input '", n.name, "' does not match its placeholder");
+      region_inputs.push_back(&t);
+    }
+    NodeOutput new_output = [st = this, allocate = &allocate_output](int node, at::IntArrayRef sizes,
+                                                                     at::ScalarType dtype) {
+      at::Tensor t;
+      if (*allocate) t = (*allocate)(static_cast<size_t>(st->output_index_[node]), sizes, dtype);
+      return t.defined() ? t : empty_output(sizes, dtype);
+    };
+    c10::SmallVector<at::Tensor, 2> results;
+    if (!run_region(r, region_inputs, new_output, results)) return false;
+    outs.assign(std::make_move_iterator(results.begin()), std::make_move_iterator(results.end()));
+    return true;
+  }
+
   // Single-node steps that depend on no input (Iota/Constant chains: window
   // indices, one-hot positions, masks) have the same value on every run:
   // evaluated once here, not by ATen on every call.
@@ -328,6 +379,7 @@ class ReferenceExecutable final : public Executable {
   std::vector<int> into_output_;    // node id -> the output node whose memory that is
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
+  std::vector<int> direct_inputs_;  // a one-region graph: region input i is graph input direct_inputs_[i]
 };
 }  // namespace
 

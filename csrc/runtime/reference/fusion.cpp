@@ -306,11 +306,11 @@ KernelFn select_kernel() {
 
 // The iterator's operand order: outputs, then the streamed (non-uniform) inputs.
 c10::SmallVector<const at::Tensor*, 8> streamed_operands(const FusedRegion& r, c10::ArrayRef<at::Tensor> outs,
-                                                         const c10::SmallVectorImpl<at::Tensor>& env) {
+                                                         c10::ArrayRef<const at::Tensor*> in) {
   c10::SmallVector<const at::Tensor*, 8> ops;
   for (const at::Tensor& o : outs) ops.push_back(&o);
   for (size_t i = 0; i < r.inputs.size(); ++i)
-    if (!r.program.reg_uniform[i]) ops.push_back(&env[r.inputs[i]]);
+    if (!r.program.reg_uniform[i]) ops.push_back(in[i]);
   return ops;
 }
 
@@ -368,26 +368,27 @@ bool run_two_d(KernelFn kernel, const FusedProgram& p, at::IntArrayRef space,
 }
 }  // namespace
 
-bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output) {
+bool run_region(const FusedRegion& r, c10::ArrayRef<const at::Tensor*> in, const NodeOutput& new_output,
+                c10::SmallVectorImpl<at::Tensor>& outs) {
   const FusedProgram& p = r.program;
   at::DimVector space;  // the iteration space: all inputs broadcast
-  for (int v : r.inputs) {
+  for (const at::Tensor* t : in) {
     // Independent chains of unrelated shapes can share a region (e.g. two
     // casts feeding different later nodes): no common space, run node by node.
-    if (env[v].sizes() != at::IntArrayRef(space) && !broadcast_into(space, env[v].sizes())) return false;
+    if (t->sizes() != at::IntArrayRef(space) && !broadcast_into(space, t->sizes())) return false;
   }
   for (const auto& deps : r.output_deps) {
     // An output spans the space if one of its inputs does (the common case),
     // else if its inputs broadcast to it.
-    if (std::any_of(deps.begin(), deps.end(), [&](int i) { return env[r.inputs[i]].sizes() == at::IntArrayRef(space); }))
+    if (std::any_of(deps.begin(), deps.end(), [&](int i) { return in[i]->sizes() == at::IntArrayRef(space); }))
       continue;
     at::DimVector shape;
-    for (int i : deps) shape = at::infer_size_dimvector(shape, env[r.inputs[i]].sizes());
+    for (int i : deps) shape = at::infer_size_dimvector(shape, in[i]->sizes());
     if (shape != space) return false;
   }
 
   static const KernelFn kernel = select_kernel();
-  c10::SmallVector<at::Tensor, 4> outs(r.outputs.size());
+  outs.resize(r.outputs.size());
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     at::ScalarType dtype = runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]);
     outs[k] = new_output(r.outputs[k], space, dtype);
@@ -395,12 +396,12 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
   c10::SmallVector<double, 8> uniform_values(p.num_inputs);
   bool flat = true;  // every streamed input contiguous and full-size
   for (int i = 0; i < p.num_inputs; ++i) {
-    const at::Tensor& t = env[r.inputs[i]];
+    const at::Tensor& t = *in[i];
     if (p.reg_uniform[i]) uniform_values[i] = read_scalar(t);
     else flat = flat && t.is_contiguous() && t.sizes() == at::IntArrayRef(space);
   }
 
-  const auto ops = streamed_operands(r, outs, env);
+  const auto ops = streamed_operands(r, outs, in);
   if (flat) {
     // One flat range split across threads: no TensorIterator on the common path.
     c10::SmallVector<char*, 8> base;
@@ -437,7 +438,6 @@ bool run_region(const FusedRegion& r, c10::SmallVectorImpl<at::Tensor>& env, con
       kernel(p, FusedRun{data, strides, size0, uniform_values.data(), size1, strides + ntensors});
     });
   }
-  for (size_t k = 0; k < r.outputs.size(); ++k) env[r.outputs[k]] = std::move(outs[k]);
   return true;
 }
 

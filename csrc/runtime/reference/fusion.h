@@ -35,9 +35,11 @@ struct Plan {
 
 Plan plan_fusion(const graph::Graph& g);
 
-// Runs `region` reading and writing graph values in `env`, its results in
-// tensors from `new_output`. Returns false (having written nothing) when the
-// runtime shapes do not allow one pass.
-bool run_region(const FusedRegion& region, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output);
+// Runs `region` on its input values (register i reads *inputs[i]), its
+// results (region.outputs order) in `outs`, tensors from `new_output`.
+// Returns false (having written nothing) when the runtime shapes do not
+// allow one pass.
+bool run_region(const FusedRegion& region, c10::ArrayRef<const at::Tensor*> inputs, const NodeOutput& new_output,
+                c10::SmallVectorImpl<at::Tensor>& outs);
 
 }  // namespace mps_ext::runtime::reference
