@@ -490,7 +490,8 @@ std::vector<at::Tensor> execute(Kind kind, const c10::Device& device, const grap
     if (outputs) allocate = caller_output;
     results = executable.run(inputs, allocate);
   }
-  for (size_t k = 0; k < results.size(); ++k) results[k] = into_output(results[k], outputs, k);
+  if (outputs)
+    for (size_t k = 0; k < results.size(); ++k) results[k] = into_output(results[k], outputs, k);
   return results;
 }
 

@@ -525,12 +525,20 @@ void build_foreach(Graph& g, const GraphSpec& s) {
 
 // One operand: a tensor, a Scalar, or absent (None).
 struct Operand {
-  at::Tensor tensor;
+  // The caller's tensor, borrowed (owned only where the caller has none to
+  // lend: a list element): no reference count traffic per operand.
+  c10::MaybeOwned<at::Tensor> held;
   std::optional<at::Scalar> scalar;
-  bool present() const { return tensor.defined() || scalar.has_value(); }
+  const at::Tensor& tensor() const { return *held; }
+  bool present() const { return tensor().defined() || scalar.has_value(); }
 };
 
 [[noreturn]] void unsupported() { throw std::domain_error("fallback"); }
+
+// An IValue's tensor (None: undefined), borrowed from the stack.
+c10::MaybeOwned<at::Tensor> borrow(const c10::IValue& v) {
+  return v.isNone() ? c10::MaybeOwned<at::Tensor>() : c10::MaybeOwned<at::Tensor>::borrowed(v.toTensor());
+}
 
 // One elementwise call, checked, typed and broadcast: its graph's inputs and
 // attrs, and where its result goes.
@@ -579,7 +587,7 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
   at::native::ResultTypeState state{};
   for (int i : e.promote) {
     const Operand& o = ops[i];
-    if (o.tensor.defined()) state = at::native::update_result_type_state(o.tensor, state);
+    if (o.tensor().defined()) state = at::native::update_result_type_state(o.tensor(), state);
     else if (o.scalar) state = at::native::update_result_type_state(*o.scalar, state);
   }
   at::ScalarType promoted = at::native::result_type(state);
@@ -588,7 +596,7 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
   if (e.result == Result::Float && !rounding && at::isIntegralType(promoted, /*includeBool=*/true))
     result = c10::typeMetaToScalarType(c10::get_default_dtype());
   if (e.result == Result::Bool) result = at::kBool;
-  if (e.result == Result::First) result = promoted = ops[0].tensor.scalar_type();
+  if (e.result == Result::First) result = promoted = ops[0].tensor().scalar_type();
   at::ScalarType compute = opmath_type(e.result == Result::Float ? (rounding ? promoted : result) : promoted);
   // Integer division/remainder semantics (floor/trunc on integers) are not float math.
   if (at::isIntegralType(compute, true) &&
@@ -600,18 +608,18 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
   if (e.result != Result::First && at::isReducedFloatingType(promoted) && compute != promoted) {
     plan.common = promoted;
     const bool unrounded_scalar = !std::strcmp(e.name, "mul") || !std::strcmp(e.name, "div") || !std::strcmp(e.name, "floor_divide");
-    if (unrounded_scalar && (ops[1].scalar || (ops[1].tensor.defined() && ops[1].tensor.dim() == 0))) plan.exact = 1;
+    if (unrounded_scalar && (ops[1].scalar || (ops[1].tensor().defined() && ops[1].tensor().dim() == 0))) plan.exact = 1;
   }
   bool first = true;
   std::optional<c10::Device> device;
   for (const Operand& o : ops) {
-    if (!o.tensor.defined()) continue;
-    if (!graph_dtype_ok(o.tensor.scalar_type())) unsupported();
-    if (o.tensor.device().type() == c10::DeviceType::PrivateUse1) device = o.tensor.device();
-    else TORCH_CHECK(o.tensor.is_cpu() && o.tensor.dim() == 0, "Expected all tensors to be on the same device, but found "
-                     "at least two devices, mpsgraph:0 and ", o.tensor.device(), "!");
-    if (first) plan.shape.assign(o.tensor.sizes().begin(), o.tensor.sizes().end());
-    else if (o.tensor.sizes() != at::IntArrayRef(plan.shape)) plan.shape = at::infer_size_dimvector(plan.shape, o.tensor.sizes());
+    if (!o.tensor().defined()) continue;
+    if (!graph_dtype_ok(o.tensor().scalar_type())) unsupported();
+    if (o.tensor().device().type() == c10::DeviceType::PrivateUse1) device = o.tensor().device();
+    else TORCH_CHECK(o.tensor().is_cpu() && o.tensor().dim() == 0, "Expected all tensors to be on the same device, but found "
+                     "at least two devices, mpsgraph:0 and ", o.tensor().device(), "!");
+    if (first) plan.shape.assign(o.tensor().sizes().begin(), o.tensor().sizes().end());
+    else if (o.tensor().sizes() != at::IntArrayRef(plan.shape)) plan.shape = at::infer_size_dimvector(plan.shape, o.tensor().sizes());
     first = false;
   }
   if (!device) unsupported();  // only CPU scalars: not ours
@@ -638,7 +646,7 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
     if (unit && std::find(e.unit_factors.begin(), e.unit_factors.end(), static_cast<int>(i)) != e.unit_factors.end())
       continue;
     plan.present |= int64_t{1} << i;
-    plan.inputs.push_back(o.tensor.defined() ? o.tensor : scalar_input(*o.scalar, compute));
+    plan.inputs.push_back(o.tensor().defined() ? o.tensor() : scalar_input(*o.scalar, compute));
   }
   return plan;
 }
@@ -678,7 +686,7 @@ std::vector<at::Tensor> run_graph_of(const Plan& p, const graph::Attrs& attrs, c
 at::Tensor run_plan(const Plan& p, const graph::Attrs& attrs) {
   if (p.dest.defined() && !p.inplace) at::native::resize_output(p.dest, p.shape);
   if (p.empty()) return p.dest.defined() ? p.dest : at::empty(p.shape, at::TensorOptions().device(p.device).dtype(p.result));
-  if (!p.dest.defined()) return run_graph_of(p, attrs, nullptr)[0];
+  if (!p.dest.defined()) return std::move(run_graph_of(p, attrs, nullptr)[0]);
   if (!p.direct()) return write_result(run_graph_of(p, attrs, nullptr)[0], p.dest);
   const std::vector<at::Tensor> dest{p.dest};
   run_graph_of(p, attrs, &dest);
@@ -771,14 +779,14 @@ void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack)
     c10::IValue& v = (*stack)[first + i];
     switch (o.roles[i]) {
       case Overload::Out: dest = v.toTensor(); break;
-      case Overload::Tensor: ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt}); break;
+      case Overload::Tensor: ops.push_back({borrow(v), std::nullopt}); break;
       case Overload::Scalar:
-        ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+        ops.push_back({c10::MaybeOwned<at::Tensor>(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
         break;
       case Overload::Attr: read_attr(attrs, args[i], v); break;
     }
   }
-  if (o.inplace) dest = ops[0].tensor;
+  if (o.inplace) dest = ops[0].tensor();
   at::Tensor result;
   try {
     result = run_elementwise(*o.entry, ops, attrs, dest, o.inplace);
@@ -793,8 +801,8 @@ void elementwise_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack)
 // Scalar operands (mul.Tensor, add.Tensor with its alpha, sigmoid,
 // tanh_backward, add_.Tensor, ...) skip the IValue stack the boxed kernel
 // reads. Other inputs than the graphs take go to the CPU fallback, boxed then.
-Operand operand(const at::Tensor& t) { return {t, std::nullopt}; }
-Operand operand(const at::Scalar& s) { return {at::Tensor(), s}; }
+Operand operand(const at::Tensor& t) { return {c10::MaybeOwned<at::Tensor>::borrowed(t), std::nullopt}; }
+Operand operand(const at::Scalar& s) { return {c10::MaybeOwned<at::Tensor>(), s}; }
 
 template <class... Args>  // each const at::Tensor& or const at::Scalar&
 torch::CppFunction functional_kernel(c10::OperatorHandle op, const Entry* e) {
@@ -916,16 +924,16 @@ void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
       for (size_t i = 0; i < args.size(); ++i) {
         const c10::IValue& v = (*stack)[first + i];
         switch (o.roles[i]) {
-          case ForeachOverload::TensorList: ops.push_back({tensor_lists[i].get(j), std::nullopt}); break;
-          case ForeachOverload::ScalarList: ops.push_back({at::Tensor(), scalar_lists[i]->get(j).toScalar()}); break;
-          case ForeachOverload::Tensor: ops.push_back({v.isNone() ? at::Tensor() : v.toTensor(), std::nullopt}); break;
+          case ForeachOverload::TensorList: ops.push_back({c10::MaybeOwned<at::Tensor>::owned(std::in_place, tensor_lists[i].get(j)), std::nullopt}); break;
+          case ForeachOverload::ScalarList: ops.push_back({c10::MaybeOwned<at::Tensor>(), scalar_lists[i]->get(j).toScalar()}); break;
+          case ForeachOverload::Tensor: ops.push_back({borrow(v), std::nullopt}); break;
           case ForeachOverload::Scalar:
-            ops.push_back({at::Tensor(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
+            ops.push_back({c10::MaybeOwned<at::Tensor>(), v.isNone() ? std::nullopt : std::optional<at::Scalar>(v.toScalar())});
             break;
           case ForeachOverload::Attr: break;
         }
       }
-      at::Tensor dest = o.inplace ? ops[0].tensor : at::Tensor();
+      at::Tensor dest = o.inplace ? ops[0].tensor() : at::Tensor();
       plans.push_back(plan_elementwise(*o.entry, ops, attrs, dest, o.inplace));
     }
     if (!run_foreach_fused(plans, attrs, results)) {

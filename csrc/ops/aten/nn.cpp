@@ -182,7 +182,7 @@ at::Tensor run_reduce(std::string_view kind, const at::Tensor& self, at::Optiona
   for (int64_t d : dims) key.word(static_cast<uint64_t>(d));
   key.word(keepdim | static_cast<uint64_t>(compute) << 8 | static_cast<uint64_t>(result) << 16).real(correction);
   thread_local runtime::GraphMemo<16> memo;
-  return runtime::run_graph_memoized(memo, key.key(), spec, build_reduce, {self})[0];
+  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_reduce, {self})[0]);
 }
 
 at::ScalarType sum_type(const at::Tensor& self, std::optional<at::ScalarType> dtype) {
@@ -499,7 +499,7 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   key.real(alpha).real(beta);
   thread_local runtime::GraphMemo<16> memo;
   std::vector<at::Tensor> inputs = c ? std::vector<at::Tensor>{a, b, *c} : std::vector<at::Tensor>{a, b};
-  return runtime::run_graph_memoized(memo, key.key(), spec, build_matmul, inputs)[0];
+  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_matmul, inputs)[0]);
 }
 
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b) {
@@ -1142,7 +1142,7 @@ at::Tensor cat(const at::ITensorListRef& tensors, int64_t dim) {
     return at::empty(shape, device_options(xs[0], r));
   }
   spec.attr("dim", dim).attr("result", dname(r));
-  return runtime::run_graph(spec, build_cat, inputs)[0];
+  return std::move(runtime::run_graph(spec, build_cat, inputs)[0]);
 }
 
 void build_tri(Graph& g, const GraphSpec& s) {
