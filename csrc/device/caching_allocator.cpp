@@ -41,25 +41,19 @@ void CachingAllocator::stat_free(StatArray& s, const Block& b, size_t amount) {
 // block larger than twice the request is left for bigger requests). Of the
 // blocks of the best size, the most recently freed: likeliest still in cache.
 CachingAllocator::Block* CachingAllocator::take_cached(size_t size) {
-  auto it = cached_.lower_bound(size);
-  if (it == cached_.end() || it->first >= 2 * size) return nullptr;
-  it = std::prev(cached_.upper_bound(it->first));  // equal keys keep insertion order
-  Block* b = it->second;
-  spare_nodes_.push_back(cached_.extract(it));
-  return b;
+  for (auto it = cached_.lower_bound(size); it != cached_.end() && it->first < 2 * size;) {
+    if (it->second.empty()) {  // the request's own size stays for its blocks to come back; others go
+      it = it->first == size ? std::next(it) : cached_.erase(it);
+      continue;
+    }
+    Block* b = it->second.back();
+    it->second.pop_back();
+    return b;
+  }
+  return nullptr;
 }
 
-void CachingAllocator::cache(Block* b) {
-  if (spare_nodes_.empty()) {
-    cached_.emplace(b->size, b);
-    return;
-  }
-  auto node = std::move(spare_nodes_.back());
-  spare_nodes_.pop_back();
-  node.key() = b->size;
-  node.mapped() = b;
-  cached_.insert(std::move(node));  // after its equal keys, as emplace
-}
+void CachingAllocator::cache(Block* b) { cached_[b->size].push_back(b); }
 
 void CachingAllocator::recycle_pending() {
   auto done = std::partition(pending_.begin(), pending_.end(), [&](Block* b) { return b->fence > completed_; });
@@ -73,15 +67,16 @@ void CachingAllocator::recycle_pending() {
 }
 
 void CachingAllocator::release_cached() {
-  for (auto& [size, b] : cached_) {
-    raw_->release(b->ptr, b->size);
-    stat_free(stats_.segment, *b, 1);
-    stat_free(stats_.reserved_bytes, *b, b->size);
-    stats_.num_device_free++;
-    delete b;
+  for (auto& [size, blocks] : cached_) {
+    for (Block* b : blocks) {
+      raw_->release(b->ptr, b->size);
+      stat_free(stats_.segment, *b, 1);
+      stat_free(stats_.reserved_bytes, *b, b->size);
+      stats_.num_device_free++;
+      delete b;
+    }
   }
   cached_.clear();
-  spare_nodes_.clear();
 }
 
 c10::DataPtr CachingAllocator::allocate(size_t bytes) {

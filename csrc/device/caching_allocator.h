@@ -92,10 +92,10 @@ class CachingAllocator final : public c10::DeviceAllocator {
   RawMemory* raw_;
   const bool asynchronous_;
   std::mutex mutex_;
-  std::multimap<size_t, Block*> cached_;  // reusable, by size
-  // Map nodes of blocks taken from cached_, reused when a block goes back:
-  // an allocation and free pair of a cached size touches no heap.
-  std::vector<std::multimap<size_t, Block*>::node_type> spare_nodes_;
+  // Reusable blocks: per rounded size, a stack (the most recently freed on
+  // top). A size's stack stays when it empties, so an allocation and free
+  // pair of a cached size only pops and pushes (no tree node, no rebalancing).
+  std::map<size_t, std::vector<Block*>> cached_;
   std::vector<Block*> pending_;           // freed, maybe still used by the GPU
   std::atomic<uint64_t> epoch_{1};
   uint64_t completed_ = 0;  // under mutex_
