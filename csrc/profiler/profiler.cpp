@@ -162,7 +162,7 @@ TensorInfo tensor_info(const at::Tensor& t) {
 }
 
 namespace detail {
-Active* open_op(const std::string& key, const std::vector<at::Tensor>& inputs) {
+Active* open_op(const std::string& key, c10::ArrayRef<at::Tensor> inputs) {
   std::unique_ptr<Active> owned(open(Kind::Operation, op_name(key)));
   Active* a = owned.get();
   if (!a) return a;
@@ -200,7 +200,7 @@ Active* open_copy(const at::Tensor& src, const at::Tensor& dst) {
   return begin(a.release());
 }
 
-Active* open_fallback(const std::string& op, const std::vector<at::Tensor>& inputs) {
+Active* open_fallback(const std::string& op, c10::ArrayRef<at::Tensor> inputs) {
   std::unique_ptr<Active> a(open(Kind::Fallback, op));
   if (!a) return nullptr;
   for (const at::Tensor& t : inputs)

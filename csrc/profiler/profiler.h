@@ -94,9 +94,9 @@ void set_gpu_timer(GpuTimer* timer);
 // --- scopes: construct at the hook point --------------------------------------
 namespace detail {
 struct Active;  // the recorded state of one open scope
-Active* open_op(const std::string& key, const std::vector<at::Tensor>& inputs);
+Active* open_op(const std::string& key, c10::ArrayRef<at::Tensor> inputs);
 Active* open_copy(const at::Tensor& src, const at::Tensor& dst);
-Active* open_fallback(const std::string& op, const std::vector<at::Tensor>& inputs);
+Active* open_fallback(const std::string& op, c10::ArrayRef<at::Tensor> inputs);
 void close(Active* a);  // records and deletes
 }  // namespace detail
 
@@ -120,7 +120,7 @@ class OpScope : public Scope {
   // `graph_key()` gives the key string; called only when profiling (the
   // readable key is built on demand).
   template <typename KeyFn>
-  OpScope(KeyFn&& graph_key, const std::vector<at::Tensor>& inputs) {
+  OpScope(KeyFn&& graph_key, c10::ArrayRef<at::Tensor> inputs) {
 #ifndef MPS_EXT_NO_PROFILER_HOOKS
     if (state() != 0) [[unlikely]] active_ = detail::open_op(graph_key(), inputs);
 #endif

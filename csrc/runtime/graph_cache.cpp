@@ -431,7 +431,7 @@ at::Tensor result_to_device(at::Tensor r) {
   return device::device_tensor_over(storage, r, r.storage_offset());
 }
 
-c10::Device device_of(const std::vector<at::Tensor>& inputs) {
+c10::Device device_of(c10::ArrayRef<at::Tensor> inputs) {
   TORCH_INTERNAL_ASSERT(!inputs.empty());
   for (const at::Tensor& t : inputs)  // 0-d CPU scalars go with any device
     if (!t.is_cpu() || t.dim() > 0) return t.device();
@@ -440,7 +440,7 @@ c10::Device device_of(const std::vector<at::Tensor>& inputs) {
 
 // Runs a looked-up graph on the runtime `kind` serving `device`.
 std::vector<at::Tensor> execute(Kind kind, const c10::Device& device, const graph::Graph& graph,
-                                Executable& executable, const std::vector<at::Tensor>& inputs,
+                                Executable& executable, c10::ArrayRef<at::Tensor> inputs,
                                 const std::vector<at::Tensor>* outputs) {
   if (outputs)
     TORCH_INTERNAL_ASSERT(outputs->size() == graph.outputs().size(), "run_graph_into: expected ",
@@ -495,7 +495,7 @@ std::vector<at::Tensor> execute(Kind kind, const c10::Device& device, const grap
   return results;
 }
 
-std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs,
                             const std::vector<at::Tensor>* outputs,
                             std::shared_ptr<const ResolvedGraph>* resolved = nullptr) {
   profiler::OpScope profile_op([&]() -> const std::string& { return spec.key(); }, inputs);  // profiler hook (issue 14): one relaxed load when off
@@ -510,13 +510,13 @@ std::vector<at::Tensor> run(const GraphSpec& spec, GraphBuilder build, const std
 }
 }  // namespace
 
-std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs,
                                         const std::vector<at::Tensor>* outputs,
                                         std::shared_ptr<const ResolvedGraph>* resolved) {
   return run(spec, build, inputs, outputs, resolved);
 }
 
-std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, c10::ArrayRef<at::Tensor> inputs,
                                      const std::vector<at::Tensor>* outputs) {
   profiler::OpScope profile_op([&]() -> const std::string& { return graph.key(); }, inputs);
   cache().memo_hits.fetch_add(1, std::memory_order_relaxed);
@@ -530,11 +530,11 @@ void check_memo_hit(const ResolvedGraph& graph, const GraphSpec& spec, GraphBuil
   check_rebuilds_same(graph.kind, use_kernels(), spec, build, *graph.graph);
 }
 
-std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs) {
+std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs) {
   return run(spec, build, inputs, nullptr);
 }
 
-std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs,
                                        const std::vector<at::Tensor>& outputs) {
   return run(spec, build, inputs, &outputs);
 }

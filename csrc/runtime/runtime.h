@@ -35,7 +35,7 @@ using OutputAllocator =
 class Executable {
  public:
   virtual ~Executable() = default;
-  virtual std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
+  virtual std::vector<at::Tensor> run(c10::ArrayRef<at::Tensor> inputs,
                                       const OutputAllocator& allocate_output = {}) = 0;
 };
 
@@ -114,10 +114,10 @@ using GraphBuilder = void (*)(graph::Graph&, const GraphSpec&);
 // `inputs` (the runtime follows their device). Inputs bound to variables are
 // updated in place. MPS_EXT_CHECK_CACHE=1 rebuilds on every hit and fails if
 // the graph differs (a builder that reads something its spec does not record).
-std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs);
+std::vector<at::Tensor> run_graph(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs);
 // The same, writing output k into outputs[k] (out= tensors, already of the
 // result's sizes and dtype); returns `outputs`.
-std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_graph_into(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs,
                                        const std::vector<at::Tensor>& outputs);
 
 // --- memoized runs: an op's hot path ----------------------------------------------
@@ -237,11 +237,11 @@ class MemoKeyWriter {
 };
 
 // run_graph (outputs == nullptr) or run_graph_into, resolving `resolved` too.
-std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_and_resolve(const GraphSpec& spec, GraphBuilder build, c10::ArrayRef<at::Tensor> inputs,
                                         const std::vector<at::Tensor>* outputs,
                                         std::shared_ptr<const ResolvedGraph>* resolved);
 // Runs a resolved graph as run_graph/run_graph_into run theirs (a cache hit).
-std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, const std::vector<at::Tensor>& inputs,
+std::vector<at::Tensor> run_resolved(const ResolvedGraph& graph, c10::ArrayRef<at::Tensor> inputs,
                                      const std::vector<at::Tensor>* outputs);
 // MPS_EXT_CHECK_CACHE on a memo hit: `spec` (built the slow way) must have the
 // key the memo's graph was resolved from, and still build that graph.
@@ -253,7 +253,7 @@ void check_memo_hit(const ResolvedGraph& graph, const GraphSpec& spec, GraphBuil
 template <size_t Words, typename MakeSpec>
 std::vector<at::Tensor> run_graph_memoized(GraphMemo<Words>& memo, const std::optional<typename GraphMemo<Words>::Key>& key,
                                            MakeSpec&& make_spec, GraphBuilder build,
-                                           const std::vector<at::Tensor>& inputs,
+                                           c10::ArrayRef<at::Tensor> inputs,
                                            const std::vector<at::Tensor>* outputs = nullptr) {
   if (key) {
     if (const ResolvedGraph* graph = memo.find(*key)) {

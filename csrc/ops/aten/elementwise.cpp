@@ -544,7 +544,7 @@ c10::MaybeOwned<at::Tensor> borrow(const c10::IValue& v) {
 // attrs, and where its result goes.
 struct Plan {
   const Entry* entry;
-  std::vector<at::Tensor> inputs;  // tensors and 0-d Scalars, present operands only
+  c10::SmallVector<at::Tensor, 4> inputs;  // tensors and 0-d Scalars, present operands only
   int64_t present = 0;
   at::ScalarType compute, result;
   // The dtype operands are rounded to before compute (ATen's common dtype),

@@ -182,7 +182,7 @@ at::Tensor run_reduce(std::string_view kind, const at::Tensor& self, at::Optiona
   for (int64_t d : dims) key.word(static_cast<uint64_t>(d));
   key.word(keepdim | static_cast<uint64_t>(compute) << 8 | static_cast<uint64_t>(result) << 16).real(correction);
   thread_local runtime::GraphMemo<16> memo;
-  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_reduce, {self})[0]);
+  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_reduce, self)[0]);
 }
 
 at::ScalarType sum_type(const at::Tensor& self, std::optional<at::ScalarType> dtype) {
@@ -498,7 +498,8 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   if (c) key.tensor(*c);
   key.real(alpha).real(beta);
   thread_local runtime::GraphMemo<16> memo;
-  std::vector<at::Tensor> inputs = c ? std::vector<at::Tensor>{a, b, *c} : std::vector<at::Tensor>{a, b};
+  c10::SmallVector<at::Tensor, 3> inputs{a, b};
+  if (c) inputs.push_back(*c);
   return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_matmul, inputs)[0]);
 }
 

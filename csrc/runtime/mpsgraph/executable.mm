@@ -86,7 +86,7 @@ class GraphExecutable final : public Executable {
   }
 
   // Results are always fresh tensors on the inputs' device.
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override;
+  std::vector<at::Tensor> run(c10::ArrayRef<at::Tensor> inputs, const OutputAllocator&) override;
 
  private:
   const Compiled& compiled_for(const std::vector<Shape>& input_shapes);
@@ -152,7 +152,7 @@ const Compiled& GraphExecutable::compiled_for(const std::vector<Shape>& input_sh
   return cache_.emplace(shapes, std::make_pair(std::move(c), lru_.begin())).first->second.first;
 }
 
-std::vector<at::Tensor> GraphExecutable::run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) {
+std::vector<at::Tensor> GraphExecutable::run(c10::ArrayRef<at::Tensor> inputs, const OutputAllocator&) {
   TORCH_CHECK(inputs.size() == input_types_.size(), "mps_ext: graph expects ", input_types_.size(),
               " inputs, got ", inputs.size());
   c10::optional<c10::Device> device;
@@ -255,8 +255,8 @@ class MetalKernelExecutable final : public Executable {
  public:
   MetalKernelExecutable(std::shared_ptr<const graph::Graph> g, const graph::Node& node, MetalKernel kernel)
       : graph_(std::move(g)), node_(node), kernel_(kernel) {}
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const OutputAllocator&) override {
-    return {kernel_(node_, inputs)};
+  std::vector<at::Tensor> run(c10::ArrayRef<at::Tensor> inputs, const OutputAllocator&) override {
+    return {kernel_(node_, inputs.vec())};
   }
 
  private:

@@ -124,7 +124,7 @@ class ReferenceExecutable final : public Executable {
     find_direct_region();
   }
 
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs,
+  std::vector<at::Tensor> run(c10::ArrayRef<at::Tensor> inputs,
                               const OutputAllocator& allocate_output) override {
     // A graph computes in the dtypes its builder chose: the ATen calls that
     // evaluate its nodes must not see the thread's autocast state (an op under
@@ -220,7 +220,7 @@ class ReferenceExecutable final : public Executable {
     direct_inputs_ = std::move(positions);
   }
 
-  bool run_direct(const std::vector<at::Tensor>& inputs, const OutputAllocator& allocate_output,
+  bool run_direct(c10::ArrayRef<at::Tensor> inputs, const OutputAllocator& allocate_output,
                   std::vector<at::Tensor>& outs) const {
     const FusedRegion& r = plan_.regions[plan_.steps[0].region];
     c10::SmallVector<const at::Tensor*, 8> region_inputs;
