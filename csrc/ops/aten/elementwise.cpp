@@ -579,20 +579,37 @@ struct Plan {
   }
 };
 
-// Plans entry `e` on its operands, writing into `dest` (in-place self or
-// out=) when given. Throws std::domain_error when the device has no graph for
-// it; raises torch's errors before anything is written.
-Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs, const at::Tensor& dest,
-                      bool inplace) {
+// torch's result type of the operands entry `e` promotes. Tensors of one
+// dtype (the common call) promote to it whatever their dims, without
+// building ATen's promotion state.
+at::ScalarType promote_types(const Entry& e, c10::ArrayRef<Operand> ops) {
+  std::optional<at::ScalarType> same;
+  for (int i : e.promote) {
+    const at::Tensor& t = ops[i].tensor();
+    if (!t.defined() || (same && *same != t.scalar_type())) {
+      same.reset();
+      break;
+    }
+    same = t.scalar_type();
+  }
+  if (same) return *same;
   at::native::ResultTypeState state{};
   for (int i : e.promote) {
     const Operand& o = ops[i];
     if (o.tensor().defined()) state = at::native::update_result_type_state(o.tensor(), state);
     else if (o.scalar) state = at::native::update_result_type_state(*o.scalar, state);
   }
-  at::ScalarType promoted = at::native::result_type(state);
+  return at::native::result_type(state);
+}
+
+// Plans entry `e` on its operands, writing into `dest` (in-place self or
+// out=) when given. Throws std::domain_error when the device has no graph for
+// it; raises torch's errors before anything is written.
+Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::Attrs& attrs, const at::Tensor& dest,
+                      bool inplace) {
+  at::ScalarType promoted = promote_types(e, ops);
   at::ScalarType result = promoted;
-  bool rounding = attrs.count("rounding_mode") != 0;
+  bool rounding = !attrs.empty() && attrs.count("rounding_mode") != 0;
   if (e.result == Result::Float && !rounding && at::isIntegralType(promoted, /*includeBool=*/true))
     result = c10::typeMetaToScalarType(c10::get_default_dtype());
   if (e.result == Result::Bool) result = at::kBool;
