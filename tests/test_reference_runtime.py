@@ -68,6 +68,24 @@ def test_binary_fused_equals_aten(op, dtype):
         close(f, u, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("compare", COMPARE)
+@pytest.mark.parametrize("sides", ["const_stream", "stream_const", "stream_stream", "const_const"])
+def test_compare_folded_into_select_against_a_constant(compare, sides, dtype):
+    # relu's and threshold_backward's shape: x <cmp> c ? constant : y, its
+    # mirror, and the other arrangements of uniform and streamed sides.
+    g = Graph()
+    x = g.placeholder([-1], dtype, "x")
+    y = g.placeholder([-1], dtype, "y")
+    c = g.placeholder([], dtype, "c")
+    k = g.constant(-7.0, dtype)
+    t, f = {"const_stream": (k, y), "stream_const": (y, k), "stream_stream": (y, x), "const_const": (k, c)}[sides]
+    g.output(g.select(g.apply(compare, [x, c]), t, f))
+    x_val = values((1003,), dtype)
+    fused, unfused = run_both(g, [x_val, values((1003,), dtype).flip(0), torch.tensor(0.0, dtype=dtype)])
+    torch.testing.assert_close(fused[0], unfused[0], rtol=0, atol=0, equal_nan=True)
+
+
 def test_select_logic_and_casts():
     g = Graph()
     x = g.placeholder([-1], torch.float16, "x")

@@ -566,6 +566,14 @@ class Interpreter {
   void compare_select(const FusedInstr& in, int64_t m, T* d, const Operand<T>& a, const Operand<T>& b) {
     Operand<T> t = operand(in.src[2]), f = operand(in.src[3]);
     auto run = [&](auto cmp) {
+      // x against a constant choosing a constant or a stream (relu,
+      // threshold_backward): two streams, no per-vector test of which
+      // operands are uniform.
+      if (b.uniform && t.uniform != f.uniform) {
+        const Vec bv = b.v, constant = t.uniform ? t.v : f.v;
+        if (t.uniform) return map2([&](Vec x, Vec y) { return Vec::blendv(y, constant, cmp(x, bv)); }, m, d, a, f);
+        return map2([&](Vec x, Vec y) { return Vec::blendv(constant, y, cmp(x, bv)); }, m, d, a, t);
+      }
       MPS_EXT_TWO_VECTORS for (int64_t i = 0; i < m; i += Vec::size())
         Vec::blendv(f.at(i), t.at(i), cmp(a.at(i), b.at(i))).store(d + i);
     };
