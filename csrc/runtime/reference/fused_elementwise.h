@@ -41,7 +41,17 @@ struct FusedProgram {
   std::vector<FusedInstr> instrs;
   std::vector<int> output_regs;  // operand k < output_regs.size() is output k
   bool compute_double = false;   // float64 anywhere: compute in double, else float
+  // A streamed transcendental (tanh, exp, erf, log, sin, cos, sqrt: MKL's
+  // vector math where torch has it): worth threads from kVmlGrain elements.
+  bool transcendental = false;
 };
+
+// The elements per thread a region with a transcendental splits at: ATen's
+// own grain for its VML calls (at::vml), not GRAIN_SIZE.
+constexpr int64_t kVmlGrain = 2048;
+// The most elements per VML call: MKL threads a call from about 112 elements
+// (waking the pool per 4096-element block); the runtime threads above itself.
+constexpr int64_t kVmlChunk = 96;
 
 // `rows` strided 1-D runs of n elements of the iteration space (TensorIterator's
 // 2-D loop). data/strides/outer_strides follow the iterator's operand order:

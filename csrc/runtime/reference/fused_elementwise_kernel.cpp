@@ -1,6 +1,7 @@
 // The block interpreter behind FusedProgram. Compiled once per CPU capability
 // (CMake defines CPU_CAPABILITY and the matching -m flags), so it includes
 // only the vectorization headers, never ATen.h.
+#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
@@ -496,11 +497,15 @@ class Interpreter {
     }
   }
 
-  // A VML call over a block, or per row of packed short rows, as ATen calls
-  // it per row: MKL threads a call of a thousand elements (3.4 us for tanh of
-  // an LSTM gate's [16, 64] view on 2 threads, 1.5 us as 16 row calls).
+  // VML over a block, per row of packed short rows, and in calls MKL keeps
+  // on this thread: it threads a call from about 112 elements (3.4 us for
+  // tanh of an LSTM gate's [16, 64] view on 2 threads, 1.5 us as 16 row
+  // calls); run_region threads regions with VML itself (kVmlGrain).
   void vml(VmlFunction<T> f, int64_t m, const T* x, T* d) const {
-    const int64_t row = vml_row_ > 0 ? vml_row_ : m;
+    // Outside a parallel region, calls short enough for MKL to run them on
+    // this thread (inside one, MKL does not thread them anyway).
+    const int64_t whole = vml_row_ > 0 ? vml_row_ : m;
+    const int64_t row = at::in_parallel_region() ? whole : std::min(whole, kVmlChunk);
     for (int64_t off = 0; off < m; off += row) f(std::min(row, m - off), x + off, d + off, kAtenVmlMode);
   }
 

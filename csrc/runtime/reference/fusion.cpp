@@ -131,6 +131,10 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
     for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];
     in.uniform = uniform[id];
     if (n.kind == NodeKind::Constant) in.value = n.float_attr("value");
+    static constexpr NodeKind kTranscendental[] = {NodeKind::Tanh, NodeKind::Exp, NodeKind::Erf, NodeKind::Log,
+                                                   NodeKind::Sin, NodeKind::Cos, NodeKind::Sqrt};
+    if (!in.uniform && std::find(std::begin(kTranscendental), std::end(kTranscendental), n.kind) != std::end(kTranscendental))
+      p.transcendental = true;
     in.dst = add_reg(id);
     p.instrs.push_back(in);
   }
@@ -411,10 +415,11 @@ bool run_region(const FusedRegion& r, c10::ArrayRef<const at::Tensor*> in, const
       strides.push_back(t->element_size());
     }
     const int64_t numel = c10::multiply_integers(space);
-    if (numel > 0 && numel <= at::internal::GRAIN_SIZE) {  // one chunk: this thread, without parallel_for's set-up
+    const int64_t grain = p.transcendental ? kVmlGrain : at::internal::GRAIN_SIZE;
+    if (numel > 0 && numel <= grain) {  // one chunk: this thread, without parallel_for's set-up
       kernel(p, FusedRun{base.data(), strides.data(), numel, uniform_values.data()});
     } else {
-      at::parallel_for(0, numel, at::internal::GRAIN_SIZE, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, numel, grain, [&](int64_t begin, int64_t end) {
         c10::SmallVector<char*, 8> ptrs(base.size());
         for (size_t k = 0; k < base.size(); ++k) ptrs[k] = base[k] + begin * strides[k];
         kernel(p, FusedRun{ptrs.data(), strides.data(), end - begin, uniform_values.data()});
