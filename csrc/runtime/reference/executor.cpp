@@ -140,12 +140,8 @@ class ReferenceExecutable final : public Executable {
     c10::SmallVector<at::Tensor, 16> env(nodes.size());  // no allocation for most graphs
     c10::SmallVector<char, 4> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
     for (size_t i = 0; i < graph_->inputs().size(); ++i) {
-      const graph::Node& n = nodes[graph_->inputs()[i]];
-      const at::Tensor& t = inputs[i];
-      TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) &&
-                                t.dim() == n.type.rank(),
-                            "input '", n.name, "' does not match its placeholder");
-      env[graph_->inputs()[i]] = t;
+      check_input(i, inputs[i]);
+      env[graph_->inputs()[i]] = inputs[i];
     }
     for (int id : precomputed_ids_) env[id] = precomputed_[id];
     // Graph outputs go where the caller wants them; other values are fresh.
@@ -156,10 +152,9 @@ class ReferenceExecutable final : public Executable {
       c10::SmallVector<const c10::TensorImpl*, 2> given;  // per graph output: the caller's tensor, if it gave one
     } state{this, &allocate_output, c10::SmallVector<const c10::TensorImpl*, 2>(graph_->outputs().size(), nullptr)};
     NodeOutput new_output = [st = &state](int node, at::IntArrayRef sizes, at::ScalarType dtype) {
-      int k = st->self->output_index_[node];
-      at::Tensor t = k >= 0 && *st->allocate ? (*st->allocate)(static_cast<size_t>(k), sizes, dtype) : at::Tensor();
+      at::Tensor t = st->self->caller_memory(*st->allocate, node, sizes, dtype);
       if (!t.defined()) return empty_output(sizes, dtype);
-      st->given[k] = t.unsafeGetTensorImpl();
+      st->given[st->self->output_index_[node]] = t.unsafeGetTensorImpl();
       return t;
     };
     for (const Step& s : plan_.steps) {
@@ -203,6 +198,19 @@ class ReferenceExecutable final : public Executable {
   }
 
  private:
+  void check_input(size_t i, const at::Tensor& t) const {
+    const graph::Node& n = graph_->node(graph_->inputs()[i]);
+    TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) && t.dim() == n.type.rank(), "input '",
+                          n.name, "' does not match its placeholder");
+  }
+
+  // Where the caller wants graph output `node` (its OutputAllocator), or an
+  // undefined tensor: a fresh one, or not a graph output.
+  at::Tensor caller_memory(const OutputAllocator& allocate, int node, at::IntArrayRef sizes, at::ScalarType dtype) const {
+    const int k = output_index_[node];
+    return k >= 0 && allocate ? allocate(static_cast<size_t>(k), sizes, dtype) : at::Tensor();
+  }
+
   // A graph that is one fused region from its inputs to its outputs (most
   // elementwise ops): run() hands the region the caller's tensors and returns
   // its results, without the value table and the output checks a graph of
@@ -225,16 +233,12 @@ class ReferenceExecutable final : public Executable {
     const FusedRegion& r = plan_.regions[plan_.steps[0].region];
     c10::SmallVector<const at::Tensor*, 8> region_inputs;
     for (int pos : direct_inputs_) {
-      const at::Tensor& t = inputs[pos];
-      const graph::Node& n = graph_->node(graph_->inputs()[pos]);
-      TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) && t.dim() == n.type.rank(),
-                            "input '", n.name, "' does not match its placeholder");
-      region_inputs.push_back(&t);
+      check_input(pos, inputs[pos]);
+      region_inputs.push_back(&inputs[pos]);
     }
     NodeOutput new_output = [st = this, allocate = &allocate_output](int node, at::IntArrayRef sizes,
                                                                      at::ScalarType dtype) {
-      at::Tensor t;
-      if (*allocate) t = (*allocate)(static_cast<size_t>(st->output_index_[node]), sizes, dtype);
+      at::Tensor t = st->caller_memory(*allocate, node, sizes, dtype);
       return t.defined() ? t : empty_output(sizes, dtype);
     };
     c10::SmallVector<at::Tensor, 2> results;

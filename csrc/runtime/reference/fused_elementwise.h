@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "graph/graph.h"
@@ -41,10 +42,17 @@ struct FusedProgram {
   std::vector<FusedInstr> instrs;
   std::vector<int> output_regs;  // operand k < output_regs.size() is output k
   bool compute_double = false;   // float64 anywhere: compute in double, else float
-  // A streamed transcendental (tanh, exp, erf, log, sin, cos, sqrt: MKL's
-  // vector math where torch has it): worth threads from kVmlGrain elements.
+  // A streamed transcendental (a kind of kVmlFunctions): worth threads from
+  // kVmlGrain elements.
   bool transcendental = false;
 };
+
+// The kinds the interpreter computes with MKL's vector math where libtorch
+// has it: each kind and its function's name after vms/vmd.
+inline constexpr std::pair<graph::NodeKind, const char*> kVmlFunctions[] = {
+    {graph::NodeKind::Tanh, "Tanh"}, {graph::NodeKind::Exp, "Exp"}, {graph::NodeKind::Erf, "Erf"},
+    {graph::NodeKind::Log, "Ln"},    {graph::NodeKind::Sin, "Sin"}, {graph::NodeKind::Cos, "Cos"},
+    {graph::NodeKind::Sqrt, "Sqrt"}};
 
 // The elements per thread a region with a transcendental splits at: ATen's
 // own grain for its VML calls (at::vml), not GRAIN_SIZE.

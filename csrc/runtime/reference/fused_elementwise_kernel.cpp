@@ -50,9 +50,7 @@ VmlFunction<T> vml_function(NodeKind kind) {
   static const auto table = [] {
     std::array<VmlFunction<T>, graph::kNumNodeKinds> t{};
     const std::string prefix = std::is_same_v<T, float> ? "vms" : "vmd";
-    for (auto [k, name] : {std::pair{NodeKind::Tanh, "Tanh"}, {NodeKind::Exp, "Exp"}, {NodeKind::Erf, "Erf"},
-                           {NodeKind::Log, "Ln"}, {NodeKind::Sin, "Sin"}, {NodeKind::Cos, "Cos"},
-                           {NodeKind::Sqrt, "Sqrt"}})
+    for (auto [k, name] : kVmlFunctions)
       t[static_cast<size_t>(k)] = reinterpret_cast<VmlFunction<T>>(torch_cpu_symbol((prefix + name).c_str()));
     return t;
   }();

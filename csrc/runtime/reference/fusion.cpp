@@ -131,9 +131,8 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
     for (size_t i = 0; i < srcs.size(); ++i) in.src[i] = reg[srcs[i]];
     in.uniform = uniform[id];
     if (n.kind == NodeKind::Constant) in.value = n.float_attr("value");
-    static constexpr NodeKind kTranscendental[] = {NodeKind::Tanh, NodeKind::Exp, NodeKind::Erf, NodeKind::Log,
-                                                   NodeKind::Sin, NodeKind::Cos, NodeKind::Sqrt};
-    if (!in.uniform && std::find(std::begin(kTranscendental), std::end(kTranscendental), n.kind) != std::end(kTranscendental))
+    if (!in.uniform && std::any_of(std::begin(kVmlFunctions), std::end(kVmlFunctions),
+                                   [&](const auto& f) { return f.first == n.kind; }))
       p.transcendental = true;
     in.dst = add_reg(id);
     p.instrs.push_back(in);
