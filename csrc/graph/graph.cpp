@@ -102,12 +102,12 @@ bool is_reduce(NodeKind k) {
   }
 }
 
-int64_t Node::int_attr(const std::string& key) const { return graph::int_attr(attrs, key, kind_name(kind)); }
-double Node::float_attr(const std::string& key) const { return graph::float_attr(attrs, key, kind_name(kind)); }
-const std::vector<int64_t>& Node::ints_attr(const std::string& key) const {
+int64_t Node::int_attr(std::string_view key) const { return graph::int_attr(attrs, key, kind_name(kind)); }
+double Node::float_attr(std::string_view key) const { return graph::float_attr(attrs, key, kind_name(kind)); }
+const std::vector<int64_t>& Node::ints_attr(std::string_view key) const {
   return graph::ints_attr(attrs, key, kind_name(kind));
 }
-const std::string& Node::str_attr(const std::string& key) const { return graph::str_attr(attrs, key, kind_name(kind)); }
+const std::string& Node::str_attr(std::string_view key) const { return graph::str_attr(attrs, key, kind_name(kind)); }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t rank = std::max(a.size(), b.size());

@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -55,7 +56,7 @@ inline bool is_elementwise(NodeKind k) {
 }
 
 using Attr = std::variant<int64_t, double, std::string, std::vector<int64_t>>;
-using Attrs = std::map<std::string, Attr>;
+using Attrs = std::map<std::string, Attr, std::less<>>;  // std::less<>: looked up by string_view, no string built
 
 struct Node {
   NodeKind kind;
@@ -64,10 +65,10 @@ struct Node {
   Attrs attrs;
   std::string name;         // placeholders/variables: argument name
 
-  int64_t int_attr(const std::string& key) const;
-  double float_attr(const std::string& key) const;
-  const std::vector<int64_t>& ints_attr(const std::string& key) const;
-  const std::string& str_attr(const std::string& key) const;
+  int64_t int_attr(std::string_view key) const;
+  double float_attr(std::string_view key) const;
+  const std::vector<int64_t>& ints_attr(std::string_view key) const;
+  const std::string& str_attr(std::string_view key) const;
 };
 
 // How an FFT node's torch-style "norm" maps onto MPSGraph's scaling modes for

@@ -42,10 +42,10 @@ int64_t numel_if_static(const Shape& s);
 bool broadcasts_into(const Shape& s, const Shape& target);
 bool is_complex(DType t);
 // Typed attr access on an Attrs map (GraphError when absent or mistyped).
-int64_t int_attr(const Attrs& a, const std::string& key, const char* what);
-double float_attr(const Attrs& a, const std::string& key, const char* what);
-const std::vector<int64_t>& ints_attr(const Attrs& a, const std::string& key, const char* what);
-const std::string& str_attr(const Attrs& a, const std::string& key, const char* what);
+int64_t int_attr(const Attrs& a, std::string_view key, const char* what);
+double float_attr(const Attrs& a, std::string_view key, const char* what);
+const std::vector<int64_t>& ints_attr(const Attrs& a, std::string_view key, const char* what);
+const std::string& str_attr(const Attrs& a, std::string_view key, const char* what);
 // A dtype stored by name (attr "dtype").
 DType dtype_attr(const Attrs& a, const char* what);
 

@@ -56,24 +56,24 @@ bool is_complex(DType t) { return t == DType::Complex64 || t == DType::Complex12
 
 namespace {
 template <typename T>
-const T& get(const Attrs& a, const std::string& key, const char* what) {
+const T& get(const Attrs& a, std::string_view key, const char* what) {
   auto it = a.find(key);
   if (it == a.end() || !std::holds_alternative<T>(it->second))
-    fail(std::string(what) + " node has no attribute '" + key + "'");
+    fail(std::string(what) + " node has no attribute '" + std::string(key) + "'");
   return std::get<T>(it->second);
 }
 }  // namespace
 
-int64_t int_attr(const Attrs& a, const std::string& key, const char* what) { return get<int64_t>(a, key, what); }
-double float_attr(const Attrs& a, const std::string& key, const char* what) {
+int64_t int_attr(const Attrs& a, std::string_view key, const char* what) { return get<int64_t>(a, key, what); }
+double float_attr(const Attrs& a, std::string_view key, const char* what) {
   auto it = a.find(key);  // an integral value is accepted where a float is expected
   if (it != a.end() && std::holds_alternative<int64_t>(it->second)) return static_cast<double>(std::get<int64_t>(it->second));
   return get<double>(a, key, what);
 }
-const std::vector<int64_t>& ints_attr(const Attrs& a, const std::string& key, const char* what) {
+const std::vector<int64_t>& ints_attr(const Attrs& a, std::string_view key, const char* what) {
   return get<std::vector<int64_t>>(a, key, what);
 }
-const std::string& str_attr(const Attrs& a, const std::string& key, const char* what) {
+const std::string& str_attr(const Attrs& a, std::string_view key, const char* what) {
   return get<std::string>(a, key, what);
 }
 DType dtype_attr(const Attrs& a, const char* what) { return dtype_from_name(str_attr(a, "dtype", what)); }
