@@ -158,7 +158,7 @@ class ReferenceExecutable final : public Executable {
       return t;
     };
     for (const Step& s : plan_.steps) {
-      if (s.region < 0 && precomputed_[s.node].defined()) continue;
+      if (s.region < 0 && (precomputed_[s.node].defined() || written_output(s.node, env))) continue;
       if (s.region >= 0) {
         const FusedRegion& r = plan_.regions[s.region];
         c10::SmallVector<const at::Tensor*, 8> region_inputs;
@@ -289,6 +289,7 @@ class ReferenceExecutable final : public Executable {
       for (int in : n.inputs) ++uses[in];
     into_.assign(nodes.size(), nullptr);
     into_output_.assign(nodes.size(), -1);
+    reshaped_output_.assign(nodes.size(), -1);
     auto is_static = [](const graph::Node& n) {
       return std::all_of(n.type.shape.begin(), n.type.shape.end(), [](int64_t d) { return d >= 0; });
     };
@@ -303,7 +304,16 @@ class ReferenceExecutable final : public Executable {
       if ((!into && !kernel) || graph::is_input(nodes[id].kind) || into_output_[id] >= 0) continue;
       into_[id] = into;
       into_output_[id] = out;
+      for (int n = out; n != id; n = nodes[n].inputs[0]) reshaped_output_[n] = out;
     }
+  }
+
+  // A reshape between an evaluation into an output's memory and that output,
+  // or the output itself, once eval has put the output's tensor in env (the
+  // evaluation wrote all of it): nothing left to compute.
+  bool written_output(int node, const c10::SmallVectorImpl<at::Tensor>& env) const {
+    const int out = reshaped_output_[node];
+    return out >= 0 && env[out].defined();
   }
 
   void eval(int id, c10::SmallVectorImpl<at::Tensor>& env, const NodeOutput& new_output,
@@ -319,11 +329,14 @@ class ReferenceExecutable final : public Executable {
       const ReferenceExecutable* self;
       int id;
       const NodeOutput* new_output;
-    } state{this, id, &new_output};
+      at::Tensor device;  // the graph output's device tensor handed out as the node's memory
+    } state{this, id, &new_output, {}};
     NewOutput memory = [st = &state](at::IntArrayRef sizes, at::ScalarType dtype) {
       const int out = st->self->into_output_[st->id];
-      if (out < 0 || out == st->id) return on_host((*st->new_output)(st->id, sizes, dtype));
-      at::Tensor output = (*st->new_output)(out, st->self->graph_->node(out).type.shape, dtype);
+      if (out < 0) return on_host((*st->new_output)(st->id, sizes, dtype));
+      at::Tensor output = (*st->new_output)(out, out == st->id ? sizes : st->self->graph_->node(out).type.shape, dtype);
+      if (output.device().type() == c10::DeviceType::PrivateUse1) st->device = output;
+      if (out == st->id) return on_host(output);
       // A fresh tensor, or the CPU view on_host makes of device memory for
       // this call alone, takes the node's sizes itself: no second view.
       const bool held_once = output.use_count() == 1 || output.device().type() == c10::DeviceType::PrivateUse1;
@@ -338,6 +351,7 @@ class ReferenceExecutable final : public Executable {
       case NodeKind::Kernel:
         if (groups_.group[id] >= 0) return run_multi_kernel(id, args, env, new_output, group_done);
         env[id] = kernels_[id](n, args, memory);
+        keep_output_tensor(id, env, state.device);
         return;
       case NodeKind::SliceUpdate:
         env[id] = slice_update(n, in_place_[id] ? args[0] : args[0].clone(), args);
@@ -349,10 +363,23 @@ class ReferenceExecutable final : public Executable {
       default:
         if (into_[id]) {  // a graph output ATen can write in place
           env[id] = into_[id](n, args, memory);
+          keep_output_tensor(id, env, state.device);
           return;
         }
         env[id] = eval_node(n, args);
     }
+  }
+
+  // A node evaluated into the whole of a graph output's device memory: that
+  // output's value is the device tensor itself (its reshapes and the output
+  // bookkeeping have nothing left to do), not the CPU view the node returned.
+  void keep_output_tensor(int id, c10::SmallVectorImpl<at::Tensor>& env, at::Tensor& device) const {
+    const at::Tensor& r = env[id];
+    if (!device.defined() || !r.is_cpu() || r.const_data_ptr() != device.const_data_ptr() ||
+        r.scalar_type() != device.scalar_type() || !r.is_contiguous() || !device.is_contiguous())
+      return;
+    const int out = into_output_[id];
+    if (out == id ? r.sizes() == device.sizes() : r.numel() == device.numel()) env[out] = std::move(device);
   }
 
   // A multi-result kernel runs once per run: at the first node of its group
@@ -381,6 +408,7 @@ class ReferenceExecutable final : public Executable {
   std::vector<int> output_index_;  // node id -> graph output index, or -1
   std::vector<NodeEvalInto> into_;  // node id -> its evaluation into an output's memory, if it has one
   std::vector<int> into_output_;    // node id -> the output node whose memory that is
+  std::vector<int> reshaped_output_;  // the reshapes from such a node to its output, and the output: that output
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
   std::vector<int> direct_inputs_;  // a one-region graph: region input i is graph input direct_inputs_[i]
@@ -435,7 +463,11 @@ class CpuViews {
     s->set_nbytes(memory.nbytes());
     c10::TensorImpl* impl = slot.unsafeGetTensorImpl();
     if (impl->dtype() != t.dtype()) impl->set_storage_and_dtype(slot.storage(), t.dtype());
-    impl->set_sizes_and_strides(t.sizes(), t.strides(), t.storage_offset());
+    // A step's ops often repeat a slot's last shape: then only the offset may differ.
+    if (impl->sizes() != t.sizes() || impl->strides() != t.strides())
+      impl->set_sizes_and_strides(t.sizes(), t.strides(), t.storage_offset());
+    else if (impl->storage_offset() != t.storage_offset())
+      impl->set_storage_offset(t.storage_offset());
     impl->_set_conj(t.is_conj());
     impl->_set_neg(t.is_neg());
   }
