@@ -143,6 +143,49 @@ def test_a_step_worth_of_memoized_ops_all_stay_memoized():
     assert mps_ext._C._memo_hits() - before == len(ops)
 
 
+@pytest.mark.parametrize("shape", [(8, 16), (4, 8, 16)])
+def test_a_layer_norm_and_cross_entropy_step_runs_only_memoized_graphs(shape):
+    # After the first step, every graph of layer_norm, log_softmax, nll_loss,
+    # the backward's seed (ones_like) and their backwards is found through its
+    # op's memo: no spec built, no cache lock. Checked against the cache's
+    # total of graph runs, so an op that misses its memo fails here.
+    x = torch.randn(*shape, device=DEV, requires_grad=True)
+    t = torch.randint(0, 16, shape[:-1], device=DEV)
+    ln = torch.nn.LayerNorm(16).to(DEV)
+
+    def step():
+        loss = F.cross_entropy(ln(x).flatten(0, -2), t.flatten(), label_smoothing=0.1)
+        return torch.autograd.grad(loss, (x, *ln.parameters()))
+
+    step()
+    runs, memo_hits = mps_ext.graph.cache_info().hits, mps_ext._C._memo_hits()
+    grads = step()
+    runs, memo_hits = mps_ext.graph.cache_info().hits - runs, mps_ext._C._memo_hits() - memo_hits
+    assert runs >= 7 and memo_hits == runs
+    xc = x.detach().cpu().requires_grad_()
+    lc = torch.nn.LayerNorm(16)
+    expected = torch.autograd.grad(F.cross_entropy(lc(xc).flatten(0, -2), t.cpu().flatten(), label_smoothing=0.1),
+                                   (xc, *lc.parameters()))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got.cpu(), want)
+
+
+def test_cat_is_memoized_per_shapes_dim_and_dtype():
+    # An LSTM's backward concatenates its four gate gradients on every step:
+    # a repeated cat runs its memoized graph; other sizes, dims or dtypes are
+    # other graphs, with the right results.
+    a, b = torch.randn(3, 4), torch.randn(3, 2)
+    da, db = a.to(DEV), b.to(DEV)
+    torch.cat([da, db, da], 1)
+    before = mps_ext._C._memo_hits()
+    got = torch.cat([da, db, da], 1)
+    assert mps_ext._C._memo_hits() - before == 1
+    assert torch.equal(got.cpu(), torch.cat([a, b, a], 1))
+    for xs, dim in (([a, b], 1), ([a, a, a], 0), ([a, a.double()], 0), ([b, a, a], 1)):
+        assert torch.equal(torch.cat([x.to(DEV) for x in xs], dim).cpu(), torch.cat(xs, dim))
+        assert torch.equal(torch.cat([x.to(DEV) for x in xs], dim).cpu(), torch.cat(xs, dim))
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("other", ["tensor", "scalar"])
 def test_unboxed_elementwise_kernels_fall_back_with_their_arguments(inplace, other):

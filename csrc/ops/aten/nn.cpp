@@ -32,14 +32,26 @@ void build_fill(Graph& g, const GraphSpec& s) {
   g.output(b);
 }
 
+// self[...] = value (a 0-d tensor), memoized: zeros, ones_like (backward's
+// seed) and zero_ run it every step.
+at::Tensor& run_fill(at::Tensor& self, const at::Tensor& value) {
+  auto spec = [&] {
+    GraphSpec s("aten::fill_");
+    s.input(value).attr("dtype", dname(self.scalar_type())).attr("shape", self.sizes().vec());
+    return s;
+  };
+  runtime::MemoKeyWriter<16> key(build_fill);
+  key.tensor(value).tensor(self);
+  thread_local runtime::GraphMemo<16> memo;
+  const std::vector<at::Tensor> outputs{self};
+  runtime::run_graph_memoized(memo, key.key(), spec, build_fill, value, &outputs);
+  return self;
+}
+
 at::Tensor& fill_scalar(at::Tensor& self, const at::Scalar& value) {
   require(graph_dtype_ok(self.scalar_type()));
   if (self.numel() == 0) return self;
-  at::Tensor v = scalar_input(value, self.scalar_type());
-  GraphSpec spec("aten::fill_");
-  spec.input(v).attr("dtype", dname(self.scalar_type())).attr("shape", self.sizes().vec());
-  runtime::run_graph_into(spec, build_fill, {v}, {self});
-  return self;
+  return run_fill(self, scalar_input(value, self.scalar_type()));
 }
 
 at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
@@ -47,10 +59,7 @@ at::Tensor& fill_tensor(at::Tensor& self, const at::Tensor& value) {
               " dimensions.");
   require(graph_dtype_ok(self.scalar_type()) && graph_dtype_ok(value.scalar_type()));
   if (self.numel() == 0) return self;
-  GraphSpec spec("aten::fill_");
-  spec.input(value).attr("dtype", dname(self.scalar_type())).attr("shape", self.sizes().vec());
-  runtime::run_graph_into(spec, build_fill, {value}, {self});
-  return self;
+  return run_fill(self, value);
 }
 
 at::Tensor& zero_(at::Tensor& self) { return fill_scalar(self, 0); }
@@ -609,11 +618,18 @@ at::Tensor run_softmax(const at::Tensor& self, int64_t dim, bool half_to_float, 
   if (self.numel() == 0) require(false);
   dim = c10::maybe_wrap_dim(dim, std::max<int64_t>(self.dim(), 1));
   at::ScalarType r = half_to_float ? at::kFloat : self.scalar_type();
-  GraphSpec spec("aten::softmax");
-  spec.input(self, {0}).attr("dim", dim).attr("log", int64_t{log}).attr("compute", dname(opmath_type(self.scalar_type())))
-      .attr("result", dname(r));
-  if (self.dim() == 0) return runtime::run_graph(spec, build_softmax, {self.reshape({1})})[0].reshape({});
-  return runtime::run_graph(spec, build_softmax, {self})[0];
+  const at::Tensor x = self.dim() == 0 ? self.reshape({1}) : self;
+  auto spec = [&] {
+    GraphSpec s("aten::softmax");
+    s.input(x, {0}).attr("dim", dim).attr("log", int64_t{log}).attr("compute", dname(opmath_type(self.scalar_type())))
+        .attr("result", dname(r));
+    return s;
+  };
+  runtime::MemoKeyWriter<16> key(build_softmax);  // what the spec records (compute follows from the dtype)
+  key.tensor(x).word(static_cast<uint64_t>(dim) | uint64_t{log} << 32 | static_cast<uint64_t>(r) << 40);
+  thread_local runtime::GraphMemo<16> memo;
+  at::Tensor y = std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_softmax, x)[0]);
+  return self.dim() == 0 ? y.reshape({}) : y;
 }
 at::Tensor softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { return run_softmax(self, dim, half_to_float, false); }
 at::Tensor log_softmax(const at::Tensor& self, int64_t dim, bool half_to_float) { return run_softmax(self, dim, half_to_float, true); }
@@ -637,10 +653,17 @@ void build_softmax_backward(Graph& g, const GraphSpec& s) {
 at::Tensor run_softmax_backward(const at::Tensor& grad, const at::Tensor& output, int64_t dim, at::ScalarType input_dtype, bool log) {
   require(at::isFloatingType(grad.scalar_type()) && graph_dtype_ok(grad.scalar_type()) && grad.dim() > 0 && grad.numel() > 0);
   dim = c10::maybe_wrap_dim(dim, grad.dim());
-  GraphSpec spec("aten::softmax_backward");
-  spec.input(grad, {0}).input(output, {0}).attr("dim", dim).attr("log", int64_t{log})
-      .attr("compute", dname(opmath_type(grad.scalar_type()))).attr("result", dname(input_dtype));
-  return runtime::run_graph(spec, build_softmax_backward, {grad, output})[0];
+  auto spec = [&] {
+    GraphSpec s("aten::softmax_backward");
+    s.input(grad, {0}).input(output, {0}).attr("dim", dim).attr("log", int64_t{log})
+        .attr("compute", dname(opmath_type(grad.scalar_type()))).attr("result", dname(input_dtype));
+    return s;
+  };
+  runtime::MemoKeyWriter<16> key(build_softmax_backward);
+  key.tensor(grad).tensor(output).word(static_cast<uint64_t>(dim) | uint64_t{log} << 32 | static_cast<uint64_t>(input_dtype) << 40);
+  thread_local runtime::GraphMemo<16> memo;
+  c10::SmallVector<at::Tensor, 2> inputs{grad, output};
+  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_softmax_backward, inputs)[0]);
 }
 at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim, at::ScalarType t) {
   return run_softmax_backward(g, y, dim, t, false);
@@ -711,16 +734,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm(const at::Tenso
   std::vector<int64_t> axes;
   for (int64_t i = input.dim() - n; i < input.dim(); ++i) axes.push_back(i);
   bool hw = weight && weight->defined(), hb = bias && bias->defined();
-  GraphSpec spec("aten::native_layer_norm");
-  spec.input(input, {0});
-  std::vector<at::Tensor> inputs{input};
-  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  if (hb) { spec.input(*bias); inputs.push_back(*bias); }
-  at::ScalarType stat = opmath_type(input.scalar_type());
-  spec.attr("axes", axes).attr("eps", eps).attr("has_weight", int64_t{hw}).attr("has_bias", int64_t{hb})
-      .attr("compute", dname(stat)).attr("stat", dname(input.scalar_type() == at::kDouble ? at::kDouble : stat));
-  auto r = runtime::run_graph(spec, build_layer_norm, inputs);
-  return {r[0], r[1], r[2]};
+  c10::SmallVector<at::Tensor, 3> inputs{input};
+  if (hw) inputs.push_back(*weight);
+  if (hb) inputs.push_back(*bias);
+  auto spec = [&] {
+    GraphSpec s("aten::native_layer_norm");
+    s.input(input, {0});
+    if (hw) s.input(*weight);
+    if (hb) s.input(*bias);
+    at::ScalarType stat = opmath_type(input.scalar_type());
+    s.attr("axes", axes).attr("eps", eps).attr("has_weight", int64_t{hw}).attr("has_bias", int64_t{hb})
+        .attr("compute", dname(stat)).attr("stat", dname(input.scalar_type() == at::kDouble ? at::kDouble : stat));
+    return s;
+  };
+  // The memo key: what the spec records (axes follow from the rank and n, the dtypes from the input's).
+  runtime::MemoKeyWriter<16> key(build_layer_norm);
+  key.word(static_cast<uint64_t>(n) | uint64_t{hw} << 32 | uint64_t{hb} << 33).real(eps);
+  for (const at::Tensor& t : inputs) key.tensor(t);
+  thread_local runtime::GraphMemo<16> memo;
+  auto r = runtime::run_graph_memoized(memo, key.key(), spec, build_layer_norm, inputs);
+  return {std::move(r[0]), std::move(r[1]), std::move(r[2])};
 }
 
 // Inputs (dy, x, mean, rstd, [weight]); outputs dx, [dweight, dbias]. Like
@@ -790,15 +823,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm_backward(
   for (int64_t a : axes) wshape.push_back(input.size(a));
   bool hw = weight && weight->defined();
   bool gw = output_mask[1] && hw, gb = output_mask[2] && bias && bias->defined();
-  GraphSpec spec("aten::native_layer_norm_backward");
-  spec.input(grad_out).input(input).input(mean).input(rstd);
-  std::vector<at::Tensor> inputs{grad_out, input, mean, rstd};
-  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
+  c10::SmallVector<at::Tensor, 5> inputs{grad_out, input, mean, rstd};
+  if (hw) inputs.push_back(*weight);
   at::ScalarType wdtype = hw ? weight->scalar_type() : input.scalar_type();
-  spec.attr("axes", axes).attr("outer", outer).attr("wshape", wshape).attr("has_weight", int64_t{hw})
-      .attr("grad_weight", int64_t{gw}).attr("grad_bias", int64_t{gb}).attr("compute", dname(opmath_type(input.scalar_type())))
-      .attr("wdtype", dname(wdtype));
-  auto r = runtime::run_graph(spec, build_layer_norm_backward, inputs);
+  auto spec = [&] {
+    GraphSpec s("aten::native_layer_norm_backward");
+    for (const at::Tensor& t : inputs) s.input(t);
+    s.attr("axes", axes).attr("outer", outer).attr("wshape", wshape).attr("has_weight", int64_t{hw})
+        .attr("grad_weight", int64_t{gw}).attr("grad_bias", int64_t{gb}).attr("compute", dname(opmath_type(input.scalar_type())))
+        .attr("wdtype", dname(wdtype));
+    return s;
+  };
+  // The memo key: what the spec records (axes, outer and wshape follow from the input's sizes and n).
+  runtime::MemoKeyWriter<24> key(build_layer_norm_backward);
+  key.word(static_cast<uint64_t>(n) | uint64_t{hw} << 32 | uint64_t{gw} << 33 | uint64_t{gb} << 34);
+  for (const at::Tensor& t : inputs) key.tensor(t);
+  thread_local runtime::GraphMemo<24> memo;
+  auto r = runtime::run_graph_memoized(memo, key.key(), spec, build_layer_norm_backward, inputs);
   size_t next = 1;
   at::Tensor dw = gw ? r[next++] : at::Tensor(), db = gb ? r[next++] : at::Tensor();
   return {output_mask[0] ? r[0] : at::Tensor(), dw, db};
@@ -976,8 +1017,9 @@ bool check_nll_targets(const at::Tensor& target, int64_t classes, int64_t ignore
               "expected target dtype to be Long or Byte, but got ", target.scalar_type());
   if (target.numel() == 0) return false;
   device::synchronize();
-  // One pass over the (few) targets in host-visible memory: no ATen calls.
-  at::Tensor cpu = device::cpu_alias(target).contiguous();
+  // One pass over the (few) targets in host-visible memory: no ATen calls,
+  // and no CPU view unless the targets are strided.
+  at::Tensor cpu = target.is_contiguous() ? target : device::cpu_alias(target).contiguous();
   bool ignored = false;
   auto check = [&](auto* t) {
     for (int64_t i = 0, n = cpu.numel(); i < n; ++i) {
@@ -997,6 +1039,23 @@ void check_nll_weight(const std::optional<at::Tensor>& weight, int64_t classes) 
               " classes or no classes but got weight tensor of shape: ", weight->sizes());
 }
 
+// The memo key of nll_loss and its backward: what their specs record (the
+// reshaped inputs, compute and the shapes follow from self and target).
+runtime::MemoKeyWriter<16> nll_key(const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                                   int64_t reduction, int64_t ignore_index, bool ignored, bool backward) {
+  const bool hw = weight && weight->defined();
+  runtime::MemoKeyWriter<16> key(build_nll);
+  key.tensor(self).tensor(target).word(uint64_t{hw} | uint64_t{ignored} << 1 | uint64_t{backward} << 2 |
+                                       static_cast<uint64_t>(reduction) << 8);
+  key.word(static_cast<uint64_t>(ignore_index));
+  if (hw) key.tensor(*weight);
+  return key;
+}
+runtime::GraphMemo<16>& nll_memo() {
+  thread_local runtime::GraphMemo<16> memo;
+  return memo;
+}
+
 std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, const at::Tensor& target,
                                                     const std::optional<at::Tensor>& weight, int64_t reduction,
                                                     int64_t ignore_index) {
@@ -1008,15 +1067,19 @@ std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, cons
   bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
   bool hw = weight && weight->defined();
-  GraphSpec spec("aten::nll_loss");
-  spec.input(x).input(t);
-  std::vector<at::Tensor> inputs{x, t};
-  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{0}).attr("reduction", reduction)
-      .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
-      .attr("compute", dname(opmath_type(self.scalar_type()))).attr("loss_shape", target.sizes().vec());
-  auto r = runtime::run_graph(spec, build_nll, inputs);
-  return {r[0], r[1]};
+  c10::SmallVector<at::Tensor, 3> inputs{x, t};
+  if (hw) inputs.push_back(*weight);
+  auto spec = [&] {
+    GraphSpec s("aten::nll_loss");
+    for (const at::Tensor& in : inputs) s.input(in);
+    s.attr("has_weight", int64_t{hw}).attr("backward", int64_t{0}).attr("reduction", reduction)
+        .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
+        .attr("compute", dname(opmath_type(self.scalar_type()))).attr("loss_shape", target.sizes().vec());
+    return s;
+  };
+  auto r = runtime::run_graph_memoized(nll_memo(), nll_key(self, target, weight, reduction, ignore_index, ignored, false).key(),
+                                       spec, build_nll, inputs);
+  return {std::move(r[0]), std::move(r[1])};
 }
 
 at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
@@ -1028,18 +1091,21 @@ at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& se
   bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
   bool hw = weight && weight->defined();
-  GraphSpec spec("aten::nll_loss_backward");
-  spec.input(x).input(t);
-  std::vector<at::Tensor> inputs{x, t};
-  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  at::Tensor dy = reduction == 0 ? grad_output.reshape({-1}) : grad_output;
-  spec.input(dy).input(total_weight);
-  inputs.push_back(dy);
+  c10::SmallVector<at::Tensor, 5> inputs{x, t};
+  if (hw) inputs.push_back(*weight);
+  inputs.push_back(reduction == 0 ? grad_output.reshape({-1}) : grad_output);
   inputs.push_back(total_weight);
-  spec.attr("has_weight", int64_t{hw}).attr("backward", int64_t{1}).attr("reduction", reduction)
-      .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
-      .attr("compute", dname(opmath_type(self.scalar_type()))).attr("shape", self.sizes().vec());
-  return runtime::run_graph(spec, build_nll, inputs)[0];
+  auto spec = [&] {
+    GraphSpec s("aten::nll_loss_backward");
+    for (const at::Tensor& in : inputs) s.input(in);
+    s.attr("has_weight", int64_t{hw}).attr("backward", int64_t{1}).attr("reduction", reduction)
+        .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
+        .attr("compute", dname(opmath_type(self.scalar_type()))).attr("shape", self.sizes().vec());
+    return s;
+  };
+  runtime::MemoKeyWriter<16> key = nll_key(self, target, weight, reduction, ignore_index, ignored, true);
+  key.tensor(grad_output).tensor(total_weight);
+  return std::move(runtime::run_graph_memoized(nll_memo(), key.key(), spec, build_nll, inputs)[0]);
 }
 
 // nll_loss2d: [N, C, H, W] log-probabilities and [N, H, W] targets are nll_loss
@@ -1128,22 +1194,30 @@ at::Tensor cat(const at::ITensorListRef& tensors, int64_t dim) {
   at::ScalarType r = at::native::result_type(state);
   require(graph_dtype_ok(r));
   dim = c10::maybe_wrap_dim(dim, xs[0].dim());
-  std::vector<at::Tensor> inputs;
-  GraphSpec spec("aten::cat");
+  c10::SmallVector<at::Tensor, 4> inputs;
   for (const at::Tensor& t : xs) {
     require(t.is_privateuseone() && graph_dtype_ok(t.scalar_type()));
     TORCH_CHECK(t.dim() == xs[0].dim(), "Tensors must have same number of dimensions: got ", xs[0].dim(), " and ", t.dim());
-    if (t.size(dim) == 0) continue;
-    spec.input(t, {dim});
-    inputs.push_back(t);
+    if (t.size(dim) != 0) inputs.push_back(t);
   }
   if (inputs.empty()) {
     std::vector<int64_t> shape = xs[0].sizes().vec();
     shape[dim] = 0;
     return at::empty(shape, device_options(xs[0], r));
   }
-  spec.attr("dim", dim).attr("result", dname(r));
-  return std::move(runtime::run_graph(spec, build_cat, inputs)[0]);
+  auto spec = [&] {
+    GraphSpec s("aten::cat");
+    for (const at::Tensor& t : inputs) s.input(t, {dim});
+    s.attr("dim", dim).attr("result", dname(r));
+    return s;
+  };
+  // The memo key: the inputs' sizes (finer than the spec, whose dim is dynamic), dim and dtype.
+  // Memoized up to about four inputs (an LSTM's gate gradients).
+  runtime::MemoKeyWriter<16> key(build_cat);
+  key.word(static_cast<uint64_t>(dim) | static_cast<uint64_t>(r) << 32);
+  for (const at::Tensor& t : inputs) key.tensor(t);
+  thread_local runtime::GraphMemo<16> memo;
+  return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_cat, inputs)[0]);
 }
 
 void build_tri(Graph& g, const GraphSpec& s) {
