@@ -195,6 +195,7 @@ def components(rows: list) -> None:
         ("LSTM 2x128 seq16 fwd+bwd", lambda: backward_step(lstm, s), lambda: backward_step(lstm_d, sd), lstm_flop, 0),
         ("add [256,256]", lambda: a + b, lambda: ad + bd, 0, ew_bytes),
         ("lerp_ [256,256], scalar weight", lambda: a.lerp_(b, 0.0), lambda: ad.lerp_(bd, 0.0), 0, ew_bytes),
+        ("sigmoid [256,256]", lambda: a.sigmoid(), lambda: ad.sigmoid(), 0, 2 * a.nbytes),
         ("AdamW step, MLP parameters", adam_cpu, adam_dev, 0, adam_bytes),
         ("empty 1 MiB + free (allocator)", lambda: torch.empty(1 << 18), lambda: torch.empty(1 << 18, device=DEV), 0, 0),
         ("empty 64 KiB + free (allocator)", lambda: torch.empty(1 << 14), lambda: torch.empty(1 << 14, device=DEV), 0, 0),

@@ -45,6 +45,9 @@ struct FusedProgram {
   // A streamed transcendental (a kind of kVmlFunctions): worth threads from
   // kVmlGrain elements.
   bool transcendental = false;
+  // A streamed sigmoid (at::vec's exp): run by the AVX-512 build where ATen
+  // runs its own (select_kernel in fusion.cpp).
+  bool vector_math = false;
 };
 
 // The kinds the interpreter computes with MKL's vector math where libtorch
@@ -87,8 +90,9 @@ template <typename T>
 using VmlFunction = void (*)(int64_t n, const T* in, T* out, int64_t mode);
 constexpr int64_t kAtenVmlMode = 0x2 | 0x140000 | 0x100;
 
-// (No AVX-512 build: see select_kernel in fusion.cpp.)
+// (The AVX-512 build runs programs with vector_math only: see select_kernel in fusion.cpp.)
 namespace DEFAULT { void run_fused(const FusedProgram& p, const FusedRun& run); }
 namespace AVX2 { void run_fused(const FusedProgram& p, const FusedRun& run); }
+namespace AVX512 { void run_fused(const FusedProgram& p, const FusedRun& run); }
 
 }  // namespace mps_ext::runtime::reference

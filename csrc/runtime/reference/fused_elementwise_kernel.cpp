@@ -501,9 +501,10 @@ class Interpreter {
   // calls); run_region threads regions with VML itself (kVmlGrain).
   void vml(VmlFunction<T> f, int64_t m, const T* x, T* d) const {
     // Outside a parallel region, calls short enough for MKL to run them on
-    // this thread (inside one, MKL does not thread them anyway).
+    // this thread (inside one, or with one thread, MKL does not thread them anyway).
     const int64_t whole = vml_row_ > 0 ? vml_row_ : m;
-    const int64_t row = at::in_parallel_region() ? whole : std::min(whole, kVmlChunk);
+    const bool unthreaded = at::in_parallel_region() || at::get_num_threads() == 1;
+    const int64_t row = unthreaded ? whole : std::min(whole, kVmlChunk);
     for (int64_t off = 0; off < m; off += row) f(std::min(row, m - off), x + off, d + off, kAtenVmlMode);
   }
 

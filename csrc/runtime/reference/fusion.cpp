@@ -134,6 +134,7 @@ FusedProgram compile_program(const graph::Graph& g, const FusedRegion& r,
     if (!in.uniform && std::any_of(std::begin(kVmlFunctions), std::end(kVmlFunctions),
                                    [&](const auto& f) { return f.first == n.kind; }))
       p.transcendental = true;
+    if (!in.uniform && n.kind == NodeKind::Sigmoid) p.vector_math = true;
     in.dst = add_reg(id);
     p.instrs.push_back(in);
   }
@@ -296,12 +297,17 @@ bool broadcast_into(at::DimVector& space, at::IntArrayRef s) {
 }
 
 using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
-// ATen runs the AVX2 builds of its elementwise kernels on AVX-512 CPUs too
-// (DispatchStub takes an AVX-512 build only where a kernel registers one), and
-// so does the interpreter: its AVX-512 build was up to 25% slower than ATen's
-// add over [256, 256] floats on a Sapphire Rapids Xeon, the AVX2 build within 5%.
-KernelFn select_kernel() {
+// ATen runs the AVX2 builds of most of its elementwise kernels on AVX-512
+// CPUs too (DispatchStub takes an AVX-512 build only where a kernel registers
+// one), and so does the interpreter: its AVX-512 build was up to 25% slower
+// than ATen's add over [256, 256] floats on a Sapphire Rapids Xeon, the AVX2
+// build within 5%. Sigmoid is one that registers one (at::vec's exp, 16 wide):
+// a program with a streamed sigmoid (sigmoid, silu and their backwards) runs
+// the AVX-512 build there, as ATen does (the AVX2 build was 1.6x slower than
+// ATen's sigmoid of 65,536 floats).
+KernelFn select_kernel(const FusedProgram& p) {
 #if defined(MPS_EXT_HAVE_AVX2)
+  if (p.vector_math && cpu_capability() == CpuCapability::AVX512) return &AVX512::run_fused;
   if (cpu_capability() != CpuCapability::Default) return &AVX2::run_fused;
 #endif
   return &DEFAULT::run_fused;
@@ -390,7 +396,7 @@ bool run_region(const FusedRegion& r, c10::ArrayRef<const at::Tensor*> in, const
     if (shape != space) return false;
   }
 
-  static const KernelFn kernel = select_kernel();
+  const KernelFn kernel = select_kernel(p);
   outs.resize(r.outputs.size());
   for (size_t k = 0; k < r.outputs.size(); ++k) {
     at::ScalarType dtype = runtime::to_scalar_type(p.reg_dtype[p.output_regs[k]]);
