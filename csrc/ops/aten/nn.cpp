@@ -1039,73 +1039,57 @@ void check_nll_weight(const std::optional<at::Tensor>& weight, int64_t classes) 
               " classes or no classes but got weight tensor of shape: ", weight->sizes());
 }
 
-// The memo key of nll_loss and its backward: what their specs record (the
+// nll_loss, or (given grad_output and total_weight) its backward, through
+// their memoized graph. The memo key holds what the spec records (the
 // reshaped inputs, compute and the shapes follow from self and target).
-runtime::MemoKeyWriter<16> nll_key(const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight,
-                                   int64_t reduction, int64_t ignore_index, bool ignored, bool backward) {
+std::vector<at::Tensor> run_nll(const at::Tensor& self, const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                                int64_t reduction, int64_t ignore_index, const at::Tensor* grad_output = nullptr,
+                                const at::Tensor* total_weight = nullptr) {
+  const bool backward = grad_output != nullptr;
+  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
+          (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
+  TORCH_CHECK(backward || self.dim() == 1 || self.size(0) == target.size(0), "Expected input batch_size (", self.size(0),
+              ") to match target batch_size (", target.size(0), ").");
+  check_nll_weight(weight, self.size(-1));
+  const bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   const bool hw = weight && weight->defined();
+  c10::SmallVector<at::Tensor, 5> inputs{self.dim() == 1 ? self.reshape({1, -1}) : self, target.reshape({-1})};
+  if (hw) inputs.push_back(*weight);
+  if (backward) {
+    inputs.push_back(reduction == 0 ? grad_output->reshape({-1}) : *grad_output);
+    inputs.push_back(*total_weight);
+  }
+  auto spec = [&] {
+    GraphSpec s(backward ? "aten::nll_loss_backward" : "aten::nll_loss");
+    for (const at::Tensor& in : inputs) s.input(in);
+    s.attr("has_weight", int64_t{hw}).attr("backward", int64_t{backward}).attr("reduction", reduction)
+        .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
+        .attr("compute", dname(opmath_type(self.scalar_type())));
+    if (backward) s.attr("shape", self.sizes().vec());
+    else s.attr("loss_shape", target.sizes().vec());
+    return s;
+  };
   runtime::MemoKeyWriter<16> key(build_nll);
   key.tensor(self).tensor(target).word(uint64_t{hw} | uint64_t{ignored} << 1 | uint64_t{backward} << 2 |
                                        static_cast<uint64_t>(reduction) << 8);
   key.word(static_cast<uint64_t>(ignore_index));
   if (hw) key.tensor(*weight);
-  return key;
-}
-runtime::GraphMemo<16>& nll_memo() {
+  if (backward) key.tensor(*grad_output).tensor(*total_weight);
   thread_local runtime::GraphMemo<16> memo;
-  return memo;
+  return runtime::run_graph_memoized(memo, key.key(), spec, build_nll, inputs);
 }
 
 std::tuple<at::Tensor, at::Tensor> nll_loss_forward(const at::Tensor& self, const at::Tensor& target,
                                                     const std::optional<at::Tensor>& weight, int64_t reduction,
                                                     int64_t ignore_index) {
-  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
-          (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
-  TORCH_CHECK(self.dim() == 1 || self.size(0) == target.size(0), "Expected input batch_size (", self.size(0),
-              ") to match target batch_size (", target.size(0), ").");
-  check_nll_weight(weight, self.size(-1));
-  bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
-  at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
-  bool hw = weight && weight->defined();
-  c10::SmallVector<at::Tensor, 3> inputs{x, t};
-  if (hw) inputs.push_back(*weight);
-  auto spec = [&] {
-    GraphSpec s("aten::nll_loss");
-    for (const at::Tensor& in : inputs) s.input(in);
-    s.attr("has_weight", int64_t{hw}).attr("backward", int64_t{0}).attr("reduction", reduction)
-        .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
-        .attr("compute", dname(opmath_type(self.scalar_type()))).attr("loss_shape", target.sizes().vec());
-    return s;
-  };
-  auto r = runtime::run_graph_memoized(nll_memo(), nll_key(self, target, weight, reduction, ignore_index, ignored, false).key(),
-                                       spec, build_nll, inputs);
+  auto r = run_nll(self, target, weight, reduction, ignore_index);
   return {std::move(r[0]), std::move(r[1])};
 }
 
 at::Tensor nll_loss_backward(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
                              const std::optional<at::Tensor>& weight, int64_t reduction, int64_t ignore_index,
                              const at::Tensor& total_weight) {
-  require(at::isFloatingType(self.scalar_type()) && graph_dtype_ok(self.scalar_type()) && self.numel() > 0 &&
-          (self.dim() == 1 || self.dim() == 2) && target.dim() == self.dim() - 1);
-  check_nll_weight(weight, self.size(-1));
-  bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
-  at::Tensor x = self.dim() == 1 ? self.reshape({1, -1}) : self, t = target.reshape({-1});
-  bool hw = weight && weight->defined();
-  c10::SmallVector<at::Tensor, 5> inputs{x, t};
-  if (hw) inputs.push_back(*weight);
-  inputs.push_back(reduction == 0 ? grad_output.reshape({-1}) : grad_output);
-  inputs.push_back(total_weight);
-  auto spec = [&] {
-    GraphSpec s("aten::nll_loss_backward");
-    for (const at::Tensor& in : inputs) s.input(in);
-    s.attr("has_weight", int64_t{hw}).attr("backward", int64_t{1}).attr("reduction", reduction)
-        .attr("ignore_index", ignore_index).attr("has_ignored", int64_t{ignored})
-        .attr("compute", dname(opmath_type(self.scalar_type()))).attr("shape", self.sizes().vec());
-    return s;
-  };
-  runtime::MemoKeyWriter<16> key = nll_key(self, target, weight, reduction, ignore_index, ignored, true);
-  key.tensor(grad_output).tensor(total_weight);
-  return std::move(runtime::run_graph_memoized(nll_memo(), key.key(), spec, build_nll, inputs)[0]);
+  return std::move(run_nll(self, target, weight, reduction, ignore_index, &grad_output, &total_weight)[0]);
 }
 
 // nll_loss2d: [N, C, H, W] log-probabilities and [N, H, W] targets are nll_loss
