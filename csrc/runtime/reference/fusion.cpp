@@ -302,7 +302,7 @@ using KernelFn = void (*)(const FusedProgram&, const FusedRun&);
 // one), and so does the interpreter: its AVX-512 build was up to 25% slower
 // than ATen's add over [256, 256] floats on a Sapphire Rapids Xeon, the AVX2
 // build within 5%. Sigmoid is one that registers one (at::vec's exp, 16 wide):
-// a program with a streamed sigmoid (sigmoid, silu and their backwards) runs
+// a program with a streamed sigmoid (sigmoid, silu and silu's backward) runs
 // the AVX-512 build there, as ATen does (the AVX2 build was 1.6x slower than
 // ATen's sigmoid of 65,536 floats).
 KernelFn select_kernel(const FusedProgram& p) {
