@@ -6,6 +6,8 @@
 #include <optional>
 
 #include <ATen/ExpandUtils.h>
+#include <ATen/ops/addmm_cpu_dispatch.h>
+#include <ATen/ops/baddbmm_cpu_dispatch.h>
 #include <ATen/native/Resize.h>
 #include <ATen/native/TypeProperties.h>
 
@@ -454,10 +456,10 @@ at::Tensor addmm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
   const double alpha = n.float_attr("alpha"), beta = n.float_attr("beta");
   if (a.dim() == 2) {
     at::Tensor out = new_output({a.size(0), b.size(1)}, a.scalar_type());
-    return at::addmm_out(out, c, a, b, beta, alpha);
+    return at::cpu::addmm_out(out, c, a, b, beta, alpha);
   }
   at::Tensor out = new_output({a.size(0), a.size(1), b.size(2)}, a.scalar_type());
-  return at::baddbmm_out(out, c, a, b, beta, alpha);
+  return at::cpu::baddbmm_out(out, c, a, b, beta, alpha);
 }
 MPS_EXT_REFERENCE_KERNEL("aten.addmm", addmm_cpu);
 

@@ -4,6 +4,13 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/_local_scalar_dense_native.h>
+#include <ATen/ops/amax_cpu_dispatch.h>
+#include <ATen/ops/amin_cpu_dispatch.h>
+#include <ATen/ops/bmm_cpu_dispatch.h>
+#include <ATen/ops/cat_cpu_dispatch.h>
+#include <ATen/ops/mean_cpu_dispatch.h>
+#include <ATen/ops/mm_cpu_dispatch.h>
+#include <ATen/ops/sum_cpu_dispatch.h>
 #include <ATen/ops/view_native.h>
 
 #include <algorithm>
@@ -105,10 +112,10 @@ at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output
   for (int64_t ax : axes) shape[ax] = 1;
   at::Tensor out = new_output(shape, x.scalar_type());
   switch (n.kind) {
-    case NodeKind::ReduceSum: at::sum_out(out, x, axes, /*keepdim=*/true); break;
-    case NodeKind::ReduceMax: at::amax_out(out, x, axes, true); break;
-    case NodeKind::ReduceMin: at::amin_out(out, x, axes, true); break;
-    case NodeKind::ReduceMean: at::mean_out(out, x, axes, true); break;
+    case NodeKind::ReduceSum: at::cpu::sum_out(out, x, axes, /*keepdim=*/true); break;
+    case NodeKind::ReduceMax: at::cpu::amax_out(out, x, axes, true); break;
+    case NodeKind::ReduceMin: at::cpu::amin_out(out, x, axes, true); break;
+    case NodeKind::ReduceMean: at::cpu::mean_out(out, x, axes, true); break;
     case NodeKind::ReduceProd: {  // ATen's prod takes one dim, or all (its order of products differs)
       at::Tensor r = x;
       if (x.dim() > 1 && static_cast<int64_t>(axes.size()) == x.dim()) r = at::prod(x);
@@ -130,8 +137,8 @@ at::Tensor matmul_into(const Node&, const Args& a, const NewOutput& new_output) 
   shape.push_back(x.size(-2));
   shape.push_back(y.size(-1));
   at::Tensor out = new_output(shape, x.scalar_type());
-  if (x.dim() == 2 && y.dim() == 2) at::mm_out(out, x, y);
-  else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::bmm_out(out, x, y);
+  if (x.dim() == 2 && y.dim() == 2) at::cpu::mm_out(out, x, y);
+  else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::cpu::bmm_out(out, x, y);
   else at::matmul_out(out, x, y);
   return out;
 }
@@ -142,7 +149,7 @@ at::Tensor concat_into(const Node& n, const Args& a, const NewOutput& new_output
   shape[axis] = 0;
   for (const at::Tensor& t : a) shape[axis] += t.size(axis);
   at::Tensor out = new_output(shape, a[0].scalar_type());
-  at::cat_out(out, a, axis);
+  at::cpu::cat_out(out, a, axis);
   return out;
 }
 
