@@ -29,6 +29,51 @@ namespace mps_ext::runtime {
 using OutputAllocator =
     std::function<at::Tensor(size_t index, at::IntArrayRef sizes, at::ScalarType dtype)>;
 
+// A graph run's inputs, borrowed: the caller's tensors without reference
+// count traffic. A tensor only Python holds has a count of 1, and torch takes
+// the GIL to keep its PyObject alive whenever a C++ copy takes the count to 2,
+// and again when it drops back to 1: two GIL round trips per copied operand,
+// as long as a [16, 64] multiply. An op's operands outlive its graph run, so
+// the run borrows them; a tensor the op makes itself (a reshape, a 0-d
+// scalar) goes in with own(), which keeps it alive as long as the list.
+template <unsigned N>
+class BorrowedTensors {
+ public:
+  BorrowedTensors() = default;
+  BorrowedTensors(std::initializer_list<std::reference_wrapper<const at::Tensor>> tensors) {
+    for (const at::Tensor& t : tensors) borrow(t);
+  }
+  BorrowedTensors(const BorrowedTensors&) = delete;
+  BorrowedTensors& operator=(const BorrowedTensors&) = delete;
+  BorrowedTensors(BorrowedTensors&&) noexcept = default;  // a moved-from borrow is undefined: nothing to release
+  BorrowedTensors& operator=(BorrowedTensors&& other) noexcept {
+    release();
+    tensors_ = std::move(other.tensors_);
+    owned_ = std::move(other.owned_);
+    return *this;
+  }
+  ~BorrowedTensors() { release(); }
+
+  void borrow(const at::Tensor& t) { tensors_.push_back(c10::MaybeOwnedTraits<at::Tensor>::createBorrow(t)); }
+  void own(at::Tensor t) {
+    owned_.push_back(std::move(t));
+    borrow(owned_.back());
+  }
+  operator c10::ArrayRef<at::Tensor>() const { return {tensors_.data(), tensors_.size()}; }
+  size_t size() const { return tensors_.size(); }
+  const at::Tensor& operator[](size_t i) const { return tensors_[i]; }
+  const at::Tensor* begin() const { return tensors_.begin(); }
+  const at::Tensor* end() const { return tensors_.end(); }
+
+ private:
+  void release() {
+    for (at::Tensor& t : tensors_) c10::MaybeOwnedTraits<at::Tensor>::destroyBorrow(t);
+    tensors_.clear();
+  }
+  c10::SmallVector<at::Tensor, N> tensors_;  // borrows: released, never decremented
+  c10::SmallVector<at::Tensor, 1> owned_;
+};
+
 // A graph compiled for one runtime. Inputs bind to placeholders/variables in
 // creation order (a variable's tensor is updated in place); outputs come back
 // in Graph::output() order.

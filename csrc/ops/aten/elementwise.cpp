@@ -525,8 +525,8 @@ void build_foreach(Graph& g, const GraphSpec& s) {
 
 // One operand: a tensor, a Scalar, or absent (None).
 struct Operand {
-  // The caller's tensor, borrowed (owned only where the caller has none to
-  // lend: a list element): no reference count traffic per operand.
+  // The caller's tensor (or a list element on the stack), borrowed: no
+  // reference count traffic per operand.
   c10::MaybeOwned<at::Tensor> held;
   std::optional<at::Scalar> scalar;
   const at::Tensor& tensor() const { return *held; }
@@ -544,7 +544,7 @@ c10::MaybeOwned<at::Tensor> borrow(const c10::IValue& v) {
 // attrs, and where its result goes.
 struct Plan {
   const Entry* entry;
-  c10::SmallVector<at::Tensor, 4> inputs;  // tensors and 0-d Scalars, present operands only
+  runtime::BorrowedTensors<4> inputs;  // tensors (borrowed) and 0-d Scalars, present operands only
   int64_t present = 0;
   at::ScalarType compute, result;
   // The dtype operands are rounded to before compute (ATen's common dtype),
@@ -655,7 +655,6 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
     TORCH_CHECK(at::isFloatingType(result) || at::isComplexType(result) || alpha.isIntegral(true),
                 "For integral input tensors, argument alpha must not be a floating point number.");
   }
-  plan.inputs.reserve(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
     const Operand& o = ops[i];
     if (!o.present()) continue;
@@ -663,7 +662,8 @@ Plan plan_elementwise(const Entry& e, c10::ArrayRef<Operand> ops, const graph::A
     if (unit && std::find(e.unit_factors.begin(), e.unit_factors.end(), static_cast<int>(i)) != e.unit_factors.end())
       continue;
     plan.present |= int64_t{1} << i;
-    plan.inputs.push_back(o.tensor().defined() ? o.tensor() : scalar_input(*o.scalar, compute));
+    if (o.tensor().defined()) plan.inputs.borrow(o.tensor());
+    else plan.inputs.own(scalar_input(*o.scalar, compute));
   }
   return plan;
 }
@@ -923,13 +923,10 @@ void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   graph::Attrs attrs;
   for (size_t i = 0; i < args.size(); ++i)
     if (o.roles[i] == ForeachOverload::Attr) read_attr(attrs, args[i], (*stack)[first + i]);
-  // The lists, read once (not per element and pass).
-  c10::SmallVector<c10::List<at::Tensor>, 4> tensor_lists(args.size());
+  // The scalar lists, read once (not per element and pass).
   c10::SmallVector<std::optional<c10::impl::GenericList>, 4> scalar_lists(args.size());
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (o.roles[i] == ForeachOverload::TensorList) tensor_lists[i] = (*stack)[first + i].toTensorList();
-    else if (o.roles[i] == ForeachOverload::ScalarList) scalar_lists[i] = (*stack)[first + i].toList();
-  }
+  for (size_t i = 0; i < args.size(); ++i)
+    if (o.roles[i] == ForeachOverload::ScalarList) scalar_lists[i] = (*stack)[first + i].toList();
   std::vector<at::Tensor> results;
   try {
     // Every element is planned (and checked) before any is written, so a
@@ -941,7 +938,7 @@ void foreach_kernel(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
       for (size_t i = 0; i < args.size(); ++i) {
         const c10::IValue& v = (*stack)[first + i];
         switch (o.roles[i]) {
-          case ForeachOverload::TensorList: ops.push_back({c10::MaybeOwned<at::Tensor>::owned(std::in_place, tensor_lists[i].get(j)), std::nullopt}); break;
+          case ForeachOverload::TensorList: ops.push_back({borrow(v.toListRef()[j]), std::nullopt}); break;
           case ForeachOverload::ScalarList: ops.push_back({c10::MaybeOwned<at::Tensor>(), scalar_lists[i]->get(j).toScalar()}); break;
           case ForeachOverload::Tensor: ops.push_back({borrow(v), std::nullopt}); break;
           case ForeachOverload::Scalar:

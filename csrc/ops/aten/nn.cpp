@@ -509,8 +509,8 @@ at::Tensor run_matmul(const at::Tensor& a, const at::Tensor& b, const at::Tensor
   if (c) key.tensor(*c);
   key.real(alpha).real(beta);
   thread_local runtime::GraphMemo<16> memo;
-  c10::SmallVector<at::Tensor, 3> inputs{a, b};
-  if (c) inputs.push_back(*c);
+  runtime::BorrowedTensors<3> inputs{a, b};
+  if (c) inputs.borrow(*c);
   return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_matmul, inputs)[0]);
 }
 
@@ -664,7 +664,7 @@ at::Tensor run_softmax_backward(const at::Tensor& grad, const at::Tensor& output
   runtime::MemoKeyWriter<16> key(build_softmax_backward);
   key.tensor(grad).tensor(output).word(static_cast<uint64_t>(dim) | uint64_t{log} << 32 | static_cast<uint64_t>(input_dtype) << 40);
   thread_local runtime::GraphMemo<16> memo;
-  c10::SmallVector<at::Tensor, 2> inputs{grad, output};
+  runtime::BorrowedTensors<2> inputs{grad, output};
   return std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_softmax_backward, inputs)[0]);
 }
 at::Tensor softmax_backward(const at::Tensor& g, const at::Tensor& y, int64_t dim, at::ScalarType t) {
@@ -736,9 +736,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm(const at::Tenso
   std::vector<int64_t> axes;
   for (int64_t i = input.dim() - n; i < input.dim(); ++i) axes.push_back(i);
   bool hw = weight && weight->defined(), hb = bias && bias->defined();
-  c10::SmallVector<at::Tensor, 3> inputs{input};
-  if (hw) inputs.push_back(*weight);
-  if (hb) inputs.push_back(*bias);
+  runtime::BorrowedTensors<3> inputs{input};
+  if (hw) inputs.borrow(*weight);
+  if (hb) inputs.borrow(*bias);
   auto spec = [&] {
     GraphSpec s("aten::native_layer_norm");
     s.input(input, {0});
@@ -825,8 +825,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> native_layer_norm_backward(
   for (int64_t a : axes) wshape.push_back(input.size(a));
   bool hw = weight && weight->defined();
   bool gw = output_mask[1] && hw, gb = output_mask[2] && bias && bias->defined();
-  c10::SmallVector<at::Tensor, 5> inputs{grad_out, input, mean, rstd};
-  if (hw) inputs.push_back(*weight);
+  runtime::BorrowedTensors<5> inputs{grad_out, input, mean, rstd};
+  if (hw) inputs.borrow(*weight);
   at::ScalarType wdtype = hw ? weight->scalar_type() : input.scalar_type();
   auto spec = [&] {
     GraphSpec s("aten::native_layer_norm_backward");
@@ -1055,11 +1055,15 @@ std::vector<at::Tensor> run_nll(const at::Tensor& self, const at::Tensor& target
   check_nll_weight(weight, self.size(-1));
   const bool ignored = check_nll_targets(target, self.size(-1), ignore_index);
   const bool hw = weight && weight->defined();
-  c10::SmallVector<at::Tensor, 5> inputs{self.dim() == 1 ? self.reshape({1, -1}) : self, target.reshape({-1})};
-  if (hw) inputs.push_back(*weight);
+  runtime::BorrowedTensors<5> inputs;
+  if (self.dim() == 1) inputs.own(self.reshape({1, -1}));
+  else inputs.borrow(self);
+  inputs.own(target.reshape({-1}));
+  if (hw) inputs.borrow(*weight);
   if (backward) {
-    inputs.push_back(reduction == 0 ? grad_output->reshape({-1}) : *grad_output);
-    inputs.push_back(*total_weight);
+    if (reduction == 0) inputs.own(grad_output->reshape({-1}));
+    else inputs.borrow(*grad_output);
+    inputs.borrow(*total_weight);
   }
   auto spec = [&] {
     GraphSpec s(backward ? "aten::nll_loss_backward" : "aten::nll_loss");
@@ -1168,25 +1172,24 @@ void build_cat(Graph& g, const GraphSpec& s) {
 }
 
 at::Tensor cat(const at::ITensorListRef& tensors, int64_t dim) {
-  std::vector<at::Tensor> xs;
-  at::Tensor ref;
+  runtime::BorrowedTensors<4> xs;
   for (const at::Tensor& t : tensors) {
     if (t.dim() == 1 && t.numel() == 0) continue;  // legacy empty tensors are skipped
-    xs.push_back(t);
+    xs.borrow(t);
   }
-  require(!xs.empty());
+  require(xs.size() != 0);
   at::native::ResultTypeState state{};
   for (const at::Tensor& t : tensors) state = at::native::update_result_type_state(t, state);
   at::ScalarType r = at::native::result_type(state);
   require(graph_dtype_ok(r));
   dim = c10::maybe_wrap_dim(dim, xs[0].dim());
-  c10::SmallVector<at::Tensor, 4> inputs;
+  runtime::BorrowedTensors<4> inputs;
   for (const at::Tensor& t : xs) {
     require(t.is_privateuseone() && graph_dtype_ok(t.scalar_type()));
     TORCH_CHECK(t.dim() == xs[0].dim(), "Tensors must have same number of dimensions: got ", xs[0].dim(), " and ", t.dim());
-    if (t.size(dim) != 0) inputs.push_back(t);
+    if (t.size(dim) != 0) inputs.borrow(t);
   }
-  if (inputs.empty()) {
+  if (inputs.size() == 0) {
     std::vector<int64_t> shape = xs[0].sizes().vec();
     shape[dim] = 0;
     return at::empty(shape, device_options(xs[0], r));

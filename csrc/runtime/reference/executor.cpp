@@ -139,9 +139,18 @@ class ReferenceExecutable final : public Executable {
     }
     c10::SmallVector<at::Tensor, 16> env(nodes.size());  // no allocation for most graphs
     c10::SmallVector<char, 4> group_done(groups_.result_node.size(), 0);  // multi-result kernels run this run
+    // The inputs' slots borrow the caller's tensors (see BorrowedTensors)
+    // and give them back, uncounted, however the run ends.
+    struct InputSlots {
+      c10::SmallVectorImpl<at::Tensor>& env;
+      const std::vector<int>& ids;
+      ~InputSlots() {
+        for (int id : ids) c10::MaybeOwnedTraits<at::Tensor>::destroyBorrow(env[id]);
+      }
+    } input_slots{env, graph_->inputs()};
     for (size_t i = 0; i < graph_->inputs().size(); ++i) {
       check_input(i, inputs[i]);
-      env[graph_->inputs()[i]] = inputs[i];
+      env[graph_->inputs()[i]] = c10::MaybeOwnedTraits<at::Tensor>::createBorrow(inputs[i]);
     }
     for (int id : precomputed_ids_) env[id] = precomputed_[id];
     // Graph outputs go where the caller wants them; other values are fresh.
