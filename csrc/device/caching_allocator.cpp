@@ -27,12 +27,12 @@ size_t CachingAllocator::round_size(size_t bytes) {
   return (bytes + unit - 1) / unit * unit;
 }
 
-void CachingAllocator::stat_alloc(StatArray& s, const Block& b, size_t amount) {
+inline void CachingAllocator::stat_alloc(StatArray& s, const Block& b, size_t amount) {
   s[kAggregate].increase(amount);
   s[pool_index(b.small())].increase(amount);
 }
 
-void CachingAllocator::stat_free(StatArray& s, const Block& b, size_t amount) {
+inline void CachingAllocator::stat_free(StatArray& s, const Block& b, size_t amount) {
   s[kAggregate].decrease(amount);
   s[pool_index(b.small())].decrease(amount);
 }
@@ -118,7 +118,7 @@ c10::DataPtr CachingAllocator::allocate(size_t bytes) {
   return {b->ptr, b, &CachingAllocator::free_block, dev};
 }
 
-void CachingAllocator::stat_block(const Block& b, bool alloc) {
+inline void CachingAllocator::stat_block(const Block& b, bool alloc) {
   // Two plain sequences, not a member pointer: each update inlines (every
   // allocation and free runs this).
   if (alloc) {

@@ -207,7 +207,7 @@ class GraphMemo {
   const ResolvedGraph* find(const Key& key) {
     Set& set = sets_[set_of(key)];
     for (size_t w = 0; w < kWays; ++w) {
-      if (!set[w].graph || set[w].key != key) continue;
+      if (!set[w].graph || !same(set[w].key, key)) continue;
       if (set[w].graph->generation != cache_generation()) return nullptr;
       if (w > 0) std::rotate(set.begin(), set.begin() + w, set.begin() + w + 1);  // most recent first
       return set[0].graph.get();
@@ -217,7 +217,7 @@ class GraphMemo {
   void put(const Key& key, std::shared_ptr<const ResolvedGraph> graph) {
     Set& set = sets_[set_of(key)];
     size_t w = 0;  // the key's own way if stale, else the least recent
-    while (w + 1 < kWays && set[w].graph && set[w].key != key) ++w;
+    while (w + 1 < kWays && set[w].graph && !same(set[w].key, key)) ++w;
     std::rotate(set.begin(), set.begin() + w, set.begin() + w + 1);
     set[0] = {key, std::move(graph)};
   }
@@ -230,6 +230,13 @@ class GraphMemo {
     std::shared_ptr<const ResolvedGraph> graph;
   };
   using Set = std::array<Slot, kWays>;
+  // Word by word, inlined: keys of one set mostly differ in their first
+  // words (the call site, dtypes and ranks), where std::array's == calls memcmp.
+  static bool same(const Key& a, const Key& b) {
+    for (size_t i = 0; i < Words; ++i)
+      if (a[i] != b[i]) return false;
+    return true;
+  }
   static size_t set_of(const Key& key) {
     uint64_t h = 0;
     for (uint64_t w : key) h = (h ^ w) * 0x9E3779B97F4A7C15ull;

@@ -115,6 +115,10 @@ class ReferenceExecutable final : public Executable {
         groups_(group_multi_kernels(*graph_)),
         output_index_(graph_->nodes().size(), -1) {
     for (size_t k = graph_->outputs().size(); k-- > 0;) output_index_[graph_->outputs()[k]] = static_cast<int>(k);
+    for (int id : graph_->inputs()) {
+      const graph::TensorType& type = graph_->node(id).type;
+      input_types_.emplace_back(to_scalar_type(type.dtype), type.rank());
+    }
     find_evaluations_into_outputs();
     // Kernel nodes left after inlining have a CPU kernel: look each up once.
     for (size_t id = 0; id < graph_->nodes().size(); ++id)
@@ -208,9 +212,8 @@ class ReferenceExecutable final : public Executable {
 
  private:
   void check_input(size_t i, const at::Tensor& t) const {
-    const graph::Node& n = graph_->node(graph_->inputs()[i]);
-    TORCH_INTERNAL_ASSERT(t.scalar_type() == to_scalar_type(n.type.dtype) && t.dim() == n.type.rank(), "input '",
-                          n.name, "' does not match its placeholder");
+    if (t.scalar_type() == input_types_[i].first && t.dim() == input_types_[i].second) [[likely]] return;
+    TORCH_INTERNAL_ASSERT(false, "input '", graph_->node(graph_->inputs()[i]).name, "' does not match its placeholder");
   }
 
   // Where the caller wants graph output `node` (its OutputAllocator), or an
@@ -421,6 +424,7 @@ class ReferenceExecutable final : public Executable {
   std::vector<at::Tensor> precomputed_;  // node id -> its value when it depends on no input
   std::vector<int> precomputed_ids_;
   std::vector<int> direct_inputs_;  // a one-region graph: region input i is graph input direct_inputs_[i]
+  std::vector<std::pair<at::ScalarType, int64_t>> input_types_;  // per graph input: its placeholder's dtype and rank
 };
 }  // namespace
 
