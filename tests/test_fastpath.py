@@ -195,6 +195,8 @@ BORROWING_OPS = {
     "sum": (lambda a: a.sum(0, keepdim=True), [(16, 64)]),
     "cat": (lambda a, b: torch.cat([a, b, a], 1), [(4, 3), (4, 5)]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (8,), w, b), [(4, 8), (8,), (8,)]),
+    "softmax": (lambda x: torch.softmax(x, -1), [(4, 8)]),
+    "softmax of a 0-d tensor (reshaped input)": (lambda x: torch.log_softmax(x, 0), [()]),
     "softmax backward": (lambda g, y: torch._softmax_backward_data(g, y, 1, torch.float32), [(4, 8), (4, 8)]),
     "nll_loss of one sample (reshaped input)": (lambda x: F.nll_loss(x, torch.tensor(2, device=x.device)), [(5,)]),
     "_foreach_add": (lambda a, b: torch._foreach_add([a, b], [b, a])[1], [(3, 4), (3, 4)]),

@@ -620,15 +620,17 @@ at::Tensor run_softmax(const at::Tensor& self, int64_t dim, bool half_to_float, 
   if (self.numel() == 0) require(false);
   dim = c10::maybe_wrap_dim(dim, std::max<int64_t>(self.dim(), 1));
   at::ScalarType r = half_to_float ? at::kFloat : self.scalar_type();
-  const at::Tensor x = self.dim() == 0 ? self.reshape({1}) : self;
+  runtime::BorrowedTensors<1> x;  // self (borrowed), or a 0-d self as [1]
+  if (self.dim() == 0) x.own(self.reshape({1}));
+  else x.borrow(self);
   auto spec = [&] {
     GraphSpec s("aten::softmax");
-    s.input(x, {0}).attr("dim", dim).attr("log", int64_t{log}).attr("compute", dname(opmath_type(self.scalar_type())))
+    s.input(x[0], {0}).attr("dim", dim).attr("log", int64_t{log}).attr("compute", dname(opmath_type(self.scalar_type())))
         .attr("result", dname(r));
     return s;
   };
   runtime::MemoKeyWriter<16> key(build_softmax);  // what the spec records (compute follows from the dtype)
-  key.tensor(x).word(static_cast<uint64_t>(dim) | uint64_t{log} << 32 | static_cast<uint64_t>(r) << 40);
+  key.tensor(x[0]).word(static_cast<uint64_t>(dim) | uint64_t{log} << 32 | static_cast<uint64_t>(r) << 40);
   thread_local runtime::GraphMemo<16> memo;
   at::Tensor y = std::move(runtime::run_graph_memoized(memo, key.key(), spec, build_softmax, x)[0]);
   return self.dim() == 0 ? y.reshape({}) : y;
