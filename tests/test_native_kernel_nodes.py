@@ -1,9 +1,9 @@
 """Kernel nodes of the matmul and norm families, and results written in place,
 on the mpsgraph device.
 
-float32/float64 addmm and baddbmm are one kernel node ("aten.addmm": ATen's
-GEMM with beta on the reference runtime, its matmul+add decomposition on
-MPSGraph), and so are vector norms ("aten.vector_norm"); kernel and
+float32/float64 addmm and baddbmm are one kernel node ("aten.addmm": the
+BLAS GEMM call ATen's CPU addmm makes, with beta, on the reference runtime; its
+matmul+add decomposition on MPSGraph), and so are vector norms ("aten.vector_norm"); kernel and
 decomposition must both match torch on the CPU. Results of reductions, concats,
 fills and products are written by ATen straight into the
 device tensor: no copy event in the profiler. Other results ATen allocates
@@ -99,6 +99,61 @@ def test_addmm_out_and_empty():
     assert torch.ops.mps_ext._fallback_count() == before
     with pytest.raises(RuntimeError, match="Expected out tensor to have dtype float, but got double instead"):
         torch.addmm(c.to(DEV), a.to(DEV), b.to(DEV), out=torch.empty(3, 5, dtype=torch.float64, device=DEV))
+
+
+def gemm_layouts(dtype):
+    """Operands in every layout the reference runtime hands BLAS as they lie
+    (row-major, transposed, rows of a wider matrix) or leaves to ATen (a
+    column of one, a matrix ATen copies first), with each bias shape."""
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=dtype)
+
+    a, b, wide_a, wide_b = r(6, 4), r(4, 5), r(6, 9), r(4, 11)
+    nan_bias = r(5)
+    nan_bias[2] = float("nan")
+    return [
+        ("mm", lambda: (None, a, b)), ("a transposed", lambda: (None, r(4, 6).t(), b)),
+        ("b transposed", lambda: (None, a, r(5, 4).t())), ("both transposed", lambda: (None, r(4, 6).t(), r(5, 4).t())),
+        ("rows of wider matrices", lambda: (None, wide_a[:, 2:6], wide_b[:, 3:8])),
+        ("every other column", lambda: (None, r(6, 8)[:, ::2], b)),  # ATen copies it: not BLAS-ready
+        ("one row", lambda: (None, a[:1], b)), ("inner size 1", lambda: (None, a[:, :1], b[:1])),
+        ("one column", lambda: (None, a, b[:, :1])),
+        ("bias [n]", lambda: (r(5), a, b)), ("bias [1, n]", lambda: (r(1, 5), a, b)), ("bias [m, n]", lambda: (r(6, 5), a, b)),
+        ("bias [m, 1]", lambda: (r(6, 1), a, b)), ("beta 0 ignores a NaN bias", lambda: (nan_bias, a, b)),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("alpha,beta", [(1, 1), (-2, 0.5)])
+def test_products_are_bitwise_torchs_cpu_products(dtype, case, alpha, beta):
+    # The same GEMM call as torch's CPU kernel (or torch's kernel itself):
+    # equal bits, not just close, in every layout and with every bias.
+    name, make = gemm_layouts(dtype)[case]
+    c, a, b = make()
+    if name.startswith("beta 0"):
+        beta = 0
+    if c is None:
+        fn, args = torch.mm, (a, b)
+    else:
+        fn, args = (lambda c, a, b: torch.addmm(c, a, b, beta=beta, alpha=alpha)), (c, a, b)
+    expected = fn(*args)
+    got = fn(*[t.to(DEV) for t in args]).cpu()
+    assert torch.equal(got.isnan(), expected.isnan()) and torch.equal(got.nan_to_num(), expected.nan_to_num()), name
+
+
+def test_reduced_float32_matmul_precision_is_left_to_aten():
+    a, b, c = torch.randn(6, 32), torch.randn(32, 16), torch.randn(16)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        expected = torch.addmm(c, a, b)
+        got = torch.addmm(c.to(DEV), a.to(DEV), b.to(DEV)).cpu()
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert torch.equal(got, expected)
 
 
 NORMS = [(2, None, False), (1, None, False), (float("inf"), None, False), (2, 1, True), (1, (0, 2), False),

@@ -14,6 +14,7 @@
 #include "device/device.h"
 #include "ops/aten/native.h"
 #include "ops/op_utils.h"
+#include "runtime/reference/gemm.h"
 #include "runtime/reference/kernels.h"
 
 namespace mps_ext::ops::aten {
@@ -456,6 +457,7 @@ at::Tensor addmm_cpu(const graph::Node& n, const std::vector<at::Tensor>& in,
   const double alpha = n.float_attr("alpha"), beta = n.float_attr("beta");
   if (a.dim() == 2) {
     at::Tensor out = new_output({a.size(0), b.size(1)}, a.scalar_type());
+    if (runtime::reference::gemm_into(out, a, b, &c, alpha, beta)) return out;
     return at::cpu::addmm_out(out, c, a, b, beta, alpha);
   }
   at::Tensor out = new_output({a.size(0), a.size(1), b.size(2)}, a.scalar_type());

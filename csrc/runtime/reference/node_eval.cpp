@@ -17,6 +17,7 @@
 #include <array>
 
 #include "runtime/reference/executor.h"
+#include "runtime/reference/gemm.h"
 #include "runtime/reference/output_allocator.h"
 
 namespace mps_ext::runtime::reference {
@@ -129,15 +130,17 @@ at::Tensor reduce_into(const Node& n, const Args& a, const NewOutput& new_output
   return out;
 }
 
-// ATen's 2-D and batched kernels directly: at::matmul's shape dispatch costs
-// as much as a small product.
+// The BLAS call ATen's mm makes (gemm.h), else ATen's 2-D and batched
+// kernels directly: at::matmul's shape dispatch costs as much as a small product.
 at::Tensor matmul_into(const Node&, const Args& a, const NewOutput& new_output) {
   const at::Tensor &x = a[0], &y = a[1];
   std::vector<int64_t> shape = at::infer_size(x.sizes().slice(0, x.dim() - 2), y.sizes().slice(0, y.dim() - 2));
   shape.push_back(x.size(-2));
   shape.push_back(y.size(-1));
   at::Tensor out = new_output(shape, x.scalar_type());
-  if (x.dim() == 2 && y.dim() == 2) at::cpu::mm_out(out, x, y);
+  if (x.dim() == 2 && y.dim() == 2) {
+    if (!gemm_into(out, x, y, nullptr, 1, 0)) at::cpu::mm_out(out, x, y);
+  }
   else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::cpu::bmm_out(out, x, y);
   else at::matmul_out(out, x, y);
   return out;
