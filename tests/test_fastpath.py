@@ -200,6 +200,8 @@ BORROWING_OPS = {
     "softmax backward": (lambda g, y: torch._softmax_backward_data(g, y, 1, torch.float32), [(4, 8), (4, 8)]),
     "nll_loss of one sample (reshaped input)": (lambda x: F.nll_loss(x, torch.tensor(2, device=x.device)), [(5,)]),
     "_foreach_add": (lambda a, b: torch._foreach_add([a, b], [b, a])[1], [(3, 4), (3, 4)]),
+    "batch_norm updating running stats": (lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=True),
+                                          [(4, 3, 2, 2), (3,), (3,), (3,), (3,)]),
 }
 
 

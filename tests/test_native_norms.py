@@ -174,6 +174,24 @@ def test_batch_norm_eval_and_without_running_stats(dtype, decompose):
     compare_with_cpu(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [x, w, b], dtype, decompose)
 
 
+def test_batch_norm_modules_keep_their_own_running_stats_over_repeated_calls():
+    # Repeat calls reuse one memoized graph: each module's statistics still
+    # update in place, its own, with its own momentum, as on the CPU.
+    torch.manual_seed(0)
+    cpu = [torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3, momentum=0.5), torch.nn.BatchNorm2d(3, affine=False)]
+    dev = [torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3, momentum=0.5), torch.nn.BatchNorm2d(3, affine=False)]
+    for c, d in zip(cpu, dev):
+        d.load_state_dict(c.state_dict())
+        d.to(DEV)
+    for step in range(4):
+        x = torch.randn(4, 3, 5, 5)
+        for c, d in zip(cpu, dev):
+            torch.testing.assert_close(d(x.to(DEV)).cpu(), c(x))
+    for c, d in zip(cpu, dev):
+        for name, value in c.state_dict().items():
+            torch.testing.assert_close(d.state_dict()[name].cpu(), value, msg=name)
+
+
 def test_batch_norm_runs_as_multi_result_kernels():
     x = torch.randn(4, 3, 2, 2, device=DEV, requires_grad=True)
     bn = torch.nn.BatchNorm2d(3).to(DEV)

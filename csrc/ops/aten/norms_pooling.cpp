@@ -92,9 +92,9 @@ std::vector<at::Tensor> batch_norm_cpu(const graph::Node& n, const std::vector<a
   std::optional<at::Tensor> w, b, rm, rv;
   if (n.int_attr("has_weight")) w = in[next++];
   if (n.int_attr("has_bias")) b = in[next++];
-  if (running) {  // ATen updates them in place: the results are new tensors
-    rm = train ? in[next].clone() : in[next];
-    rv = train ? in[next + 1].clone() : in[next + 1];
+  if (running) {  // ATen updates them in place: the new statistics are the variables' own memory (Assign copies nothing)
+    rm = in[next];
+    rv = in[next + 1];
   }
   auto [y, mean, invstd] = at::native_batch_norm(in[0], w, b, rm, rv, train, n.float_attr("momentum"), n.float_attr("eps"));
   if (!train) return {y};
@@ -141,21 +141,29 @@ std::vector<at::Tensor> run_batch_norm(const at::Tensor& input, const std::optio
   bool running = running_mean && running_var && running_mean->defined() && running_var->defined();
   require(train || running);
   if (running) require(running_mean->is_contiguous() && running_var->is_contiguous() && float_ok(*running_mean));
-  GraphSpec spec("aten::batch_norm");
-  spec.input(input);
-  std::vector<at::Tensor> inputs{input};
-  bool hw = defined(weight), hb = defined(bias);
-  if (hw) { spec.input(*weight); inputs.push_back(*weight); }
-  if (hb) { spec.input(*bias); inputs.push_back(*bias); }
+  const bool hw = defined(weight), hb = defined(bias);
+  runtime::BorrowedTensors<5> inputs{input};  // parameters and buffers only Python holds: no GIL round trip
+  if (hw) inputs.borrow(*weight);
+  if (hb) inputs.borrow(*bias);
   if (running) {
-    spec.input(*running_mean).input(*running_var);
-    inputs.push_back(*running_mean);
-    inputs.push_back(*running_var);
+    inputs.borrow(*running_mean);
+    inputs.borrow(*running_var);
   }
-  spec.attr("train", int64_t{train}).attr("eps", eps).attr("momentum", momentum).attr("has_weight", int64_t{hw})
-      .attr("has_bias", int64_t{hb}).attr("has_running", int64_t{running})
-      .attr("compute", dname(opmath_type(input.scalar_type())));
-  return runtime::run_graph(spec, build_batch_norm, inputs);
+  auto spec = [&] {
+    GraphSpec s("aten::batch_norm");
+    for (const at::Tensor& t : inputs) s.input(t);
+    s.attr("train", int64_t{train}).attr("eps", eps).attr("momentum", momentum).attr("has_weight", int64_t{hw})
+        .attr("has_bias", int64_t{hb}).attr("has_running", int64_t{running})
+        .attr("compute", dname(opmath_type(input.scalar_type())));
+    return s;
+  };
+  // The memo key: every input's dtype and sizes, the flags, eps and momentum
+  // (a 4-d input with all four per-channel tensors fills the 16 words).
+  runtime::MemoKeyWriter<16> key(build_batch_norm);
+  key.word(train | hw << 1 | hb << 2 | running << 3).real(eps).real(momentum);
+  for (const at::Tensor& t : inputs) key.tensor(t);
+  thread_local runtime::GraphMemo<16> memo;
+  return runtime::run_graph_memoized(memo, key.key(), spec, build_batch_norm, inputs);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_norm_with_update(

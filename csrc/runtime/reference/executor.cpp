@@ -104,6 +104,12 @@ std::vector<bool> in_place_updates(const graph::Graph& g) {
   return in_place;
 }
 
+// Two views of the same elements: the same memory, dtype and layout.
+bool same_memory(const at::Tensor& a, const at::Tensor& b) {
+  return a.const_data_ptr() == b.const_data_ptr() && a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         a.strides() == b.strides() && a.is_conj() == b.is_conj() && a.is_neg() == b.is_neg();
+}
+
 class ReferenceExecutable final : public Executable {
  public:
   ReferenceExecutable(std::shared_ptr<const graph::Graph> g, bool fuse, bool use_kernels)
@@ -368,8 +374,8 @@ class ReferenceExecutable final : public Executable {
       case NodeKind::SliceUpdate:
         env[id] = slice_update(n, in_place_[id] ? args[0] : args[0].clone(), args);
         return;
-      case NodeKind::Assign:
-        if (!args[1].is_same(args[0])) args[0].copy_(args[1]);
+      case NodeKind::Assign:  // (a kernel that updated the variable in place returns its memory: nothing to copy)
+        if (!args[1].is_same(args[0]) && !same_memory(args[0], args[1])) args[0].copy_(args[1]);
         env[id] = args[0];
         return;
       default:
