@@ -5,6 +5,7 @@ Every case also checks that nothing went to the CPU fallback
 1d/2d/3d and their backwards, and the bitwise ops, run as graphs (the IR's
 pooling and bitwise node kinds; MPSGraph's pooling and bitwise ops on a Mac).
 """
+import contextlib
 import itertools
 import json
 
@@ -145,6 +146,31 @@ def test_adaptive_pool3d(out):
     x = distinct(2, 2, 5, 6, 7)
     check(with_grad(lambda t: F.adaptive_avg_pool3d(t, out)), x)
     check(with_grad(lambda t: F.adaptive_max_pool3d(t, out, return_indices=True)), x)
+
+
+@pytest.mark.parametrize("shape,out", [((16, 32, 8, 8), 4), ((2, 3, 6, 9), (3, 3)), ((2, 2, 4, 6, 8), (2, 3, 4))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiled_adaptive_avg_pools_are_torchs_kernels_with_a_pool_decomposition(shape, out, dtype):
+    # Windows that tile the input: a kernel node (ATen's adaptive kernels on
+    # the reference runtime: torch's bits, forward and backward) whose
+    # decomposition is the average pool MPSGraph runs.
+    pool = F.adaptive_avg_pool3d if len(shape) == 5 else F.adaptive_avg_pool2d
+    x = torch.randn(*shape, dtype=dtype, requires_grad=True)
+    g = torch.randn_like(pool(x, out))
+    pool(x, out).backward(g)
+    for decompose in (False, True):
+        xd = x.detach().to(DEV).requires_grad_()
+        with mps_ext.graph.decompositions() if decompose else contextlib.nullcontext():
+            y = pool(xd, out)
+            y.backward(g.to(DEV))
+            names = [n["attrs"].get("kernel") for _, doc, _ in mps_ext.graph.capture(lambda t: pool(t, out), xd.detach())
+                     for n in json.loads(doc)["nodes"] if n["op"] == "kernel"]
+        if decompose:
+            torch.testing.assert_close(y.cpu(), pool(x, out), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(xd.grad.cpu(), x.grad, rtol=1e-6, atol=1e-6)
+        else:
+            assert names == ["aten.adaptive_avg_pool"]
+            assert torch.equal(y.cpu(), pool(x, out)) and torch.equal(xd.grad.cpu(), x.grad)
 
 
 @pytest.mark.parametrize("out", [3, 4, 11, 1])
