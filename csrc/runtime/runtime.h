@@ -74,6 +74,12 @@ class BorrowedTensors {
   c10::SmallVector<at::Tensor, 1> owned_;
 };
 
+// The caller's tensors lent to one graph run: run_graph(spec, build, lend(x, w)).
+template <typename... T>
+BorrowedTensors<sizeof...(T)> lend(const T&... tensors) {
+  return BorrowedTensors<sizeof...(T)>{tensors...};
+}
+
 // A graph compiled for one runtime. Inputs bind to placeholders/variables in
 // creation order (a variable's tensor is updated in place); outputs come back
 // in Graph::output() order.

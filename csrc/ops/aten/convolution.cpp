@@ -62,7 +62,12 @@ Conv make_conv(const at::Tensor& input, const at::Tensor& weight, c10::SymIntArr
   return c;
 }
 
-at::Tensor lift(const at::Tensor& t, const Conv& c) { return c.one_d ? t.unsqueeze(2) : t; }
+// Borrowed unless a 1-d convolution's operand needs its extra dim: an
+// operand only Python holds (a weight) is lent to the graph run, not copied
+// (a copy would take the GIL, see runtime::BorrowedTensors).
+c10::MaybeOwned<at::Tensor> lift(const at::Tensor& t, const Conv& c) {
+  return c.one_d ? c10::MaybeOwned<at::Tensor>::owned(t.unsqueeze(2)) : c10::MaybeOwned<at::Tensor>::borrowed(t);
+}
 at::Tensor lower(const at::Tensor& t, const Conv& c) { return c.one_d && t.defined() ? t.squeeze(2) : t; }
 
 // The forward convolution's input shape for a transposed convolution of `x`.
@@ -77,7 +82,7 @@ std::vector<int64_t> transposed_output_shape(const at::Tensor& x, const at::Tens
 
 // The spec: concrete inputs, the convolution's parameters (and, per op, the
 // output shape or gradient mask the builder needs).
-GraphSpec conv_spec(const char* op, const Conv& c, const std::vector<at::Tensor>& ins) {
+GraphSpec conv_spec(const char* op, const Conv& c, c10::ArrayRef<at::Tensor> ins) {
   GraphSpec spec(op);
   for (const at::Tensor& t : ins) spec.input(t);
   spec.attr("stride", c.params.stride)
@@ -135,8 +140,9 @@ at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, cons
                        c10::SymIntArrayRef stride, c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation,
                        bool transposed, c10::SymIntArrayRef output_padding, c10::SymInt groups) {
   Conv c = make_conv(input_, weight_, stride, padding, dilation, transposed, output_padding, groups);
-  at::Tensor input = lift(input_, c), weight = lift(weight_, c);
-  std::optional<at::Tensor> bias = bias_ && bias_->defined() ? bias_ : std::nullopt;
+  const c10::MaybeOwned<at::Tensor> input_lifted = lift(input_, c), weight_lifted = lift(weight_, c);
+  const at::Tensor &input = *input_lifted, &weight = *weight_lifted;
+  const at::Tensor* bias = bias_ && bias_->defined() ? &*bias_ : nullptr;
   if (bias) {
     int64_t channels = transposed ? weight.size(1) * c.params.groups : weight.size(0);
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == channels, "convolution: expected a bias of size ", channels,
@@ -144,8 +150,8 @@ at::Tensor convolution(const at::Tensor& input_, const at::Tensor& weight_, cons
     TORCH_CHECK(bias->scalar_type() == input.scalar_type(), "convolution: bias dtype ", bias->scalar_type(),
                 " must be the input's ", input.scalar_type());
   }
-  std::vector<at::Tensor> ins = {input, weight};
-  if (bias) ins.push_back(*bias);
+  runtime::BorrowedTensors<3> ins{input, weight};
+  if (bias) ins.borrow(*bias);
   std::vector<int64_t> out_shape;
   if (transposed) {
     out_shape = transposed_output_shape(input, weight, c);
@@ -230,7 +236,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
     c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed, c10::SymIntArrayRef output_padding,
     c10::SymInt groups, std::array<bool, 3> mask) {
   Conv c = make_conv(input_, weight_, stride, padding, dilation, transposed, output_padding, groups);
-  at::Tensor grad = lift(grad_output_, c).to(input_.scalar_type()), input = lift(input_, c), weight = lift(weight_, c);
+  c10::MaybeOwned<at::Tensor> grad_lifted = lift(grad_output_, c);
+  if (grad_lifted->scalar_type() != input_.scalar_type())
+    grad_lifted = c10::MaybeOwned<at::Tensor>::owned(grad_lifted->to(input_.scalar_type()));
+  const c10::MaybeOwned<at::Tensor> input_lifted = lift(input_, c), weight_lifted = lift(weight_, c);
+  const at::Tensor &grad = *grad_lifted, &input = *input_lifted, &weight = *weight_lifted;
   TORCH_CHECK(grad.size(0) == input.size(0) && grad.dim() == input.dim(), "convolution_backward: grad_output ",
               grad_output_.sizes(), " does not match the input ", input_.sizes());
   if (!mask[0] && !mask[1] && !mask[2]) return {};
@@ -239,7 +249,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> convolution_backward(
             mask[1] ? lower(at::zeros_like(weight), c) : at::Tensor(),
             mask[2] ? at::zeros({grad.size(1)}, grad.options()) : at::Tensor()};
   }
-  std::vector<at::Tensor> ins = {grad, input, weight};
+  runtime::BorrowedTensors<3> ins{grad, input, weight};
   auto spec = conv_spec("aten::convolution_backward_overrideable", c, ins);
   spec.attr("mask", std::vector<int64_t>{mask[0], mask[1], mask[2]});
   auto outs = runtime::run_graph(spec, build_convolution_backward, ins);

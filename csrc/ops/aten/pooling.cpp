@@ -77,8 +77,11 @@ PoolParams params(size_t k, at::IntArrayRef kernel, at::IntArrayRef stride, at::
 }
 
 // Batched [N, C, spatial...] view of a batched or unbatched input.
-at::Tensor batched(const at::Tensor& t, size_t k) {
-  return t.dim() == static_cast<int64_t>(k) + 1 ? t.unsqueeze(0) : t;
+// Borrowed when already batched: an input only Python holds is lent to the
+// graph run, not copied (a copy would take the GIL, see BorrowedTensors).
+c10::MaybeOwned<at::Tensor> batched(const at::Tensor& t, size_t k) {
+  return t.dim() == static_cast<int64_t>(k) + 1 ? c10::MaybeOwned<at::Tensor>::owned(t.unsqueeze(0))
+                                                : c10::MaybeOwned<at::Tensor>::borrowed(t);
 }
 at::Tensor like_input(const at::Tensor& r, const at::Tensor& self, size_t k) {
   at::Tensor out = self.dim() == static_cast<int64_t>(k) + 1 ? r.squeeze(0) : r;
@@ -161,11 +164,12 @@ std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(size_t k, const at::Ten
   require(float_ok(self));
   if (c10::multiply_integers(sizes) == 0)
     return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
-  at::Tensor x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> x_ = batched(self, k);
+  const at::Tensor& x = *x_;
   GraphSpec spec("aten::pool");
   spec.input(x).attr("kind", std::string("max"));
   pool_attrs(spec, params(k, kernel_size, stride, padding, dilation, ceil_mode));
-  auto r = runtime::run_graph(spec, build_pool, {x});
+  auto r = runtime::run_graph(spec, build_pool, runtime::lend(x));
   return {like_input(r[0], self, k), like_input(r[1], self, k)};
 }
 
@@ -175,11 +179,12 @@ at::Tensor max_pool_backward(size_t k, const at::Tensor& grad_output, const at::
   require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && indices.scalar_type() == at::kLong &&
           grad_output.sizes() == indices.sizes() && grad_output.dim() == self.dim());
   if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
-  at::Tensor dy = batched(grad_output, k), idx = batched(indices, k), x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> dy_ = batched(grad_output, k), idx_ = batched(indices, k), x_ = batched(self, k);
+  const at::Tensor &dy = *dy_, &idx = *idx_, &x = *x_;
   GraphSpec spec("aten::pool_backward");
   spec.input(dy).input(idx).attr("kind", std::string("max_backward")).attr("input_shape", x.sizes().vec());
   pool_attrs(spec, params(k, kernel_size, stride, padding, dilation, ceil_mode));
-  return like_input(runtime::run_graph(spec, build_pool, {dy, idx})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_pool, runtime::lend(dy, idx))[0], self, k);
 }
 
 at::Tensor avg_pool(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -191,12 +196,13 @@ at::Tensor avg_pool(size_t k, const at::Tensor& self, at::IntArrayRef kernel_siz
                                                              count_include_pad, divisor_override);
   require(float_ok(self));
   if (c10::multiply_integers(sizes) == 0) return at::empty(sizes, self.options());
-  at::Tensor x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> x_ = batched(self, k);
+  const at::Tensor& x = *x_;
   GraphSpec spec("aten::pool");
   spec.input(x).attr("kind", std::string("avg")).attr("count_include_pad", int64_t{count_include_pad})
       .attr("divisor_override", divisor_override.value_or(0));
   pool_attrs(spec, params(k, kernel_size, stride, padding, {}, ceil_mode));
-  return like_input(runtime::run_graph(spec, build_pool, {x})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_pool, runtime::lend(x))[0], self, k);
 }
 
 at::Tensor avg_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self, at::IntArrayRef kernel_size,
@@ -205,12 +211,13 @@ at::Tensor avg_pool_backward(size_t k, const at::Tensor& grad_output, const at::
   require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && grad_output.dim() == self.dim());
   TORCH_CHECK(!divisor_override || *divisor_override != 0, "divisor must be not zero");
   if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
-  at::Tensor dy = batched(grad_output, k), x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> dy_ = batched(grad_output, k), x_ = batched(self, k);
+  const at::Tensor &dy = *dy_, &x = *x_;
   GraphSpec spec("aten::pool_backward");
   spec.input(dy).input(x).attr("kind", std::string("avg_backward")).attr("count_include_pad", int64_t{count_include_pad})
       .attr("divisor_override", divisor_override.value_or(0));
   pool_attrs(spec, params(k, kernel_size, stride, padding, {}, ceil_mode));
-  return like_input(runtime::run_graph(spec, build_pool, {dy, x})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_pool, runtime::lend(dy, x))[0], self, k);
 }
 
 std::tuple<at::Tensor, at::Tensor> max_pool2d_with_indices(const at::Tensor& self, at::IntArrayRef kernel_size,
@@ -471,7 +478,8 @@ at::Tensor adaptive_avg_pool(size_t k, const at::Tensor& self, c10::SymIntArrayR
   const std::vector<int64_t> sizes = adaptive_avg_pool_sizes(k, self, output_size);
   require(float_ok(self));
   if (c10::multiply_integers(sizes) == 0) return at::empty(sizes, self.options());
-  at::Tensor x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> x_ = batched(self, k);
+  const at::Tensor& x = *x_;
   std::vector<int64_t> in = spatial(x), out(sizes.end() - k, sizes.end());
   if (tiles(in, out)) {
     std::vector<int64_t> kernel(k);
@@ -480,19 +488,20 @@ at::Tensor adaptive_avg_pool(size_t k, const at::Tensor& self, c10::SymIntArrayR
     spec.input(x).attr("kind", std::string("avg")).attr("count_include_pad", int64_t{1}).attr("divisor_override", int64_t{0})
         .attr("adaptive", int64_t{1});
     pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
-    return like_input(runtime::run_graph(spec, build_pool, {x})[0], self, k);
+    return like_input(runtime::run_graph(spec, build_pool, runtime::lend(x))[0], self, k);
   }
   require(adaptive_fits(x, in, out));
   GraphSpec spec("aten::adaptive_pool");
   spec.input(x).attr("kind", std::string("adaptive_avg")).attr("in", in).attr("out", out)
       .attr("compute", dname(opmath_type(self.scalar_type())));
-  return like_input(runtime::run_graph(spec, build_adaptive, {x})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_adaptive, runtime::lend(x))[0], self, k);
 }
 
 at::Tensor adaptive_avg_pool_backward(size_t k, const at::Tensor& grad_output, const at::Tensor& self) {
   require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && grad_output.dim() == self.dim());
   if (self.numel() == 0) return at::zeros_like(self);
-  at::Tensor dy = batched(grad_output, k), x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> dy_ = batched(grad_output, k), x_ = batched(self, k);
+  const at::Tensor &dy = *dy_, &x = *x_;
   std::vector<int64_t> in = spatial(x), out = spatial(dy);
   if (tiles(in, out)) {
     std::vector<int64_t> kernel(k);
@@ -501,13 +510,13 @@ at::Tensor adaptive_avg_pool_backward(size_t k, const at::Tensor& grad_output, c
     spec.input(dy).input(x).attr("kind", std::string("avg_backward")).attr("count_include_pad", int64_t{1})
         .attr("divisor_override", int64_t{0}).attr("adaptive", int64_t{1});
     pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
-    return like_input(runtime::run_graph(spec, build_pool, {dy, x})[0], self, k);
+    return like_input(runtime::run_graph(spec, build_pool, runtime::lend(dy, x))[0], self, k);
   }
   require(adaptive_fits(x, in, out));
   GraphSpec spec("aten::adaptive_pool");
   spec.input(dy).attr("kind", std::string("adaptive_avg_backward")).attr("in", in).attr("out", out)
       .attr("compute", dname(opmath_type(self.scalar_type())));
-  return like_input(runtime::run_graph(spec, build_adaptive, {dy})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_adaptive, runtime::lend(dy))[0], self, k);
 }
 
 std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(size_t k, const at::Tensor& self, at::IntArrayRef output_size) {
@@ -516,7 +525,8 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(size_t k, const at::Tensor&
   require(float_ok(self));
   if (c10::multiply_integers(sizes) == 0)
     return {at::empty(sizes, self.options()), at::empty(sizes, self.options().dtype(at::kLong))};
-  at::Tensor x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> x_ = batched(self, k);
+  const at::Tensor& x = *x_;
   std::vector<int64_t> in = spatial(x), out(sizes.end() - k, sizes.end());
   if (tiles(in, out)) {
     std::vector<int64_t> kernel(k);
@@ -524,14 +534,14 @@ std::tuple<at::Tensor, at::Tensor> adaptive_max_pool(size_t k, const at::Tensor&
     GraphSpec spec("aten::pool");
     spec.input(x).attr("kind", std::string("max"));
     pool_attrs(spec, params(k, kernel, kernel, std::vector<int64_t>(k, 0), {}, false));
-    auto r = runtime::run_graph(spec, build_pool, {x});
+    auto r = runtime::run_graph(spec, build_pool, runtime::lend(x));
     return {like_input(r[0], self, k), like_input(r[1], self, k)};
   }
   require(adaptive_fits(x, in, out));
   GraphSpec spec("aten::adaptive_pool");
   spec.input(x).attr("kind", std::string("adaptive_max")).attr("in", in).attr("out", out)
       .attr("compute", dname(opmath_type(self.scalar_type())));
-  auto r = runtime::run_graph(spec, build_adaptive, {x});
+  auto r = runtime::run_graph(spec, build_adaptive, runtime::lend(x));
   return {like_input(r[0], self, k), like_input(r[1], self, k)};
 }
 
@@ -539,14 +549,15 @@ at::Tensor adaptive_max_pool_backward(size_t k, const at::Tensor& grad_output, c
   require(float_ok(self) && grad_output.scalar_type() == self.scalar_type() && indices.scalar_type() == at::kLong &&
           grad_output.sizes() == indices.sizes() && grad_output.dim() == self.dim());
   if (self.numel() == 0 || grad_output.numel() == 0) return at::zeros_like(self);
-  at::Tensor dy = batched(grad_output, k), idx = batched(indices, k), x = batched(self, k);
+  const c10::MaybeOwned<at::Tensor> dy_ = batched(grad_output, k), idx_ = batched(indices, k), x_ = batched(self, k);
+  const at::Tensor &dy = *dy_, &idx = *idx_, &x = *x_;
   std::vector<int64_t> in = spatial(x), out = spatial(dy);
   int64_t rest = prod(in) / in[0];
   require(prod(in) < (int64_t{1} << 24) && dy.numel() / prod(out) * prod(out) * std::max(in[0], rest) <= (int64_t{1} << 27));
   GraphSpec spec("aten::adaptive_pool");
   spec.input(dy).input(idx).attr("kind", std::string("adaptive_max_backward")).attr("in", in).attr("out", out)
       .attr("compute", dname(opmath_type(self.scalar_type()))).attr("result", dname(self.scalar_type()));
-  return like_input(runtime::run_graph(spec, build_adaptive, {dy, idx})[0], self, k);
+  return like_input(runtime::run_graph(spec, build_adaptive, runtime::lend(dy, idx))[0], self, k);
 }
 
 at::Tensor adaptive_avg_pool2d(const at::Tensor& self, c10::SymIntArrayRef output_size) {
