@@ -86,6 +86,35 @@ def test_compare_folded_into_select_against_a_constant(compare, sides, dtype):
     torch.testing.assert_close(fused[0], unfused[0], rtol=0, atol=0, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("constants", ["same", "zero and minus zero", "different"])
+def test_select_of_a_stream_below_a_constant_is_bitwise_the_select(constants, dtype):
+    # x < c ? c : x (relu's form) runs as one max per vector when both
+    # constants are the same bits: NaN and a zero of the other sign stay x.
+    g = Graph()
+    x = g.placeholder([-1], dtype, "x")
+    c, t = {"same": (0.0, 0.0), "zero and minus zero": (0.0, -0.0), "different": (0.0, 1.0)}[constants]
+    g.output(g.select(g.less(x, g.constant(c, dtype)), g.constant(t, dtype), x))
+    x_val = values((4099,), dtype)
+    x_val[::7] = float("nan")
+    x_val[1::7] = -0.0
+    x_val[2::7] = 0.0
+    x_val[3::7] = float("-inf")
+    fused, unfused = run_both(g, [x_val])
+    assert torch.equal(fused[0].isnan(), unfused[0].isnan())
+    assert torch.equal(fused[0].nan_to_num().view(-1), unfused[0].nan_to_num().view(-1))
+    assert torch.equal(torch.signbit(fused[0]), torch.signbit(unfused[0]))
+
+
+@pytest.mark.parametrize("stride", [1, 3])
+def test_bool_results_of_every_lane_value(stride):
+    # A bool output is written from its mask lanes: any set bit is True
+    # (-0.0, NaN and subnormals cast to True, as torch).
+    x = torch.tensor([0.0, -0.0, float("nan"), 1e-40, -1e-40, float("inf"), 1.0, -2.5] * 700)[::stride]
+    for fn in (lambda t: t.to(torch.bool), lambda t: t != 0, lambda t: t.to(torch.bool).logical_not()):
+        assert torch.equal(fn(x.to("mpsgraph")).cpu(), fn(x))
+
+
 def test_select_logic_and_casts():
     g = Graph()
     x = g.placeholder([-1], torch.float16, "x")
