@@ -100,8 +100,6 @@ PoolParams spec_params(const GraphSpec& s) {
 }
 
 // --- fixed windows -------------------------------------------------------------------------
-// attrs: kind (max | max_backward | avg | avg_backward), PoolParams, count_include_pad,
-// divisor_override; max_backward: input_shape.
 // An adaptive average pool whose windows tile its input is an average pool
 // (MPSGraph's), but on the reference runtime a kernel node running ATen's
 // adaptive kernels: torch's own results, and cheaper than ATen's avg_pool2d
@@ -122,6 +120,9 @@ at::Tensor adaptive_avg_pool_backward_cpu(const graph::Node&, const std::vector<
 }
 MPS_EXT_REFERENCE_KERNEL("aten.adaptive_avg_pool_backward", adaptive_avg_pool_backward_cpu);
 
+// attrs: kind (max | max_backward | avg | avg_backward), PoolParams, count_include_pad,
+// divisor_override, adaptive (avg kinds whose windows tile an adaptive pool's input);
+// max_backward: input_shape.
 void build_pool(Graph& g, const GraphSpec& s) {
   const std::string& kind = s.str_attr("kind");
   PoolParams p = spec_params(s);
@@ -129,27 +130,29 @@ void build_pool(Graph& g, const GraphSpec& s) {
     G x = g.placeholder(s.input(0), "self");
     g.output(g.max_pool(x, p));
     g.output(g.max_pool_indices(x, p));
-  } else if (kind == "max_backward") {
+    return;
+  }
+  if (kind == "max_backward") {
     G dy = g.placeholder(s.input(0), "grad_output");
     G idx = g.placeholder(s.input(1), "indices");
     g.output(g.max_pool_gradient(dy, idx, s.ints_attr("input_shape"), p));
-  } else if (kind == "avg") {
+    return;
+  }
+  const bool include = s.int_attr("count_include_pad") != 0;
+  const int64_t divisor = s.int_attr("divisor_override");
+  if (kind == "avg") {
     G x = g.placeholder(s.input(0), "self");
-    const bool include = s.int_attr("count_include_pad") != 0;
-    const int64_t divisor = s.int_attr("divisor_override");
     auto pool = [p, include, divisor](Graph& d, const std::vector<G>& in) { return d.avg_pool(in[0], p, include, divisor); };
     g.output(tiled_adaptive(s, g.type(x).dtype) ? g.kernel("aten.adaptive_avg_pool", {x}, {}, pool) : pool(g, {x}));
-  } else {
-    G dy = g.placeholder(s.input(0), "grad_output");
-    G x = g.placeholder(s.input(1), "self");
-    const bool include = s.int_attr("count_include_pad") != 0;
-    const int64_t divisor = s.int_attr("divisor_override");
-    auto gradient = [p, include, divisor](Graph& d, const std::vector<G>& in) {
-      return d.avg_pool_gradient(in[0], in[1], p, include, divisor);
-    };
-    g.output(tiled_adaptive(s, g.type(x).dtype) ? g.kernel("aten.adaptive_avg_pool_backward", {dy, x}, {}, gradient)
-                                                : gradient(g, {dy, x}));
+    return;
   }
+  G dy = g.placeholder(s.input(0), "grad_output");
+  G x = g.placeholder(s.input(1), "self");
+  auto gradient = [p, include, divisor](Graph& d, const std::vector<G>& in) {
+    return d.avg_pool_gradient(in[0], in[1], p, include, divisor);
+  };
+  g.output(tiled_adaptive(s, g.type(x).dtype) ? g.kernel("aten.adaptive_avg_pool_backward", {dy, x}, {}, gradient)
+                                              : gradient(g, {dy, x}));
 }
 
 std::tuple<at::Tensor, at::Tensor> max_pool_with_indices(size_t k, const at::Tensor& self, at::IntArrayRef kernel_size,

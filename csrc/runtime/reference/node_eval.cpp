@@ -140,8 +140,7 @@ at::Tensor matmul_into(const Node&, const Args& a, const NewOutput& new_output) 
   at::Tensor out = new_output(shape, x.scalar_type());
   if (x.dim() == 2 && y.dim() == 2) {
     if (!gemm_into(out, x, y, nullptr, 1, 0)) at::cpu::mm_out(out, x, y);
-  }
-  else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::cpu::bmm_out(out, x, y);
+  } else if (x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0)) at::cpu::bmm_out(out, x, y);
   else at::matmul_out(out, x, y);
   return out;
 }
